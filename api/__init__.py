@@ -1,0 +1,145 @@
+"""The loyalty club's HTTP API. ``create_app`` is the WSGI application factory: ``gunicorn "api:create_app()"``.
+
+Environment variables are listed in :mod:`api.config` (and the README).
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask, redirect
+from sqlalchemy import event
+
+from wallet import members
+from wallet.program import Program
+from wallet.tokens import KeyRing
+
+from . import config, errors
+from .blueprints import ALL
+from .extensions import db, limiter, migrate, smorest
+
+API_TITLE = "Loyalty API"
+
+
+def create_app(overrides: dict[str, Any] | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True, static_folder="../static", static_url_path="/static")
+    app.config.update(config.from_environment(app.instance_path))
+    app.config.update(
+        API_TITLE=API_TITLE, API_VERSION="v1", OPENAPI_VERSION="3.1.0",
+        OPENAPI_URL_PREFIX="/api/v1", OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs", OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        OPENAPI_REDOC_PATH="/redoc", OPENAPI_REDOC_URL="https://cdn.jsdelivr.net/npm/redoc/bundles/redoc.standalone.js",
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": False},
+        RATELIMIT_HEADERS_ENABLED=True,
+    )
+    app.config.update(overrides or {})
+    _sqlite_options(app)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(__import__("pathlib").Path(__file__).parent.parent / "migrations"))
+    limiter.init_app(app)
+    members.configure_password_hashing(app.config["LOYALTY_PASSWORD_HASH"])
+    app.extensions["loyalty.program"] = program_from_config(app.config)
+    app.extensions["loyalty.keyring"] = keyring_from_config(app.config)
+    with app.app_context():
+        _tune_engine(db.engine)
+
+    app.json.sort_keys = False
+    smorest.init_app(app, spec_kwargs={"components": {"securitySchemes": {
+        "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
+        "security": [{"bearerAuth": []}]})
+    smorest.spec.components.schema("Problem", _problem_schema())
+    from . import views  # noqa: F401  (registers the routes)
+    from .views.auth import limit_auth
+    limit_auth()
+    for blueprint in ALL:
+        smorest.register_blueprint(blueprint)
+    _document_errors(smorest)
+    errors.register(app)
+    _guard_bodies(app)
+
+    @app.get("/")
+    def index():
+        return redirect("/static/index.html")
+
+    from .cli import register as register_cli
+    register_cli(app)
+    return app
+
+
+def program_from_config(cfg: dict) -> Program:
+    return Program(
+        secret=("qr:" + cfg["SECRET_KEY"]).encode(),
+        currency=cfg["LOYALTY_CURRENCY"], timezone=cfg["LOYALTY_TIMEZONE"],
+        points_expiry_days=cfg["LOYALTY_POINTS_EXPIRY_DAYS"] or None,
+        pending_days=cfg["LOYALTY_PENDING_DAYS"],
+        card_token_ttl=timedelta(minutes=cfg["LOYALTY_CARD_TOKEN_MINUTES"]),
+        redemption_rollback_window=timedelta(minutes=cfg["LOYALTY_REDEMPTION_ROLLBACK_MINUTES"]),
+    )
+
+
+def keyring_from_config(cfg: dict) -> KeyRing:
+    keys = tuple(("jwt:" + k).encode() for k in [cfg["SECRET_KEY"], *cfg["LOYALTY_OLD_SECRET_KEYS"]])
+    return KeyRing(keys=keys, access_ttl=timedelta(minutes=cfg["LOYALTY_ACCESS_TOKEN_MINUTES"]),
+                   refresh_ttl=timedelta(days=cfg["LOYALTY_REFRESH_TOKEN_DAYS"]))
+
+
+def _sqlite_options(app: Flask) -> None:
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"connect_args": {"timeout": 30, "check_same_thread": False}}
+
+
+def _tune_engine(engine) -> None:
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, _record):
+        # Let SQLAlchemy, not pysqlite, decide when a transaction starts, and start it as a writer:
+        # two deferred transactions that both upgrade to write would deadlock.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _problem_schema() -> dict:
+    return {"type": "object", "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+        "detail": {"type": "string"}, "code": {"type": "string", "description": "stable machine-readable code"},
+        "errors": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}}}}
+
+
+def _document_errors(api) -> None:
+    """Every operation may answer with a problem; say so in the spec."""
+    ref = {"$ref": "#/components/schemas/Problem"}
+    for status, text in (("default", "Problem (RFC 9457)"),):
+        api.spec.components.response("Problem", {"description": text,
+                                                 "content": {"application/problem+json": {"schema": ref}}})
+    paths = api.spec._paths
+    for path in paths.values():
+        for method, operation in path.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses = operation["responses"]
+            for code in ("400", "401", "403", "404", "409", "413", "415", "422", "429"):
+                responses.setdefault(code, {"$ref": "#/components/responses/Problem"})
+
+
+def _guard_bodies(app: Flask) -> None:
+    from flask import request
+
+    from .errors import problem
+
+    @app.before_request
+    def _json_only():
+        if request.method in ("POST", "PUT", "PATCH") and request.content_length and not request.is_json:
+            return problem(415, "unsupported_media_type", "Unsupported Media Type",
+                           "Send the body as application/json")
+        return None

@@ -1,0 +1,63 @@
+"""Who is calling: bearer-token parsing, role decorators and ownership helpers."""
+from __future__ import annotations
+
+from functools import wraps
+from typing import Callable
+
+from flask import g, request
+
+from wallet import tokens
+from wallet.errors import Forbidden, Unauthorized
+
+from .state import keyring, program
+
+
+def bearer_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def current_principal() -> tokens.Principal:
+    """The verified caller; Unauthorized if there is no valid access token."""
+    if "principal" not in g:
+        token = bearer_token()
+        if token is None:
+            raise Unauthorized("Send an access token: Authorization: Bearer <token>", code="unauthorized")
+        g.principal = tokens.verify_access_token(keyring(), token, program().now())
+    return g.principal
+
+
+def principal_or_none() -> tokens.Principal | None:
+    try:
+        return current_principal()
+    except Unauthorized:
+        return None
+
+
+def roles_required(*roles: str) -> Callable:
+    """Only these roles may call the view: 401 without a valid token, 403 with the wrong role."""
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            principal = current_principal()
+            if principal.role not in roles:
+                raise Forbidden(f"This needs the role {' or '.join(roles)}", code="forbidden")
+            if principal.role == "cashier" and not principal.store_id:
+                raise Forbidden("This cashier is not bound to a store", code="forbidden")
+            return view(*args, **kwargs)
+
+        wrapper._roles = roles  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorator
+
+
+member_required = roles_required("member")
+cashier_required = roles_required("cashier")
+marketer_required = roles_required("marketer", "admin")
+admin_required = roles_required("admin")
+

@@ -1,0 +1,83 @@
+"""The ``loyalty`` command: the Flask CLI bound to the factory, with the club's own commands."""
+from __future__ import annotations
+
+import click
+from flask import Flask
+from flask.cli import FlaskGroup, with_appcontext
+
+from wallet import demo, ledger, members
+
+from .extensions import db
+from .state import program
+
+
+def main() -> None:
+    from . import create_app
+    FlaskGroup(create_app=lambda: create_app(), help="The loyalty club's service.")(prog_name="loyalty")
+
+
+def register(app: Flask) -> None:
+    @app.cli.command("demo")
+    @with_appcontext
+    def demo_command():
+        """Load a demo club (stores, products, offers, rules, accounts) and print the demo logins. Safe to repeat."""
+        accounts = demo.load(db.session, program())
+        db.session.commit()
+        click.echo("Demo club loaded. Sign in at POST /api/v1/auth/token with:")
+        for role, email, password, extra in accounts:
+            click.echo(f"  {role:<9} {email:<28} {password}{'  ' + extra if extra else ''}")
+
+    staff = click.Group("staff", help="Staff accounts.")
+
+    @staff.command("create")
+    @click.option("--email", required=True)
+    @click.option("--password", required=True)
+    @click.option("--role", required=True, type=click.Choice(members.STAFF_ROLES))
+    @click.option("--store", "store_code", default=None, help="store code (cashiers)")
+    @click.option("--name", default="")
+    @with_appcontext
+    def staff_create(email, password, role, store_code, name):
+        """Create a cashier (bound to --store), marketer or admin."""
+        from wallet.errors import DomainError
+        try:
+            account = members.create_staff(db.session, email=email, password=password, role=role, name=name,
+                                           store_code=store_code)
+            db.session.commit()
+        except DomainError as error:
+            db.session.rollback()
+            raise click.ClickException(f"{error.code}: {error.detail}") from None
+        click.echo(f"created {account.role} {account.email} ({account.id})")
+
+    app.cli.add_command(staff)
+
+    points = click.Group("points", help="Points jobs.")
+
+    @points.command("expire")
+    @click.option("--batch-size", default=500, show_default=True)
+    @with_appcontext
+    def points_expire(batch_size):
+        """Expire what is left of lots past their date. Safe to run twice or from several hosts."""
+        total = 0
+        while True:
+            expired = ledger.expire_due(db.session, program(), batch_size=batch_size)
+            db.session.commit()
+            if not expired:
+                break
+            total += expired
+        click.echo(f"expired {total} points")
+
+    @points.command("release")
+    @click.option("--batch-size", default=500, show_default=True)
+    @with_appcontext
+    def points_release(batch_size):
+        """Make pending points whose return window has passed spendable."""
+        total = 0
+        while True:
+            released = ledger.release_due(db.session, program(), batch_size=batch_size)
+            db.session.commit()
+            if not released:
+                break
+            total += released
+        click.echo(f"released {total} pending holds")
+
+    app.cli.add_command(points)

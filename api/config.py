@@ -1,0 +1,67 @@
+"""Configuration from the environment. Every variable the service reads is listed here and in the README.
+
+| variable | default | meaning |
+|---|---|---|
+| DATABASE_URL | sqlite:///<instance>/loyalty.db | SQLAlchemy URL; PostgreSQL as postgresql+psycopg://user@host/db |
+| LOYALTY_SECRET_KEY | generated once into <instance>/secret_key | signs access tokens and QR codes |
+| LOYALTY_OLD_SECRET_KEYS | (none) | comma-separated retired keys, still accepted while their tokens live |
+| LOYALTY_ACCESS_TOKEN_MINUTES | 15 | access token lifetime |
+| LOYALTY_REFRESH_TOKEN_DAYS | 30 | refresh token lifetime |
+| LOYALTY_CARD_TOKEN_MINUTES | 5 | how long a card's QR code stays valid |
+| LOYALTY_CURRENCY | ILS | the club's currency (ISO 4217) |
+| LOYALTY_TIMEZONE | Asia/Jerusalem | the programme's timezone: daily caps, birthdays |
+| LOYALTY_POINTS_EXPIRY_DAYS | 365 | earned points expire after this many days (0: never) |
+| LOYALTY_PENDING_DAYS | 0 | purchase points are pending this many days (the return window) |
+| LOYALTY_REDEMPTION_ROLLBACK_MINUTES | 30 | how long a store may roll back a coupon redemption |
+| LOYALTY_RATELIMIT_AUTH | 20 per minute | limit on /auth/* per client address |
+| LOYALTY_RATELIMIT_STORAGE_URI | memory:// | limiter storage; redis://127.0.0.1:6379 to share it between workers |
+| LOYALTY_MAX_BODY_BYTES | 65536 | larger request bodies are refused with 413 |
+| LOYALTY_PASSWORD_HASH | scrypt:32768:8:1 | werkzeug password hashing method |
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _secret(instance: Path) -> str:
+    if os.environ.get("LOYALTY_SECRET_KEY"):
+        return os.environ["LOYALTY_SECRET_KEY"]
+    path = instance / "secret_key"
+    if not path.exists():
+        instance.mkdir(parents=True, exist_ok=True)
+        # O_EXCL: two workers starting at once agree on one secret.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(48))
+        except FileExistsError:
+            pass
+    return path.read_text().strip()
+
+
+def from_environment(instance_path: str) -> dict:
+    instance = Path(instance_path)
+    instance.mkdir(parents=True, exist_ok=True)
+    return {
+        "SQLALCHEMY_DATABASE_URI": _env("DATABASE_URL", f"sqlite:///{instance / 'loyalty.db'}"),
+        "SECRET_KEY": _secret(instance),
+        "LOYALTY_OLD_SECRET_KEYS": [k for k in _env("LOYALTY_OLD_SECRET_KEYS", "").split(",") if k],
+        "LOYALTY_ACCESS_TOKEN_MINUTES": int(_env("LOYALTY_ACCESS_TOKEN_MINUTES", "15")),
+        "LOYALTY_REFRESH_TOKEN_DAYS": int(_env("LOYALTY_REFRESH_TOKEN_DAYS", "30")),
+        "LOYALTY_CARD_TOKEN_MINUTES": int(_env("LOYALTY_CARD_TOKEN_MINUTES", "5")),
+        "LOYALTY_CURRENCY": _env("LOYALTY_CURRENCY", "ILS"),
+        "LOYALTY_TIMEZONE": _env("LOYALTY_TIMEZONE", "Asia/Jerusalem"),
+        "LOYALTY_POINTS_EXPIRY_DAYS": int(_env("LOYALTY_POINTS_EXPIRY_DAYS", "365")),
+        "LOYALTY_PENDING_DAYS": int(_env("LOYALTY_PENDING_DAYS", "0")),
+        "LOYALTY_REDEMPTION_ROLLBACK_MINUTES": int(_env("LOYALTY_REDEMPTION_ROLLBACK_MINUTES", "30")),
+        "RATELIMIT_AUTH": _env("LOYALTY_RATELIMIT_AUTH", "20 per minute"),
+        "RATELIMIT_STORAGE_URI": _env("LOYALTY_RATELIMIT_STORAGE_URI", "memory://"),
+        "MAX_CONTENT_LENGTH": int(_env("LOYALTY_MAX_BODY_BYTES", "65536")),
+        "LOYALTY_PASSWORD_HASH": _env("LOYALTY_PASSWORD_HASH", "scrypt:32768:8:1"),
+    }

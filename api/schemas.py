@@ -1,0 +1,86 @@
+"""Shared marshmallow pieces: the strict base schema, the problem shape, lists with cursors."""
+from __future__ import annotations
+
+import base64
+import json
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+from wallet.errors import Invalid
+
+
+class StrictSchema(Schema):
+    """Unknown fields are an error, not silently dropped."""
+
+    class Meta:
+        unknown = RAISE
+
+
+class ProblemSchema(Schema):
+    type = fields.String()
+    title = fields.String()
+    status = fields.Integer()
+    detail = fields.String()
+    code = fields.String(metadata={"description": "Stable machine-readable error code"})
+    errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
+
+
+class ListArgs(StrictSchema):
+    limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
+    cursor = fields.String(load_default=None, validate=validate.Length(max=200))
+
+
+def page_schema(item: type[Schema] | Schema, name: str) -> type[Schema]:
+    return Schema.from_dict({"items": fields.List(fields.Nested(item)),
+                             "next_cursor": fields.String(allow_none=True)}, name=name)
+
+
+def encode_cursor(value: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, kind: type = str) -> Any:
+    if not cursor:
+        return None
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ValueError
+        return value
+    except (ValueError, TypeError):
+        raise Invalid("Not a cursor this API gave out", code="invalid_cursor",
+                      errors={"cursor": ["Unknown cursor."]}) from None
+
+
+def page(items: list, limit: int, cursor_of) -> dict[str, Any]:
+    """``items`` was fetched with ``limit + 1``: the extra row says there is a next page."""
+    more = len(items) > limit
+    items = items[:limit]
+    return {"items": items, "next_cursor": encode_cursor(cursor_of(items[-1])) if more and items else None}
+
+
+class Money(fields.Field):
+    """A decimal string such as "12.50" (at most two places, non-negative); never a float."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("metadata", {}).setdefault("example", "12.50")
+        super().__init__(**kwargs)
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else str(Decimal(value).quantize(Decimal("0.01")))
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise ValidationError('Send money as a decimal string, e.g. "12.50".')
+        try:
+            number = Decimal(str(value).strip())
+        except (InvalidOperation, ValueError):
+            raise ValidationError("Not a decimal number.") from None
+        if not number.is_finite() or number < 0 or number > Decimal("9999999999.99"):
+            raise ValidationError("Must be a non-negative amount below 10 billion.")
+        if number.as_tuple().exponent < -2:
+            raise ValidationError("At most two decimal places.")
+        return number
+

@@ -1,0 +1,2 @@
+"""Feature modules adding routes to the audience blueprints; importing them registers the routes."""
+from . import admin, auth, me, pos  # noqa: F401

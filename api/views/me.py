@@ -1,0 +1,192 @@
+"""The shopper's own profile, wallet, card and points statement."""
+from __future__ import annotations
+
+from flask import Response
+from marshmallow import fields, validate
+
+from wallet import coupons, ledger, members, qr
+from wallet.members import CHANNELS
+
+from ..auth import current_principal, member_required
+from ..blueprints import me as blp
+from ..extensions import db
+from ..resource import Resource
+from ..schemas import ListArgs, StrictSchema, decode_cursor, page, page_schema
+from ..state import program
+
+
+class CardBriefSchema(StrictSchema):
+    number = fields.String()
+    status = fields.String()
+
+
+class CardSchema(CardBriefSchema):
+    tier = fields.String(attribute="member.tier")
+
+
+class ConsentSchema(StrictSchema):
+    granted = fields.Boolean()
+    at = fields.String(metadata={"description": "when this consent was given or withdrawn"})
+
+
+class MemberSchema(StrictSchema):
+    id = fields.String()
+    email = fields.String()
+    name = fields.String()
+    phone = fields.String(allow_none=True)
+    birthday = fields.Date(allow_none=True)
+    tier = fields.String()
+    status = fields.String()
+    referral_code = fields.String()
+    preferences = fields.Dict(keys=fields.String(), values=fields.Boolean())
+    consents = fields.Dict(keys=fields.String(), values=fields.Nested(ConsentSchema))
+    card = fields.Nested(CardBriefSchema)
+    created_at = fields.DateTime()
+
+
+class MemberPatchSchema(StrictSchema):
+    name = fields.String(validate=validate.Length(1, 120))
+    phone = fields.String(allow_none=True, validate=validate.Regexp(r"^\+?[0-9 ()-]{6,20}$"))
+    birthday = fields.Date(allow_none=True)
+    preferences = fields.Dict(keys=fields.String(validate=validate.OneOf(CHANNELS)), values=fields.Boolean())
+    consents = fields.Dict(keys=fields.String(validate=validate.Length(1, 40)), values=fields.Boolean(),
+                           validate=validate.Length(max=20))
+
+
+class ExpiringSchema(StrictSchema):
+    points = fields.Integer()
+    expires_at = fields.DateTime()
+
+
+class PendingSchema(StrictSchema):
+    points = fields.Integer()
+    available_at = fields.DateTime()
+    description = fields.String()
+
+
+class PointsSchema(StrictSchema):
+    balance = fields.Integer()
+    pending = fields.List(fields.Nested(PendingSchema))
+    pending_total = fields.Integer()
+    expiring = fields.List(fields.Nested(ExpiringSchema))
+
+
+class WalletSchema(StrictSchema):
+    card = fields.Nested(CardSchema)
+    points = fields.Nested(PointsSchema)
+    coupons = fields.List(fields.Dict())
+
+
+class CardTokenSchema(StrictSchema):
+    token = fields.String()
+    expires_at = fields.DateTime()
+
+
+class LedgerEntrySchema(StrictSchema):
+    id = fields.String()
+    delta = fields.Integer()
+    kind = fields.String()
+    reason = fields.String()
+    balance_after = fields.Integer()
+    created_at = fields.DateTime()
+    expires_at = fields.DateTime(allow_none=True)
+    description = fields.String()
+    reverses = fields.String(attribute="reverses_id", allow_none=True)
+    channel = fields.String(allow_none=True)
+
+
+LedgerPageSchema = page_schema(LedgerEntrySchema, "LedgerPage")
+
+
+class QrArgs(StrictSchema):
+    format = fields.String(load_default="png", validate=validate.OneOf(["png", "svg"]))
+
+
+def qr_response(payload: str, fmt: str) -> Response:
+    body, mimetype = qr.qr_image(payload, fmt)
+    response = Response(body, mimetype=mimetype)
+    response.headers["Cache-Control"] = "no-store"  # a fresh token every time
+    return response
+
+
+QR_DOC = {"responses": {"200": {"description": "QR code image",
+                                "content": {"image/png": {}, "image/svg+xml": {}}}}}
+
+
+def _member() -> members.Member:
+    return members.get_member(db.session, current_principal().id)
+
+
+@blp.route("/me")
+class Me(Resource):
+    decorators = [member_required]
+
+    @blp.response(200, MemberSchema)
+    def get(self):
+        """The member's profile, channel preferences and consents."""
+        return _member()
+
+    @blp.arguments(MemberPatchSchema)
+    @blp.response(200, MemberSchema)
+    def patch(self, changes):
+        """Change the profile, channel preferences or consents."""
+        return members.update_member(db.session, program(), _member(), changes)
+
+
+@blp.route("/me/wallet")
+class Wallet(Resource):
+    decorators = [member_required]
+
+    @blp.response(200, WalletSchema)
+    def get(self):
+        """The card, the points (with what expires soon and what is pending) and the coupons."""
+        member, session, prog = _member(), db.session, program()
+        pending = ledger.pending_of(session, member.id)
+        return {
+            "card": member.card,
+            "points": {"balance": ledger.balance_of(session, member.id).points,
+                       "pending": pending, "pending_total": sum(p.points for p in pending),
+                       "expiring": ledger.expiring(session, member.id, prog.now())},
+            "coupons": coupons.wallet_coupons(session, prog, member.id),
+        }
+
+
+def _card_token():
+    member, prog = _member(), program()
+    return qr.card_token(prog.secret, member.card.id, prog.now(), prog.card_token_ttl)
+
+
+@blp.route("/me/card/token")
+class CardToken(Resource):
+    decorators = [member_required]
+
+    @blp.response(200, CardTokenSchema)
+    def get(self):
+        """The short-lived signed token that the card's QR code carries."""
+        return _card_token()
+
+
+@blp.route("/me/card/qr")
+class CardQr(Resource):
+    decorators = [member_required]
+
+    @blp.arguments(QrArgs, location="query")
+    @blp.doc(**QR_DOC)
+    def get(self, args):
+        """The card's QR code (PNG, or SVG with ?format=svg), encoding a fresh token."""
+        return qr_response(_card_token().token, args["format"])
+
+
+@blp.route("/me/ledger")
+class Statement(Resource):
+    decorators = [member_required]
+
+    @blp.arguments(ListArgs, location="query")
+    @blp.response(200, LedgerPageSchema)
+    def get(self, args):
+        """The points statement, newest first."""
+        before = decode_cursor(args["cursor"], int)
+        entries = ledger.statement(db.session, current_principal().id, limit=args["limit"] + 1, before_seq=before)
+        return page(entries, args["limit"], lambda e: e.seq)
+
+

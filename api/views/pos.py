@@ -1,0 +1,114 @@
+"""The till: identify what was scanned, record purchases, refund them. Bound to the cashier's store."""
+from __future__ import annotations
+
+from marshmallow import ValidationError, fields, validate, validates_schema
+
+from wallet import till
+
+from ..auth import cashier_required, current_principal
+from ..blueprints import pos as blp
+from ..extensions import db
+from ..resource import Resource
+from ..schemas import Money, StrictSchema
+from ..state import program
+
+CODE = validate.Length(1, 200)
+
+
+class IdentifySchema(StrictSchema):
+    qr = fields.String(validate=CODE)
+    card_number = fields.String(validate=validate.Length(1, 32))
+
+    @validates_schema
+    def _one(self, data, **_) -> None:
+        if len(data) != 1:
+            raise ValidationError("Send qr or card_number.", "_schema")
+
+
+class IdentifiedSchema(StrictSchema):
+    kind = fields.String(metadata={"description": "card or coupon"})
+    member = fields.Dict()
+    card = fields.Dict()
+    coupon = fields.Dict()
+
+
+class ItemSchema(StrictSchema):
+    barcode = fields.String(required=True, validate=validate.Length(1, 14))
+    quantity = fields.Integer(load_default=1, validate=validate.Range(1, 10_000))
+    unit_price = Money(required=True)
+
+
+class PurchaseInSchema(StrictSchema):
+    card = fields.String(required=True, validate=CODE, metadata={"description": "the scanned QR or the card number"})
+    amount = Money(required=True)
+    currency = fields.String(required=True, validate=validate.Regexp(r"^[A-Z]{3}$"))
+    receipt_id = fields.String(required=True, validate=[validate.Length(1, 64), validate.Regexp(r"^[\x21-\x7e]+$")])
+    items = fields.List(fields.Nested(ItemSchema), load_default=list, validate=validate.Length(max=500))
+
+
+class RewardSchema(StrictSchema):
+    rule_id = fields.String()
+    title = fields.String()
+    points = fields.Integer()
+    coupon = fields.Dict(allow_none=True)
+    pending = fields.Boolean()
+
+
+class PurchaseOutSchema(StrictSchema):
+    purchase_id = fields.String(attribute="purchase.id")
+    receipt_id = fields.String(attribute="purchase.receipt_id")
+    member_id = fields.String(attribute="purchase.member_id")
+    amount = Money(attribute="purchase.amount")
+    currency = fields.String(attribute="purchase.currency")
+    points_awarded = fields.Integer(attribute="purchase.points_awarded")
+    balance = fields.Integer()
+    rewards = fields.List(fields.Nested(RewardSchema))
+    status = fields.String(attribute="purchase.status")
+
+
+class RefundOutSchema(StrictSchema):
+    purchase_id = fields.String(attribute="purchase.id")
+    status = fields.String(attribute="purchase.status")
+    points_reversed = fields.Integer()
+    points_not_reversed = fields.Integer(metadata={"description": "already spent, so not taken back"})
+    pending_cancelled = fields.Integer()
+    balance = fields.Integer()
+
+
+def _store() -> str:
+    return current_principal().store_id
+
+
+@blp.route("/identify")
+class Identify(Resource):
+    decorators = [cashier_required]
+
+    @blp.arguments(IdentifySchema)
+    @blp.response(200, IdentifiedSchema)
+    def post(self, data):
+        """What the scanner read (a card or a coupon), or a typed card number."""
+        return till.identify(db.session, program(), data.get("qr") or data["card_number"], store_id=_store())
+
+
+@blp.route("/purchases")
+class Purchases(Resource):
+    decorators = [cashier_required]
+
+    @blp.arguments(PurchaseInSchema)
+    @blp.response(201, PurchaseOutSchema)
+    def post(self, data):
+        """Record a purchase and award its points; one receipt per store counts once."""
+        return till.record_purchase(db.session, program(), store_id=_store(), card_code=data["card"],
+                                    amount=data["amount"], currency=data["currency"], receipt_id=data["receipt_id"],
+                                    items=data["items"], cashier_id=current_principal().id)
+
+
+@blp.route("/purchases/<string:purchase_id>/refund")
+class Refund(Resource):
+    decorators = [cashier_required]
+
+    @blp.response(200, RefundOutSchema)
+    def post(self, purchase_id):
+        """Take back the points a purchase earned (reversal entries; what was already spent is reported)."""
+        return till.refund_purchase(db.session, program(), purchase_id, store_id=_store(),
+                                    actor=f"staff:{current_principal().id}")

@@ -1,0 +1,73 @@
+"""Domain errors. Each carries a stable machine-readable ``code``; api/errors.py maps the family to HTTP."""
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    code = "domain_error"
+    title = "The request could not be carried out"
+
+    def __init__(self, detail: str | None = None, *, code: str | None = None,
+                 errors: dict[str, list[str]] | None = None, **extra: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        if code:
+            self.code = code
+        self.errors = errors
+        # A refusal that must still be recorded (a refused check-in, a revoked token family) sets commit=True.
+        self.commit = bool(extra.pop("commit", False))
+        self.extra = extra
+
+
+class NotFound(DomainError):
+    code = "not_found"
+    title = "Not found"
+
+
+class Invalid(DomainError):
+    """The input is well-formed but its values can't be accepted (422)."""
+    code = "validation_error"
+    title = "Invalid input"
+
+
+class Rejected(DomainError):
+    """The state of the club refuses the request (422): not enough points, too far from the store..."""
+    code = "rejected"
+    title = "Request refused"
+
+
+class Conflict(DomainError):
+    """The request conflicts with something already recorded (409)."""
+    code = "conflict"
+    title = "Conflict"
+
+
+class Unauthorized(DomainError):
+    code = "unauthorized"
+    title = "Authentication required"
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+    title = "Forbidden"
+
+
+class InsufficientPoints(Rejected):
+    code = "insufficient_points"
+    title = "Not enough points"
+
+
+class InvalidToken(Unauthorized):
+    code = "invalid_token"
+    title = "Invalid token"
+
+
+class TokenExpired(Unauthorized):
+    code = "token_expired"
+    title = "Token expired"
+
+
+class IdempotencyConflict(Conflict):
+    code = "idempotency_conflict"
+    title = "Idempotency key reused with a different request"

@@ -1,0 +1,407 @@
+"""The points ledger: append-only entries, the balance beside them, lots that expire, pending holds.
+
+Invariants at every commit: ``balances.points == sum(entries.delta)`` per member, ``points >= 0``, every
+entry's idempotency key unique, ``(member, seq)`` unique and gapless. An entry is never updated or deleted;
+a mistake is undone by a ``reverse`` entry that points at what it reverses. Earned points sit in lots; a
+debit consumes the lots that expire first and records which ones (``lot_uses``) so a reversal can put
+the points back where they came from.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint, func, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from .db import Base, id_column, utcnow
+from .errors import IdempotencyConflict, InsufficientPoints, NotFound, Rejected
+from .program import Program
+
+KINDS = ("earn", "spend", "expire", "adjust", "reverse")
+
+
+class Balance(Base):
+    __tablename__ = "balances"
+    __table_args__ = (CheckConstraint("points >= 0", name="points_not_negative"),
+                      CheckConstraint("pending >= 0", name="pending_not_negative"))
+
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.id"), primary_key=True)
+    points: Mapped[int] = mapped_column(default=0)
+    pending: Mapped[int] = mapped_column(default=0)
+    # The number of entries: the next entry's seq. Unique (member, seq) makes a lost update impossible.
+    seq: Mapped[int] = mapped_column(default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LedgerEntry(Base):
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        UniqueConstraint("member_id", "seq"),
+        CheckConstraint("balance_after >= 0", name="balance_after_not_negative"),
+        CheckConstraint("kind IN ('earn','spend','expire','adjust','reverse')", name="kind_known"),
+    )
+
+    id: Mapped[str] = id_column("led")
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.id"))
+    seq: Mapped[int]
+    delta: Mapped[int]
+    kind: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str | None] = mapped_column(String(80), index=True)
+    balance_after: Mapped[int]
+    expires_at: Mapped[datetime | None]
+    actor: Mapped[str] = mapped_column(String(48), default="system")
+    description: Mapped[str] = mapped_column(String(240), default="")
+    idempotency_key: Mapped[str] = mapped_column(String(160), unique=True)
+    reverses_id: Mapped[str | None] = mapped_column(ForeignKey("ledger_entries.id"), unique=True)
+    rule_id: Mapped[str | None] = mapped_column(String(32))
+    channel: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Lot(Base):
+    """Points earned together, spent first-to-expire-first; ``remaining`` is what is left of them."""
+
+    __tablename__ = "points_lots"
+    __table_args__ = (CheckConstraint("remaining >= 0 AND remaining <= points", name="remaining_in_range"),
+                      Index("ix_points_lots_member_open", "member_id", "expires_at"),
+                      Index("ix_points_lots_expiring", "expires_at"))
+
+    id: Mapped[str] = id_column("lot")
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.id"))
+    entry_id: Mapped[str] = mapped_column(ForeignKey("ledger_entries.id"), index=True)
+    points: Mapped[int]
+    remaining: Mapped[int]
+    expires_at: Mapped[datetime | None]
+
+
+class LotUse(Base):
+    """How much of which lot a debit took (or a reversal gave back)."""
+
+    __tablename__ = "lot_uses"
+
+    entry_id: Mapped[str] = mapped_column(ForeignKey("ledger_entries.id"), primary_key=True)
+    lot_id: Mapped[str] = mapped_column(ForeignKey("points_lots.id"), primary_key=True)
+    points: Mapped[int]
+
+
+class PendingPoints(Base):
+    """Points held for a return window; the release job turns them into an earn entry."""
+
+    __tablename__ = "pending_points"
+
+    id: Mapped[str] = id_column("pen")
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.id"), index=True)
+    points: Mapped[int]
+    reason: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(80), index=True)
+    description: Mapped[str] = mapped_column(String(240), default="")
+    idempotency_key: Mapped[str] = mapped_column(String(160), unique=True)
+    available_at: Mapped[datetime] = mapped_column(index=True)
+    expires_at: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, released, canceled
+    rule_id: Mapped[str | None] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(48), default="system")
+    channel: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def open_account(session: Session, member_id: str) -> None:
+    session.add(Balance(member_id=member_id))
+
+
+def balance_of(session: Session, member_id: str) -> Balance:
+    balance = session.get(Balance, member_id)
+    if balance is None:
+        raise NotFound("No such member")
+    return balance
+
+
+def default_expiry(program: Program, now: datetime, days: int | None = None) -> datetime | None:
+    days = program.points_expiry_days if days is None else days
+    return None if not days else now + timedelta(days=days)
+
+
+def _replay(session: Session, key: str, member_id: str, delta: int | None, kind: str) -> LedgerEntry | None:
+    entry = session.scalar(select(LedgerEntry).where(LedgerEntry.idempotency_key == key))
+    if entry is not None and (entry.member_id != member_id or entry.kind != kind
+                              or (delta is not None and entry.delta != delta)):
+        raise IdempotencyConflict(f"Ledger key {key!r} was used for a different movement")
+    return entry
+
+
+def _move(session: Session, program: Program, *, member_id: str, delta: int, kind: str, reason: str,
+          idempotency_key: str, description: str, source: str | None, actor: str,
+          expires_at: datetime | None = None, reverses_id: str | None = None,
+          rule_id: str | None = None, channel: str | None = None) -> LedgerEntry:
+    """Change the balance and append the entry in one go; the UPDATE takes the member's row lock."""
+    now = program.now()
+    row = session.execute(
+        update(Balance)
+        .where(Balance.member_id == member_id, Balance.points + delta >= 0)
+        .values(points=Balance.points + delta, seq=Balance.seq + 1, updated_at=now)
+        .returning(Balance.points, Balance.seq),
+        execution_options={"synchronize_session": False},
+    ).one_or_none()
+    if row is None:
+        points = session.scalar(select(Balance.points).where(Balance.member_id == member_id))
+        if points is None:
+            raise NotFound("No such member")
+        raise InsufficientPoints(f"This needs {-delta} points; the balance is {points}",
+                                 balance=points, required=-delta)
+    entry = LedgerEntry(member_id=member_id, seq=row.seq, delta=delta, kind=kind, reason=reason, source=source,
+                        balance_after=row.points, expires_at=expires_at, actor=actor, description=description,
+                        idempotency_key=idempotency_key, reverses_id=reverses_id, rule_id=rule_id,
+                        channel=channel, created_at=now)
+    session.add(entry)
+    session.flush()
+    # The UPDATE bypassed the ORM: a Balance already loaded in this session must be read again.
+    cached = session.identity_map.get(session.identity_key(Balance, member_id))  # type: ignore[arg-type]
+    if cached is not None:
+        session.expire(cached)
+    return entry
+
+
+def _take_from_lots(session: Session, entry: LedgerEntry, points: int, first_lot_ids: list[str] = ()) -> None:
+    """Consume ``points`` from the member's open lots: the named lots first, then first-to-expire-first."""
+    lots = list(session.scalars(
+        select(Lot).where(Lot.member_id == entry.member_id, Lot.remaining > 0)
+        .order_by(Lot.expires_at.is_(None), Lot.expires_at, Lot.id)
+    ))
+    lots.sort(key=lambda lot: lot.id not in first_lot_ids)  # stable: keeps FEFO within each group
+    left = points
+    for lot in lots:
+        if not left:
+            break
+        take = min(lot.remaining, left)
+        lot.remaining -= take
+        left -= take
+        session.add(LotUse(entry_id=entry.id, lot_id=lot.id, points=take))
+    # The balance row and the lots move together; a gap would mean they disagreed.
+    assert left == 0, f"lots of {entry.member_id} hold less than the balance"
+
+
+def earn(session: Session, program: Program, *, member_id: str, points: int, reason: str, idempotency_key: str,
+         description: str, source: str | None = None, actor: str = "system", expires_at: datetime | None = None,
+         expiry_days: int | None = None, rule_id: str | None = None, channel: str | None = None,
+         kind: str = "earn") -> LedgerEntry:
+    """Credit points as a new lot (expiring per the programme unless told otherwise)."""
+    if points <= 0:
+        raise ValueError("earn takes a positive number of points")
+    existing = _replay(session, idempotency_key, member_id, points, kind)
+    if existing is not None:
+        return existing
+    if expires_at is None:
+        expires_at = default_expiry(program, program.now(), expiry_days)
+    entry = _move(session, program, member_id=member_id, delta=points, kind=kind, reason=reason,
+                  idempotency_key=idempotency_key, description=description, source=source, actor=actor,
+                  expires_at=expires_at, rule_id=rule_id, channel=channel)
+    session.add(Lot(member_id=member_id, entry_id=entry.id, points=points, remaining=points, expires_at=expires_at))
+    return entry
+
+
+def spend(session: Session, program: Program, *, member_id: str, points: int, reason: str, idempotency_key: str,
+          description: str, source: str | None = None, actor: str = "system", kind: str = "spend",
+          channel: str | None = None) -> LedgerEntry:
+    """Debit points from the lots that expire first; InsufficientPoints if the balance can't pay."""
+    if points <= 0:
+        raise ValueError("spend takes a positive number of points")
+    existing = _replay(session, idempotency_key, member_id, -points, kind)
+    if existing is not None:
+        return existing
+    entry = _move(session, program, member_id=member_id, delta=-points, kind=kind, reason=reason,
+                  idempotency_key=idempotency_key, description=description, source=source, actor=actor,
+                  channel=channel)
+    _take_from_lots(session, entry, points)
+    return entry
+
+
+def adjust(session: Session, program: Program, *, member_id: str, points: int, reason: str, idempotency_key: str,
+           actor: str, description: str) -> LedgerEntry:
+    """A manual credit (positive) or debit (negative) by staff, kept with its actor and reason."""
+    if points == 0:
+        raise Rejected("An adjustment of zero points changes nothing", code="zero_adjustment")
+    source = f"adjustment:{actor}"
+    if points > 0:
+        return earn(session, program, member_id=member_id, points=points, reason="manual", kind="adjust",
+                    idempotency_key=idempotency_key, description=description, source=source, actor=actor)
+    return spend(session, program, member_id=member_id, points=-points, reason="manual", kind="adjust",
+                 idempotency_key=idempotency_key, description=description, source=source, actor=actor)
+
+
+@dataclass
+class Reversal:
+    entry: LedgerEntry | None
+    requested: int
+    reversed: int
+
+    @property
+    def shortfall(self) -> int:
+        return self.requested - self.reversed
+
+
+def reverse(session: Session, program: Program, original: LedgerEntry, *, actor: str, description: str,
+            reason: str | None = None) -> Reversal:
+    """Undo an entry with a new one. A credit is taken back only as far as the balance allows."""
+    key = f"reverse:{original.id}"
+    existing = session.scalar(select(LedgerEntry).where(LedgerEntry.reverses_id == original.id))
+    if existing is not None:
+        return Reversal(existing, abs(original.delta), abs(existing.delta))
+    if original.kind == "reverse":
+        raise Rejected("A reversal is not reversed; post a new movement instead", code="cannot_reverse")
+    reason = reason or original.reason
+    if original.delta > 0:
+        balance = session.execute(
+            select(Balance).where(Balance.member_id == original.member_id).with_for_update()
+            .execution_options(populate_existing=True)
+        ).scalar_one()
+        take = min(original.delta, balance.points)
+        if take == 0:
+            return Reversal(None, original.delta, 0)
+        entry = _move(session, program, member_id=original.member_id, delta=-take, kind="reverse", reason=reason,
+                      idempotency_key=key, description=description, source=original.source, actor=actor,
+                      reverses_id=original.id)
+        own = list(session.scalars(select(Lot.id).where(Lot.entry_id == original.id)))
+        _take_from_lots(session, entry, take, first_lot_ids=own)
+        return Reversal(entry, original.delta, take)
+    # A debit given back: the points return to the lots they came from, unless those have expired.
+    now = program.now()
+    entry = _move(session, program, member_id=original.member_id, delta=-original.delta, kind="reverse",
+                  reason=reason, idempotency_key=key, description=description, source=original.source,
+                  actor=actor, reverses_id=original.id)
+    uses = session.execute(select(LotUse, Lot).join(Lot, Lot.id == LotUse.lot_id)
+                           .where(LotUse.entry_id == original.id)).all()
+    lapsed = 0
+    for use, lot in uses:
+        if lot.expires_at is not None and lot.expires_at <= now:
+            lapsed += use.points
+            continue
+        lot.remaining += use.points
+        session.add(LotUse(entry_id=entry.id, lot_id=lot.id, points=-use.points))
+    unaccounted = -original.delta - sum(use.points for use, _ in uses)
+    if lapsed + unaccounted:
+        # Their lots expired meanwhile: a fresh lot, so the member does not lose points to our refund.
+        expires = default_expiry(program, now)
+        session.add(Lot(member_id=original.member_id, entry_id=entry.id, points=lapsed + unaccounted,
+                        remaining=lapsed + unaccounted, expires_at=expires))
+    return Reversal(entry, -original.delta, -original.delta)
+
+
+def expire_due(session: Session, program: Program, *, batch_size: int = 500) -> int:
+    """Write ``expire`` entries for what is left of lots past their date, one batch of members; returns points expired.
+
+    Safe to run twice or concurrently: each member's balance row is locked before their lots are read, and
+    an expiry's key is its lot, so a lot can only ever expire once.
+    """
+    now = program.now()
+    member_ids = list(session.scalars(
+        select(Lot.member_id).where(Lot.remaining > 0, Lot.expires_at <= now)
+        .group_by(Lot.member_id).order_by(Lot.member_id).limit(batch_size)
+    ))
+    expired = 0
+    for member_id in member_ids:
+        session.execute(select(Balance.member_id).where(Balance.member_id == member_id).with_for_update())
+        lots = session.scalars(
+            select(Lot).where(Lot.member_id == member_id, Lot.remaining > 0, Lot.expires_at <= now)
+            .order_by(Lot.expires_at).execution_options(populate_existing=True)
+        ).all()
+        for lot in lots:
+            points = lot.remaining
+            entry = _move(session, program, member_id=member_id, delta=-points, kind="expire", reason="expiry",
+                          idempotency_key=f"expire:{lot.id}", source=f"lot:{lot.id}", actor="system",
+                          description=f"{points} points expired (earned points last "
+                                      f"{program.points_expiry_days or '?'} days)")
+            lot.remaining = 0
+            session.add(LotUse(entry_id=entry.id, lot_id=lot.id, points=points))
+            expired += points
+    session.flush()
+    return expired
+
+
+def hold(session: Session, program: Program, *, member_id: str, points: int, reason: str, source: str,
+         idempotency_key: str, description: str, available_at: datetime, expiry_days: int | None = None,
+         rule_id: str | None = None, actor: str = "system", channel: str | None = None) -> PendingPoints:
+    """Hold points as pending until ``available_at`` (a purchase's return window)."""
+    existing = session.scalar(select(PendingPoints).where(PendingPoints.idempotency_key == idempotency_key))
+    if existing is not None:
+        return existing
+    expires_at = default_expiry(program, available_at, expiry_days)
+    held = PendingPoints(member_id=member_id, points=points, reason=reason, source=source, rule_id=rule_id,
+                         idempotency_key=idempotency_key, description=description, available_at=available_at,
+                         expires_at=expires_at, actor=actor, channel=channel, created_at=program.now())
+    session.add(held)
+    session.execute(update(Balance).where(Balance.member_id == member_id)
+                    .values(pending=Balance.pending + points), execution_options={"synchronize_session": False})
+    session.flush()
+    return held
+
+
+def release_due(session: Session, program: Program, *, batch_size: int = 500) -> int:
+    """Turn pending points whose window has passed into spendable points; returns how many holds were released."""
+    now = program.now()
+    ids = list(session.scalars(select(PendingPoints.id).where(PendingPoints.status == "pending",
+                                                               PendingPoints.available_at <= now)
+                               .order_by(PendingPoints.available_at).limit(batch_size)))
+    released = 0
+    for pending_id in ids:
+        # Conditional update: a concurrent release or a refund of the same hold wins at most once.
+        won = session.execute(update(PendingPoints).where(PendingPoints.id == pending_id,
+                                                          PendingPoints.status == "pending")
+                              .values(status="released"), execution_options={"synchronize_session": False}).rowcount
+        if not won:
+            continue
+        held = session.get(PendingPoints, pending_id, populate_existing=True)
+        session.execute(update(Balance).where(Balance.member_id == held.member_id)
+                        .values(pending=Balance.pending - held.points), execution_options={"synchronize_session": False})
+        earn(session, program, member_id=held.member_id, points=held.points, reason=held.reason,
+             idempotency_key=f"release:{held.id}", description=held.description, source=held.source,
+             actor=held.actor, expires_at=held.expires_at, rule_id=held.rule_id, channel=held.channel)
+        released += 1
+    session.flush()
+    return released
+
+
+def cancel_pending(session: Session, source: str) -> int:
+    """Cancel the holds a source made that are still pending; returns the points cancelled."""
+    cancelled = 0
+    for held in session.scalars(select(PendingPoints).where(PendingPoints.source == source,
+                                                            PendingPoints.status == "pending")).all():
+        won = session.execute(update(PendingPoints).where(PendingPoints.id == held.id,
+                                                          PendingPoints.status == "pending")
+                              .values(status="canceled"), execution_options={"synchronize_session": False}).rowcount
+        if won:
+            session.execute(update(Balance).where(Balance.member_id == held.member_id)
+                            .values(pending=Balance.pending - held.points),
+                            execution_options={"synchronize_session": False})
+            cancelled += held.points
+    return cancelled
+
+
+def entries_from(session: Session, source: str) -> list[LedgerEntry]:
+    return list(session.scalars(select(LedgerEntry).where(LedgerEntry.source == source).order_by(LedgerEntry.seq)))
+
+
+def statement(session: Session, member_id: str, *, limit: int = 50, before_seq: int | None = None) -> list[LedgerEntry]:
+    """The member's entries, newest first; ``before_seq`` is the cursor."""
+    query = select(LedgerEntry).where(LedgerEntry.member_id == member_id)
+    if before_seq is not None:
+        query = query.where(LedgerEntry.seq < before_seq)
+    return list(session.scalars(query.order_by(LedgerEntry.seq.desc()).limit(limit)))
+
+
+def expiring(session: Session, member_id: str, now: datetime, within: timedelta = timedelta(days=90)) -> list[dict]:
+    """What of the balance expires soon: [{points, expires_at}] by date, earliest first."""
+    rows = session.execute(
+        select(Lot.expires_at, func.sum(Lot.remaining))
+        .where(Lot.member_id == member_id, Lot.remaining > 0, Lot.expires_at.is_not(None),
+               Lot.expires_at <= now + within)
+        .group_by(Lot.expires_at).order_by(Lot.expires_at)
+    ).all()
+    return [{"points": int(points), "expires_at": at} for at, points in rows]
+
+
+def pending_of(session: Session, member_id: str) -> list[PendingPoints]:
+    return list(session.scalars(select(PendingPoints).where(PendingPoints.member_id == member_id,
+                                                            PendingPoints.status == "pending")
+                                .order_by(PendingPoints.available_at)))

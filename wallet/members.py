@@ -1,0 +1,255 @@
+"""Members, their loyalty cards, staff accounts and passwords."""
+from __future__ import annotations
+
+import re
+import secrets
+import unicodedata
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, String, func, select
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .db import Base, id_column, utcnow
+from .errors import Conflict, Invalid, NotFound, Unauthorized
+from .program import Program
+
+CHANNELS = ("email", "sms", "push", "wallet")
+ROLES = ("member", "cashier", "marketer", "admin")
+STAFF_ROLES = ("cashier", "marketer", "admin")
+# Hashing cost: scrypt (werkzeug's default KDF). Tests may lower it through configure_password_hashing.
+_PASSWORD_METHOD = "scrypt:32768:8:1"
+
+
+def configure_password_hashing(method: str) -> None:
+    global _PASSWORD_METHOD
+    _PASSWORD_METHOD = method
+
+
+def hash_password(password: str) -> str:
+    return generate_password_hash(password, method=_PASSWORD_METHOD)
+
+
+# A hash to check against when the account does not exist, so timing doesn't reveal which emails exist.
+_DUMMY_HASH: str | None = None
+
+
+def _verify(password_hash: str | None, password: str) -> bool:
+    global _DUMMY_HASH
+    if password_hash is None:
+        _DUMMY_HASH = _DUMMY_HASH or hash_password("not-a-password")
+        check_password_hash(_DUMMY_HASH, password)
+        return False
+    return check_password_hash(password_hash, password)
+
+
+class Member(Base):
+    __tablename__ = "members"
+
+    id: Mapped[str] = id_column("mem")
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(120))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    birthday: Mapped[date | None]
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    tier: Mapped[str] = mapped_column(String(32), default="basic")
+    preferences: Mapped[dict] = mapped_column(default=lambda: {c: c in ("email", "push") for c in CHANNELS})
+    consents: Mapped[dict] = mapped_column(default=dict)
+    referral_code: Mapped[str] = mapped_column(String(16), unique=True)
+    referred_by_id: Mapped[str | None] = mapped_column(ForeignKey("members.id"))
+    channel: Mapped[str] = mapped_column(String(16), default="app")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    card: Mapped[Card] = relationship(back_populates="member", uselist=False)
+
+
+class Card(Base):
+    __tablename__ = "cards"
+
+    id: Mapped[str] = id_column("crd")
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.id"), unique=True)
+    number: Mapped[str] = mapped_column(String(16), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    issued_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    member: Mapped[Member] = relationship(back_populates="card")
+
+
+class Staff(Base):
+    __tablename__ = "staff"
+
+    id: Mapped[str] = id_column("stf")
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(120), default="")
+    role: Mapped[str] = mapped_column(String(16))
+    store_id: Mapped[str | None] = mapped_column(ForeignKey("stores.id"))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def normalise_email(email: str) -> str:
+    """One spelling per mailbox: NFKC, trimmed, lower-cased."""
+    email = unicodedata.normalize("NFKC", email).strip().lower()
+    if len(email) > 254 or not _EMAIL.match(email):
+        raise Invalid("Not a valid email address", errors={"email": ["Not a valid email address."]})
+    return email
+
+
+def luhn_check_digit(digits: str) -> str:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2 == 0:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return str((10 - total % 10) % 10)
+
+
+def luhn_valid(number: str) -> bool:
+    return number.isdigit() and len(number) >= 2 and luhn_check_digit(number[:-1]) == number[-1]
+
+
+def new_card_number() -> str:
+    """16 digits: a club prefix, 14 random digits and a Luhn check digit, so a mistyped number is caught."""
+    body = "8" + "".join(secrets.choice("0123456789") for _ in range(14))
+    return body + luhn_check_digit(body)
+
+
+_REFERRAL_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I
+
+
+def new_referral_code() -> str:
+    return "".join(secrets.choice(_REFERRAL_ALPHABET) for _ in range(8))
+
+
+def email_taken(session: Session, email: str) -> bool:
+    return bool(
+        session.scalar(select(func.count()).select_from(Member).where(Member.email == email))
+        or session.scalar(select(func.count()).select_from(Staff).where(Staff.email == email))
+    )
+
+
+def register_member(session: Session, program: Program, *, email: str, password: str, name: str,
+                    phone: str | None = None, birthday: date | None = None,
+                    referral_code: str | None = None, consents: dict[str, bool] | None = None,
+                    preferences: dict[str, bool] | None = None, channel: str = "app") -> Member:
+    """Enrol a member and issue the loyalty card at once; fires the enrolment and referral triggers."""
+    from . import ledger, rules  # late: the rules engine depends on members
+
+    email = normalise_email(email)
+    if email_taken(session, email):
+        raise Conflict("An account with this email already exists", code="email_taken")
+    now = program.now()
+    referrer = None
+    if referral_code:
+        referrer = session.scalar(select(Member).where(Member.referral_code == referral_code.strip().upper()))
+        if referrer is None:
+            raise Invalid("This referral code does not exist", code="unknown_referral_code",
+                          errors={"referral_code": ["Unknown referral code."]})
+    member = Member(
+        email=email, password_hash=hash_password(password), name=name.strip(), phone=phone,
+        birthday=birthday, referral_code=new_referral_code(), channel=channel,
+        referred_by_id=referrer.id if referrer else None, created_at=now,
+    )
+    member.preferences = {c: c in ("email", "push") for c in CHANNELS} | (preferences or {})
+    member.consents = {k: {"granted": bool(v), "at": now.isoformat()} for k, v in (consents or {}).items()}
+    session.add(member)
+    session.flush()
+    session.add(Card(member_id=member.id, number=new_card_number(), issued_at=now))
+    ledger.open_account(session, member.id)
+    session.flush()
+    rules.fire(session, program, rules.Event(trigger="enrolment", member_id=member.id, source=f"member:{member.id}",
+                                             channel=channel))
+    if referrer is not None:
+        rules.fire(session, program, rules.Event(trigger="referral", member_id=referrer.id,
+                                                 source=f"referral:{member.id}", channel=channel,
+                                                 attributes={"referred_member_id": member.id, "side": "referrer"}))
+        rules.fire(session, program, rules.Event(trigger="referral", member_id=member.id,
+                                                 source=f"referred:{member.id}", channel=channel,
+                                                 attributes={"referrer_member_id": referrer.id, "side": "referred"}))
+    return member
+
+
+def update_member(session: Session, program: Program, member: Member, changes: dict[str, Any]) -> Member:
+    """Change a member's profile, channel preferences and consents (each consent change is timestamped)."""
+    now = program.now()
+    for key in ("name", "phone", "birthday"):
+        if key in changes:
+            setattr(member, key, changes[key])
+    if "preferences" in changes:
+        member.preferences = dict(member.preferences) | changes["preferences"]
+    if "consents" in changes:
+        consents = dict(member.consents)
+        for k, v in changes["consents"].items():
+            if consents.get(k, {}).get("granted") != bool(v):
+                consents[k] = {"granted": bool(v), "at": now.isoformat()}
+        member.consents = consents
+    session.flush()
+    return member
+
+
+def authenticate(session: Session, email: str, password: str) -> Member | Staff:
+    """The member or staff account with this email and password, or Unauthorized."""
+    try:
+        email = normalise_email(email)
+    except Invalid:
+        email = ""
+    account: Member | Staff | None = session.scalar(select(Member).where(Member.email == email))
+    if account is None:
+        account = session.scalar(select(Staff).where(Staff.email == email, Staff.active.is_(True)))
+    if not _verify(account.password_hash if account else None, password):
+        raise Unauthorized("Wrong email or password", code="invalid_credentials")
+    if isinstance(account, Member) and account.status != "active":
+        raise Unauthorized("This membership is closed", code="account_disabled")
+    return account
+
+
+def create_staff(session: Session, *, email: str, password: str, role: str, name: str = "",
+                 store_code: str | None = None, store_id: str | None = None) -> Staff:
+    """A cashier (bound to one store), marketer or admin account."""
+    from .stores import Store
+
+    email = normalise_email(email)
+    if role not in STAFF_ROLES:
+        raise Invalid(f"role must be one of {', '.join(STAFF_ROLES)}", errors={"role": ["Unknown role."]})
+    if email_taken(session, email):
+        raise Conflict("An account with this email already exists", code="email_taken")
+    store = None
+    if store_code:
+        store = session.scalar(select(Store).where(Store.code == store_code))
+    elif store_id:
+        store = session.get(Store, store_id)
+    if (store_code or store_id) and store is None:
+        raise Invalid("Unknown store", code="unknown_store", errors={"store": ["Unknown store."]})
+    if role == "cashier" and store is None:
+        raise Invalid("A cashier is bound to one store", code="store_required", errors={"store": ["Required for a cashier."]})
+    staff = Staff(email=email, password_hash=hash_password(password), role=role, name=name,
+                  store_id=store.id if store and role == "cashier" else None)
+    session.add(staff)
+    session.flush()
+    return staff
+
+
+def get_member(session: Session, member_id: str) -> Member:
+    member = session.get(Member, member_id)
+    if member is None:
+        raise NotFound("No such member")
+    return member
+
+
+def card_by_number(session: Session, number: str) -> Card:
+    number = re.sub(r"[\s-]", "", number)
+    if not luhn_valid(number) or len(number) != 16:
+        raise Invalid("Not a valid card number", code="invalid_card_number", errors={"card": ["Not a valid card number."]})
+    card = session.scalar(select(Card).where(Card.number == number))
+    if card is None:
+        raise NotFound("No card with this number", code="card_not_found")
+    return card

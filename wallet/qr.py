@@ -1,0 +1,119 @@
+"""Compact signed tokens for QR codes, and the QR images themselves.
+
+A card token is ``C1-<card>-<step>-<mac>``: version and kind, the card's opaque id, the 30-second time step it
+was made in, and a truncated HMAC, all in upper-case Crockford base32 so QR encodes it in alphanumeric mode
+(about 55 characters: QR version 4). It carries no personal data and stops working minutes after it is made.
+A coupon token is ``K1-<coupon>-<mac>``: it names the coupon; the database decides if it is still redeemable.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import io
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import qrcode
+import qrcode.image.svg
+
+from .errors import InvalidToken, TokenExpired
+
+STEP_SECONDS = 30
+_MAC_BYTES = 10  # 80 bits: 16 base32 characters
+_B32 = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+_B32_BACK = str.maketrans("0123456789ABCDEFGHJKMNPQRSTVWXYZ", "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
+
+
+def _mac(secret: bytes, message: str) -> str:
+    digest = hmac.new(secret, message.encode(), hashlib.sha256).digest()[:_MAC_BYTES]
+    return base64.b32encode(digest).decode().translate(_B32)
+
+
+def _b32int(value: int) -> str:
+    out = ""
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    while True:
+        out = alphabet[value & 31] + out
+        value >>= 5
+        if not value:
+            return out
+
+
+def _intb32(text: str) -> int:
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    value = 0
+    for ch in text:
+        i = alphabet.find(ch)
+        if i < 0:
+            raise InvalidToken("Malformed token")
+        value = value * 32 + i
+    return value
+
+
+def _bare(entity_id: str) -> str:
+    return entity_id.split("_", 1)[1]
+
+
+@dataclass(frozen=True)
+class CardToken:
+    token: str
+    expires_at: datetime
+
+
+def card_token(secret: bytes, card_id: str, now: datetime, ttl: timedelta) -> CardToken:
+    step = int(now.timestamp()) // STEP_SECONDS
+    body = f"C1-{_bare(card_id)}-{_b32int(step)}"
+    expires = datetime.fromtimestamp(step * STEP_SECONDS, timezone.utc) + ttl
+    return CardToken(token=f"{body}-{_mac(secret, body)}", expires_at=expires)
+
+
+def verify_card_token(secret: bytes, token: str, now: datetime, ttl: timedelta) -> str:
+    """The card id a card token names, if its signature holds and it has not expired."""
+    parts = token.strip().upper().split("-")
+    if len(parts) != 4 or parts[0] != "C1":
+        raise InvalidToken("Not a card token")
+    body = "-".join(parts[:3])
+    if not hmac.compare_digest(_mac(secret, body), parts[3]):
+        raise InvalidToken("The card code's signature does not match")
+    made = datetime.fromtimestamp(_intb32(parts[2]) * STEP_SECONDS, timezone.utc)
+    if now >= made + ttl:
+        raise TokenExpired("This card code has expired: refresh the app's card screen")
+    if made > now + timedelta(seconds=STEP_SECONDS):
+        raise InvalidToken("This card code was made in the future")
+    return f"crd_{parts[1]}"
+
+
+def coupon_token(secret: bytes, coupon_id: str) -> str:
+    body = f"K1-{_bare(coupon_id)}"
+    return f"{body}-{_mac(secret, body)}"
+
+
+def verify_coupon_token(secret: bytes, token: str) -> str:
+    parts = token.strip().upper().split("-")
+    if len(parts) != 3 or parts[0] != "K1":
+        raise InvalidToken("Not a coupon token")
+    body = "-".join(parts[:2])
+    if not hmac.compare_digest(_mac(secret, body), parts[2]):
+        raise InvalidToken("The coupon code's signature does not match")
+    return f"cpn_{parts[1]}"
+
+
+def token_kind(text: str) -> str | None:
+    """'card' or 'coupon' for what a scanner read, by its version tag; None for anything else."""
+    head = text.strip().upper()[:3]
+    return {"C1-": "card", "K1-": "coupon"}.get(head)
+
+
+def qr_image(payload: str, fmt: str = "png") -> tuple[bytes, str]:
+    """The payload as a QR code image: (bytes, mimetype). Medium error correction survives a cracked screen."""
+    qr = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, box_size=8, border=4)
+    qr.add_data(qrcode.util.QRData(payload.encode(), mode=qrcode.util.MODE_ALPHA_NUM)
+                if all(c in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:" for c in payload) else payload)
+    qr.make(fit=True)
+    buf = io.BytesIO()
+    if fmt == "svg":
+        qr.make_image(image_factory=qrcode.image.svg.SvgPathImage).save(buf)
+        return buf.getvalue(), "image/svg+xml"
+    qr.make_image().save(buf)
+    return buf.getvalue(), "image/png"

@@ -1,0 +1,149 @@
+"""API access and refresh tokens: JWTs per RFC 8725 (pinned algorithm, exp/iss/aud/typ checked, kid for rotation)."""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import jwt
+from sqlalchemy import String, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from .db import Base, utcnow
+from .errors import InvalidToken, TokenExpired
+from .members import Member, Staff
+
+ALGORITHM = "HS256"
+ACCESS_TYP = "at+jwt"        # RFC 9068
+REFRESH_TYP = "refresh+jwt"
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    """Signing key first; older keys still verify tokens they signed until those expire."""
+
+    keys: tuple[bytes, ...]
+    issuer: str = "loyalty"
+    audience: str = "loyalty-api"
+    access_ttl: timedelta = timedelta(minutes=15)
+    refresh_ttl: timedelta = timedelta(days=30)
+
+    @staticmethod
+    def kid(key: bytes) -> str:
+        return hashlib.sha256(key).hexdigest()[:12]
+
+    def by_kid(self, kid: str) -> bytes | None:
+        return next((k for k in self.keys if self.kid(k) == kid), None)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a member or a staff account, with the role and (for cashiers) the store."""
+
+    id: str
+    role: str
+    store_id: str | None = None
+
+
+class RefreshToken(Base):
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # the jti
+    family: Mapped[str] = mapped_column(String(32), index=True)
+    subject: Mapped[str] = mapped_column(String(32), index=True)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    revoked: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def principal_of(account: Member | Staff) -> Principal:
+    if isinstance(account, Member):
+        return Principal(id=account.id, role="member")
+    return Principal(id=account.id, role=account.role, store_id=account.store_id)
+
+
+def _encode(ring: KeyRing, claims: dict[str, Any], typ: str) -> str:
+    key = ring.keys[0]
+    return jwt.encode(claims, key, algorithm=ALGORITHM, headers={"typ": typ, "kid": ring.kid(key)})
+
+
+def _decode(ring: KeyRing, token: str, typ: str, now: datetime) -> dict[str, Any]:
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError:
+        raise InvalidToken("Malformed token") from None
+    # The header is attacker-controlled: check typ and alg before trusting anything else.
+    if header.get("typ") != typ:
+        raise InvalidToken("Wrong kind of token")
+    if header.get("alg") != ALGORITHM:
+        raise InvalidToken("Unsupported token algorithm")
+    key = ring.by_kid(str(header.get("kid", "")))
+    if key is None:
+        raise InvalidToken("Unknown signing key")
+    try:
+        claims = jwt.decode(
+            token, key, algorithms=[ALGORITHM], audience=ring.audience, issuer=ring.issuer,
+            options={"require": ["exp", "iat", "iss", "aud", "sub", "jti"], "verify_exp": False},
+        )
+    except jwt.InvalidTokenError as exc:
+        raise InvalidToken(f"Invalid token: {exc}") from None
+    # exp is checked against the programme's clock, not the machine's, so tests can move time.
+    if claims["exp"] <= now.timestamp():
+        raise TokenExpired("The token has expired")
+    return claims
+
+
+def issue_access_token(ring: KeyRing, principal: Principal, now: datetime) -> str:
+    claims = {
+        "iss": ring.issuer, "aud": ring.audience, "sub": principal.id, "role": principal.role,
+        "iat": int(now.timestamp()), "exp": int((now + ring.access_ttl).timestamp()),
+        "jti": secrets.token_hex(8),
+    }
+    if principal.store_id:
+        claims["store"] = principal.store_id
+    return _encode(ring, claims, ACCESS_TYP)
+
+
+def verify_access_token(ring: KeyRing, token: str, now: datetime) -> Principal:
+    claims = _decode(ring, token, ACCESS_TYP, now)
+    return Principal(id=claims["sub"], role=claims.get("role", ""), store_id=claims.get("store"))
+
+
+def issue_refresh_token(session: Session, ring: KeyRing, principal: Principal, now: datetime,
+                        family: str | None = None) -> str:
+    jti = secrets.token_hex(16)
+    session.add(RefreshToken(id=jti, family=family or jti, subject=principal.id,
+                             expires_at=now + ring.refresh_ttl, created_at=now))
+    claims = {
+        "iss": ring.issuer, "aud": ring.audience, "sub": principal.id,
+        "iat": int(now.timestamp()), "exp": int((now + ring.refresh_ttl).timestamp()), "jti": jti,
+    }
+    return _encode(ring, claims, REFRESH_TYP)
+
+
+def rotate_refresh_token(session: Session, ring: KeyRing, token: str, now: datetime) -> tuple[Principal, str]:
+    """Spend a refresh token once; a second use revokes its whole family (it was stolen or replayed)."""
+    claims = _decode(ring, token, REFRESH_TYP, now)
+    row = session.get(RefreshToken, claims["jti"])
+    if row is None or row.revoked:
+        raise InvalidToken("This refresh token is no longer valid")
+    # A conditional update: of two concurrent uses, exactly one wins.
+    won = session.execute(
+        update(RefreshToken).where(RefreshToken.id == row.id, RefreshToken.used_at.is_(None)).values(used_at=now)
+    ).rowcount
+    if not won:
+        session.execute(update(RefreshToken).where(RefreshToken.family == row.family).values(revoked=True))
+        raise InvalidToken("This refresh token was already used", code="refresh_token_reused", commit=True)
+    account: Member | Staff | None = session.get(Member, row.subject) or session.get(Staff, row.subject)
+    if account is None or (isinstance(account, Staff) and not account.active) or \
+            (isinstance(account, Member) and account.status != "active"):
+        raise InvalidToken("The account is closed")
+    principal = principal_of(account)
+    return principal, issue_refresh_token(session, ring, principal, now, family=row.family)
+
+
+def revoke_all(session: Session, subject: str) -> None:
+    session.execute(update(RefreshToken).where(RefreshToken.subject == subject).values(revoked=True))
