@@ -4,6 +4,8 @@ Environment variables are listed in :mod:`api.config` (and the README).
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 from datetime import timedelta
 from typing import Any
 
@@ -69,7 +71,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
 def program_from_config(cfg: dict) -> Program:
     return Program(
-        secret=("qr:" + cfg["SECRET_KEY"]).encode(),
+        secret=_derive("qr", cfg["SECRET_KEY"]),
         currency=cfg["LOYALTY_CURRENCY"], timezone=cfg["LOYALTY_TIMEZONE"],
         points_expiry_days=cfg["LOYALTY_POINTS_EXPIRY_DAYS"] or None,
         pending_days=cfg["LOYALTY_PENDING_DAYS"],
@@ -79,9 +81,14 @@ def program_from_config(cfg: dict) -> Program:
 
 
 def keyring_from_config(cfg: dict) -> KeyRing:
-    keys = tuple(("jwt:" + k).encode() for k in [cfg["SECRET_KEY"], *cfg["LOYALTY_OLD_SECRET_KEYS"]])
+    keys = tuple(_derive("jwt", k) for k in [cfg["SECRET_KEY"], *cfg["LOYALTY_OLD_SECRET_KEYS"]])
     return KeyRing(keys=keys, access_ttl=timedelta(minutes=cfg["LOYALTY_ACCESS_TOKEN_MINUTES"]),
                    refresh_ttl=timedelta(days=cfg["LOYALTY_REFRESH_TOKEN_DAYS"]))
+
+
+def _derive(purpose: str, secret: str) -> bytes:
+    """A separate 256-bit key per purpose, so a QR code's MAC can never be a token's signature."""
+    return hmac.new(secret.encode(), purpose.encode(), hashlib.sha256).digest()
 
 
 def _sqlite_options(app: Flask) -> None:

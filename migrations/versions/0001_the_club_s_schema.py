@@ -1,8 +1,8 @@
 """the club's schema
 
-Revision ID: d5f38e650001
+Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 22:00:03.804946
+Create Date: 2026-11-22 22:01:08.490655
 
 """
 from alembic import op
@@ -12,7 +12,7 @@ from sqlalchemy import Text
 from sqlalchemy.dialects import postgresql
 
 # revision identifiers, used by Alembic.
-revision = 'd5f38e650001'
+revision = '0001'
 down_revision = None
 branch_labels = None
 depends_on = None

@@ -1,0 +1,30 @@
+# Two commands do everything on a fresh machine:  make serve   and   make test
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
+$(BIN)/loyalty: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+.PHONY: install serve test bench clean
+install: $(BIN)/loyalty
+
+serve: install  ## install, migrate the SQLite default, load the demo club, serve on http://127.0.0.1:5000
+	$(BIN)/loyalty db upgrade
+	$(BIN)/loyalty demo
+	@echo "API docs: http://$(HOST):$(PORT)/api/v1/docs   OpenAPI: http://$(HOST):$(PORT)/api/v1/openapi.json"
+	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers 2 --access-logfile - "api:create_app()"
+
+test: install  ## install with the test extras and run the suite (PostgreSQL tests run when DATABASE_URL points there)
+	$(BIN)/pytest -q
+
+bench: install  ## the purchase benchmark (needs PostgreSQL and wrk)
+	$(BIN)/python -m tests.bench.purchases
+
+clean:
+	rm -rf $(VENV) instance *.egg-info
