@@ -1,8 +1,8 @@
 """Who is calling: bearer-token parsing, role decorators and ownership helpers."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import wraps
-from typing import Callable
 
 from flask import g, request
 

@@ -6,7 +6,7 @@ instead of a rollback per test every table is emptied after it.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -114,7 +114,7 @@ class Clock:
 
 @pytest.fixture
 def clock(program):
-    clock = Clock(datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc))
+    clock = Clock(datetime(2026, 11, 22, 10, 0, tzinfo=UTC))
     program.clock = clock
     return clock
 

@@ -1,9 +1,9 @@
 """Every model, imported in one place so the metadata (and Alembic) sees the whole schema."""
 from .db import Base  # noqa: F401
-from .members import Card, Member, Staff  # noqa: F401
-from .stores import Product, Store  # noqa: F401
+from .idempotency import IdempotencyKey  # noqa: F401
 from .ledger import Balance, LedgerEntry, Lot, LotUse, PendingPoints  # noqa: F401
+from .members import Card, Member, Staff  # noqa: F401
 from .rules import Rule, RuleGrant  # noqa: F401
+from .stores import Product, Store  # noqa: F401
 from .till import Purchase, PurchaseItem  # noqa: F401
 from .tokens import RefreshToken  # noqa: F401
-from .idempotency import IdempotencyKey  # noqa: F401

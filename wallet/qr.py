@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import io
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import qrcode
 import qrcode.image.svg
@@ -64,7 +64,7 @@ class CardToken:
 def card_token(secret: bytes, card_id: str, now: datetime, ttl: timedelta) -> CardToken:
     step = int(now.timestamp()) // STEP_SECONDS
     body = f"C1-{_bare(card_id)}-{_b32int(step)}"
-    expires = datetime.fromtimestamp(step * STEP_SECONDS, timezone.utc) + ttl
+    expires = datetime.fromtimestamp(step * STEP_SECONDS, UTC) + ttl
     return CardToken(token=f"{body}-{_mac(secret, body)}", expires_at=expires)
 
 
@@ -76,7 +76,7 @@ def verify_card_token(secret: bytes, token: str, now: datetime, ttl: timedelta) 
     body = "-".join(parts[:3])
     if not hmac.compare_digest(_mac(secret, body), parts[3]):
         raise InvalidToken("The card code's signature does not match")
-    made = datetime.fromtimestamp(_intb32(parts[2]) * STEP_SECONDS, timezone.utc)
+    made = datetime.fromtimestamp(_intb32(parts[2]) * STEP_SECONDS, UTC)
     if now >= made + ttl:
         raise TokenExpired("This card code has expired: refresh the app's card screen")
     if made > now + timedelta(seconds=STEP_SECONDS):

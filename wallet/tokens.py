@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import jwt
-from sqlalchemy import String, select, update
+from sqlalchemy import String, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .db import Base, utcnow
