@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from datetime import timedelta
 from typing import Any
 
 from flask import Flask, redirect
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_smorest import Api
 from sqlalchemy import event
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from wallet import members
 from wallet.program import Program
@@ -18,7 +23,7 @@ from wallet.tokens import KeyRing
 
 from . import config, errors
 from .blueprints import ALL
-from .extensions import db, limiter, migrate, smorest
+from .extensions import db, migrate
 
 API_TITLE = "Loyalty API"
 
@@ -37,9 +42,18 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.config.update(overrides or {})
     _sqlite_options(app)
 
+    if app.config["LOYALTY_TRUSTED_PROXIES"]:
+        # Behind a load balancer the client's address is in X-Forwarded-For; rate limits key on it.
+        n = app.config["LOYALTY_TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+
     db.init_app(app)
     migrate.init_app(app, db, directory=str(__import__("pathlib").Path(__file__).parent.parent / "migrations"))
+    # One limiter and one Api per app: their state (storage, enabled flag, spec) belongs to the app, and a
+    # module-level instance re-initialised by a second create_app would change the first app's behaviour.
+    limiter = Limiter(key_func=get_remote_address, headers_enabled=True)
     limiter.init_app(app)
+    app.extensions["loyalty.limiter"] = limiter
     members.configure_password_hashing(app.config["LOYALTY_PASSWORD_HASH"])
     app.extensions["loyalty.program"] = program_from_config(app.config)
     app.extensions["loyalty.keyring"] = keyring_from_config(app.config)
@@ -47,13 +61,15 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         _tune_engine(db.engine)
 
     app.json.sort_keys = False
+    smorest = Api()
     smorest.init_app(app, spec_kwargs={"components": {"securitySchemes": {
         "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
         "security": [{"bearerAuth": []}]})
     smorest.spec.components.schema("Problem", _problem_schema())
+    app.extensions["loyalty.api"] = smorest
     from . import views  # noqa: F401  (registers the routes)
     from .views.auth import limit_auth
-    limit_auth()
+    limit_auth(limiter)
     for blueprint in ALL:
         smorest.register_blueprint(blueprint)
     _document_errors(smorest)
@@ -126,12 +142,12 @@ def _problem_schema() -> dict:
 def _document_errors(api) -> None:
     """Every operation may answer with a problem; say so in the spec."""
     ref = {"$ref": "#/components/schemas/Problem"}
-    for status, text in (("default", "Problem (RFC 9457)"),):
+    for _status, text in (("default", "Problem (RFC 9457)"),):
         api.spec.components.response("Problem", {"description": text,
                                                  "content": {"application/problem+json": {"schema": ref}}})
     paths = api.spec._paths
     for path in paths.values():
-        for method, operation in path.items():
+        for _method, operation in path.items():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
             responses = operation["responses"]
@@ -140,13 +156,66 @@ def _document_errors(api) -> None:
 
 
 def _guard_bodies(app: Flask) -> None:
+    """Refuse, before any view runs, bodies and parameters that no schema should have to think about."""
     from flask import request
 
     from .errors import problem
 
     @app.before_request
-    def _json_only():
-        if request.method in ("POST", "PUT", "PATCH") and request.content_length and not request.is_json:
-            return problem(415, "unsupported_media_type", "Unsupported Media Type",
-                           "Send the body as application/json")
+    def _guard():
+        if request.routing_exception is not None:
+            return None  # 404/405 answer first, whatever the body
+        bad = {f"path.{k}": v for k, v in (request.view_args or {}).items() if isinstance(v, str)}
+        bad |= {f"query.{k}": v for k, v in request.args.items(multi=True)}
+        errors = {name: [UNSTORABLE] for name, value in bad.items() if _unstorable(value)}
+        has_body = bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+        if request.method in ("POST", "PUT", "PATCH") and has_body:
+            if not request.is_json:
+                return problem(415, "unsupported_media_type", "Unsupported Media Type",
+                               "Send the body as application/json")
+            try:
+                body = json.loads(request.get_data(cache=True))
+                errors |= {name or "_body": [UNSTORABLE] for name in _unstorable_fields(body)}
+            except (RecursionError, _TooDeep):
+                return problem(400, "malformed_json", "Bad Request", "The JSON body is nested too deeply",
+                               {"_body": ["Nested too deeply."]})
+            except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
+                return problem(400, "malformed_json", "Bad Request", "The body is not valid JSON",
+                               {"_body": ["Invalid JSON body."]})
+        if errors:
+            return problem(422, "validation_error", "Unprocessable Entity",
+                           "Some fields are not valid: " + ", ".join(sorted(errors)), errors)
         return None
+
+
+UNSTORABLE = "Must not contain NUL characters or unpaired surrogates."
+MAX_DEPTH = 32  # no body this API reads nests deeper than a few levels
+
+
+class _TooDeep(Exception):
+    pass
+
+
+def _unstorable(text: str) -> bool:
+    """NUL and lone surrogates: neither PostgreSQL text nor UTF-8 can hold them."""
+    return "\x00" in text or any("\ud800" <= c <= "\udfff" for c in text)
+
+
+def _unstorable_fields(value: Any, path: str = "", depth: int = 0) -> list[str]:
+    if depth > MAX_DEPTH:
+        raise _TooDeep
+    if isinstance(value, str):
+        return [path] if _unstorable(value) else []
+    if isinstance(value, dict):
+        out = []
+        for key, item in value.items():
+            name = f"{path}.{key}" if path else str(key)
+            if _unstorable(key):
+                out.append(path or "_body")
+            else:
+                out.extend(_unstorable_fields(item, name, depth + 1))
+        return out
+    if isinstance(value, list):
+        return [p for i, item in enumerate(value) for p in _unstorable_fields(item, f"{path}.{i}" if path else str(i),
+                                                                              depth + 1)]
+    return []

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import logging
+import math
+import time
 from typing import Any
 
-from flask import Flask, Response, json
+from flask import Flask, Response, current_app, json
 from werkzeug.exceptions import HTTPException
 
 from wallet import errors as domain
@@ -60,6 +62,16 @@ def _flatten(messages: Any, prefix: str = "") -> dict[str, list[str]]:
     return out
 
 
+def _retry_after() -> int:
+    """Seconds until the limit that was hit resets (RFC 9110 Retry-After), at least 1."""
+    limiter = current_app.extensions.get("loyalty.limiter")
+    try:
+        reset_at = limiter.current_limit.reset_at if limiter and limiter.current_limit else None
+    except Exception:  # the storage may be unreachable; the header is advice, not a reason to fail
+        reset_at = None
+    return max(1, math.ceil(reset_at - time.time())) if reset_at else 60
+
+
 def status_of(error: domain.DomainError) -> int:
     return next(status for cls, status in _STATUS_OF if isinstance(error, cls)) \
         if any(isinstance(error, cls) for cls, _ in _STATUS_OF) else 400
@@ -90,7 +102,7 @@ def register(app: Flask) -> None:
         if status == 405 and error.get_response().headers.get("Allow"):
             headers["Allow"] = error.get_response().headers["Allow"]
         if status == 429:
-            headers["Retry-After"] = str(getattr(error, "retry_after", None) or 60)
+            headers["Retry-After"] = str(_retry_after())
         detail = error.description if isinstance(error.description, str) else None
         if status == 422 and errors:
             detail = "Some fields are not valid: " + ", ".join(sorted(errors))

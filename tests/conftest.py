@@ -49,6 +49,27 @@ def app(tmp_path_factory):
 
 
 @pytest.fixture
+def make_app(app):
+    """Builds another app on the test database with the test settings plus ``overrides`` (rate limits on, other
+    keys, ...); each one's connections are closed after the test."""
+    made = []
+
+    def make(**overrides: Any):
+        config = {"TESTING": True, "SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"],
+                  "SECRET_KEY": app.config["SECRET_KEY"], "LOYALTY_PASSWORD_HASH": FAST_HASH,
+                  "RATELIMIT_ENABLED": False} | overrides
+        other = create_app(config)
+        made.append(other)
+        return other
+
+    yield make
+    for other in made:
+        with other.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+@pytest.fixture
 def is_postgres(app) -> bool:
     with app.app_context():
         return db.engine.dialect.name == "postgresql"

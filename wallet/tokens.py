@@ -18,6 +18,7 @@ from .members import Member, Staff
 ALGORITHM = "HS256"
 ACCESS_TYP = "at+jwt"        # RFC 9068
 REFRESH_TYP = "refresh+jwt"
+CLOCK_SKEW = timedelta(seconds=60)  # hosts' clocks differ a little; a token from a minute ahead is still fine
 
 
 @dataclass(frozen=True)
@@ -86,12 +87,18 @@ def _decode(ring: KeyRing, token: str, typ: str, now: datetime) -> dict[str, Any
     try:
         claims = jwt.decode(
             token, key, algorithms=[ALGORITHM], audience=ring.audience, issuer=ring.issuer,
-            options={"require": ["exp", "iat", "iss", "aud", "sub", "jti"], "verify_exp": False},
+            options={"require": ["exp", "iat", "iss", "aud", "sub", "jti"],
+                     "verify_exp": False, "verify_iat": False, "verify_nbf": False},
         )
     except jwt.InvalidTokenError as exc:
         raise InvalidToken(f"Invalid token: {exc}") from None
-    # exp is checked against the programme's clock, not the machine's, so tests can move time.
-    if claims["exp"] <= now.timestamp():
+    # Times are checked against the programme's clock, not the machine's, so one clock rules (and tests move it).
+    exp, iat = claims["exp"], claims["iat"]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (exp, iat)):
+        raise InvalidToken("Invalid token: exp and iat must be integers")
+    if iat > now.timestamp() + CLOCK_SKEW.total_seconds():
+        raise InvalidToken("The token was issued in the future")
+    if exp <= now.timestamp():
         raise TokenExpired("The token has expired")
     return claims
 

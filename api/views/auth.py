@@ -3,13 +3,15 @@ from __future__ import annotations
 
 from datetime import date
 
+from flask import current_app
+from flask_limiter import Limiter
 from marshmallow import ValidationError, fields, validate, validates, validates_schema
 
 from wallet import members, tokens
 from wallet.members import CHANNELS
 
 from ..blueprints import auth as blp
-from ..extensions import db, limiter
+from ..extensions import db
 from ..resource import Resource
 from ..schemas import StrictSchema
 from ..state import keyring, program
@@ -99,6 +101,6 @@ class Token(Resource):
         return _tokens(tokens.principal_of(account))
 
 
-def limit_auth() -> None:
-    from flask import current_app
-    limiter.limit(lambda: current_app.config["RATELIMIT_AUTH"])(blp)
+def limit_auth(limiter: Limiter) -> None:
+    """One budget per client address for all of /auth (sign-in and enrolment alike), on the app's own limiter."""
+    limiter.shared_limit(lambda: current_app.config["RATELIMIT_AUTH"], scope="auth")(blp)

@@ -1,0 +1,322 @@
+"""One error shape everywhere: application/problem+json (RFC 9457) with a stable ``code``, and never a 500 for bad input."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from sqlalchemy import func, select
+
+from api.extensions import db
+from api.resource import Resource
+from tests.conftest import assert_problem
+from wallet import members
+
+REGISTER = "/api/v1/auth/register"
+
+
+def register_body(**overrides):
+    return {"email": "dana@example.com", "password": "correct horse", "name": "Dana"} | overrides
+
+
+def member_count(app) -> int:
+    with app.app_context():
+        n = db.session.scalar(select(func.count()).select_from(members.Member))
+        db.session.remove()
+        return n
+
+
+# ------------------------------------------------------------------ 400 / 422: bad input, with the fields named
+
+def test_missing_fields_are_named(client):
+    body = assert_problem(client.post(REGISTER, json={}), 422, "validation_error")
+    assert set(body["errors"]) == {"email", "password", "name"}
+    assert all(isinstance(m, list) and m and all(isinstance(x, str) for x in m) for m in body["errors"].values())
+    assert body["type"].endswith("/validation_error")
+    assert body["title"] and "email" in body["detail"]
+
+
+def test_wrong_types_and_ranges_are_named(client):
+    r = client.post(REGISTER, json=register_body(email=12, password="short", birthday="not a date"))
+    body = assert_problem(r, 422, "validation_error")
+    assert set(body["errors"]) == {"email", "password", "birthday"}
+
+
+def test_nested_fields_are_named(client):
+    r = client.post(REGISTER, json=register_body(consents={"marketing": "perhaps"}, preferences={"fax": True}))
+    body = assert_problem(r, 422, "validation_error")
+    assert any(name.startswith("consents.marketing") for name in body["errors"]), body["errors"]
+    assert any(name.startswith("preferences.fax") for name in body["errors"]), body["errors"]
+
+
+def test_unknown_fields_are_refused(client, factory):
+    body = assert_problem(client.post(REGISTER, json=register_body(is_admin=True)), 422, "validation_error")
+    assert body["errors"] == {"is_admin": ["Unknown field."]}
+    member = factory.member()
+    r = client.patch("/api/v1/me", json={"role": "admin"}, headers=member["headers"])
+    assert assert_problem(r, 422, "validation_error")["errors"] == {"role": ["Unknown field."]}
+    # unknown *query* parameters are ignored (cache-busters and tracking tags are common); bodies are strict
+    assert client.get("/api/v1/me/ledger?_=123", headers=member["headers"]).status_code == 200
+
+
+def test_nothing_is_stored_when_validation_fails(client, app):
+    client.post(REGISTER, json=register_body(password="short"))
+    assert member_count(app) == 0
+
+
+@pytest.mark.parametrize("raw", [b"{bad", b'{"email": ', b"\xff\xfe{}", b"{\"a\": \"\\ud83d\""])
+def test_malformed_json_is_400(client, raw):
+    body = assert_problem(client.post(REGISTER, data=raw, content_type="application/json"), 400, "malformed_json")
+    assert body["errors"] == {"_body": ["Invalid JSON body."]}
+
+
+def test_deeply_nested_json_is_400_not_500(client):
+    raw = "[" * 20_000 + "]" * 20_000
+    assert_problem(client.post(REGISTER, data=raw, content_type="application/json"), 400, "malformed_json")
+    raw = json.dumps(register_body(consents=json.loads('{"a":' * 100 + "1" + "}" * 100)))
+    assert_problem(client.post(REGISTER, data=raw, content_type="application/json"), 400, "malformed_json")
+
+
+@pytest.mark.parametrize("body", [[1, 2], "a string", 42, None])
+def test_a_body_that_is_not_an_object_is_422(client, body):
+    r = client.post(REGISTER, data=json.dumps(body), content_type="application/json")
+    assert_problem(r, 422, "validation_error")
+
+
+def test_invalid_query_parameters_are_422(client, factory):
+    member = factory.member()
+    for query in ("limit=0", "limit=201", "limit=abc", "limit=99999999999999999999999"):
+        r = client.get(f"/api/v1/me/ledger?{query}", headers=member["headers"])
+        assert "limit" in assert_problem(r, 422, "validation_error")["errors"], query
+    r = client.get("/api/v1/me/ledger?cursor=%%%not-a-cursor", headers=member["headers"])
+    assert "cursor" in assert_problem(r, 422, "invalid_cursor")["errors"]
+    r = client.get("/api/v1/me/card/qr?format=gif", headers=member["headers"])
+    assert "format" in assert_problem(r, 422, "validation_error")["errors"]
+
+
+# ------------------------------------------------------------------ 401 / 403 / 404 / 405 / 409
+
+def test_401_without_or_with_a_garbage_token(client):
+    r = client.get("/api/v1/me")
+    body = assert_problem(r, 401, "unauthorized")
+    assert r.headers["WWW-Authenticate"].startswith("Bearer")
+    assert "token" in body["detail"].lower()
+    for header in ("Bearer garbage", "Bearer a.b.c", "Basic dXNlcjpwYXNz", "Bearer ", "garbage"):
+        r = client.get("/api/v1/me", headers={"Authorization": header})
+        assert r.status_code == 401, header
+        assert r.get_json()["code"] in ("unauthorized", "invalid_token"), header
+    assert_problem(client.get("/api/v1/me", headers={"Authorization": "Bearer garbage"}), 401, "invalid_token")
+
+
+def test_403_for_the_wrong_role(client, factory):
+    member = factory.member()
+    assert_problem(client.get("/api/v1/admin/members", headers=member["headers"]), 403, "forbidden")
+
+
+def test_404_unknown_route_and_unknown_ids(client, factory):
+    body = assert_problem(client.get("/api/v1/no-such-thing"), 404, "not_found")
+    assert "Traceback" not in json.dumps(body)
+    # a body of the wrong type doesn't turn a missing route into a 415
+    assert_problem(client.post("/api/v1/nope", data="x", content_type="text/plain"), 404, "not_found")
+    marketer = factory.staff("marketer")
+    assert_problem(client.get("/api/v1/admin/members/mem_01JZZZZZZZZZZZZZZZZZZZZZZZ", headers=marketer["headers"]),
+                   404, "not_found")
+    r = client.post("/api/v1/admin/members/mem_nope/adjustments", json={"points": 5, "reason": "goodwill"},
+                    headers=marketer["headers"])
+    assert_problem(r, 404, "not_found")
+
+
+def test_405_names_the_allowed_methods(client, factory):
+    member = factory.member()
+    r = client.delete("/api/v1/me", headers=member["headers"])
+    assert_problem(r, 405, "method_not_allowed")
+    allowed = {m.strip() for m in r.headers["Allow"].split(",")}
+    assert {"GET", "PATCH"} <= allowed and "DELETE" not in allowed
+    r = client.get(REGISTER)
+    assert_problem(r, 405, "method_not_allowed")
+    assert "POST" in r.headers["Allow"]
+
+
+def test_409_email_taken(client):
+    assert client.post(REGISTER, json=register_body()).status_code == 201
+    body = assert_problem(client.post(REGISTER, json=register_body(name="Other")), 409, "email_taken")
+    assert "password" not in json.dumps(body)
+
+
+# ------------------------------------------------------------------ 413 / 415
+
+def test_413_for_a_body_over_the_limit(client, app):
+    limit = app.config["MAX_CONTENT_LENGTH"]
+    raw = json.dumps(register_body(name="x" * limit))
+    assert_problem(client.post(REGISTER, data=raw, content_type="application/json"), 413, "payload_too_large")
+    assert member_count(app) == 0
+
+
+def test_a_body_just_under_the_limit_is_read(client, app):
+    limit = app.config["MAX_CONTENT_LENGTH"]
+    raw = json.dumps(register_body(name="x" * 200))
+    raw = raw[:-1] + " " * (limit - len(raw)) + "}"
+    assert len(raw) == limit
+    assert "name" in assert_problem(client.post(REGISTER, data=raw, content_type="application/json"),
+                                    422, "validation_error")["errors"]
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data",
+                                          "application/xml"])
+def test_415_for_a_body_that_is_not_json(client, content_type):
+    r = client.post(REGISTER, data="email=a@b.co&password=12345678&name=x", content_type=content_type)
+    assert_problem(r, 415, "unsupported_media_type")
+
+
+def test_json_with_a_charset_or_problem_suffix_is_json(client):
+    raw = json.dumps(register_body())
+    r = client.post(REGISTER, data=raw, content_type="application/json; charset=utf-8")
+    assert r.status_code == 201, r.get_json()
+
+
+# ------------------------------------------------------------------ 429
+
+def _redis_url() -> str | None:
+    url = os.environ.get("LOYALTY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    try:
+        import redis
+        redis.Redis.from_url(url, socket_connect_timeout=0.5).ping()
+    except Exception:
+        return None
+    return url
+
+
+def _hit_until_limited(app, n: int):
+    client = app.test_client()
+    answers = [client.post("/api/v1/auth/token", json={"email": "nobody@example.com", "password": "wrong"})
+               for _ in range(n)]
+    return answers
+
+
+def test_429_with_retry_after(make_app, tmp_path):
+    limited = make_app(RATELIMIT_ENABLED=True, RATELIMIT_AUTH="3 per minute", RATELIMIT_STORAGE_URI="memory://")
+    answers = _hit_until_limited(limited, 4)
+    assert [r.status_code for r in answers] == [401, 401, 401, 429]
+    body = assert_problem(answers[-1], 429, "rate_limited")
+    retry_after = int(answers[-1].headers["Retry-After"])
+    assert 1 <= retry_after <= 60
+    assert "3 per 1 minute" in body["detail"]
+    # registration shares the /auth budget
+    r = limited.test_client().post(REGISTER, json=register_body())
+    assert_problem(r, 429, "rate_limited")
+
+
+def test_rate_limits_are_per_app(make_app, client):
+    """A second app with limits on must not switch them on for the first (the limiter is per app)."""
+    limited = make_app(RATELIMIT_ENABLED=True, RATELIMIT_AUTH="1 per minute", RATELIMIT_STORAGE_URI="memory://")
+    _hit_until_limited(limited, 2)
+    for _ in range(5):
+        r = client.post("/api/v1/auth/token", json={"email": "nobody@example.com", "password": "wrong"})
+        assert_problem(r, 401, "invalid_credentials")
+
+
+def test_rate_limit_shared_between_workers_through_redis(make_app):
+    """Two apps (as two gunicorn workers would be) count against one limit when the storage is Redis."""
+    url = _redis_url()
+    if url is None:
+        pytest.skip("Redis is not reachable at LOYALTY_TEST_REDIS_URL or redis://127.0.0.1:6379/15")
+    import redis
+    redis.Redis.from_url(url).flushdb()
+    config = {"RATELIMIT_ENABLED": True, "RATELIMIT_AUTH": "3 per minute", "RATELIMIT_STORAGE_URI": url}
+    worker_a, worker_b = make_app(**config), make_app(**config)
+    statuses = [r.status_code for r in _hit_until_limited(worker_a, 2)]
+    statuses += [r.status_code for r in _hit_until_limited(worker_b, 2)]
+    assert statuses == [401, 401, 401, 429]
+    assert int(_hit_until_limited(worker_a, 1)[0].headers["Retry-After"]) >= 1
+    redis.Redis.from_url(url).flushdb()
+
+
+# ------------------------------------------------------------------ 500
+
+class Explodes(Resource):
+    def post(self):
+        members.register_member(db.session, db.get_app().extensions["loyalty.program"],
+                                email="ghost@example.com", password="correct horse", name="Ghost")
+        db.session.flush()
+        raise RuntimeError("secret internals: password=hunter2")
+
+
+def test_unexpected_errors_are_a_500_problem_without_internals(make_app, caplog):
+    app = make_app()
+
+    @app.get("/api/v1/test/boom")
+    def boom():
+        raise ZeroDivisionError("secret internals")
+
+    app.add_url_rule("/api/v1/test/explodes", view_func=Explodes.as_view("explodes"))
+    client = app.test_client()
+    for r in (client.get("/api/v1/test/boom"), client.post("/api/v1/test/explodes")):
+        body = assert_problem(r, 500, "internal_error")
+        text = r.get_data(as_text=True)
+        assert "Traceback" not in text and "secret" not in text and "hunter2" not in text
+        assert "ZeroDivisionError" not in text and "RuntimeError" not in text
+        assert set(body) == {"type", "title", "status", "detail", "code"}
+    # the error is logged for us, and the half-done transaction was rolled back
+    assert "unhandled error" in caplog.text
+    assert member_count(app) == 0
+
+
+# ------------------------------------------------------------------ huge and strange input never gives a 500
+
+STRANGE_NAMES = ["דנה כהן", "Dana 🎉🛒", "محمد", "Zoë Ünïcødé", "ｆｕｌｌｗｉｄｔｈ", "a" * 120, "🎉" * 120,
+                 "\u202eevil override", "e\u0301"]
+
+
+@pytest.mark.parametrize("name", STRANGE_NAMES)
+def test_unicode_names_are_kept_as_given(client, name):
+    r = client.post(REGISTER, json=register_body(name=name))
+    assert r.status_code == 201, r.get_json()
+    headers = {"Authorization": f"Bearer {r.get_json()['access_token']}"}
+    assert client.get("/api/v1/me", headers=headers).get_json()["name"] == name
+
+
+@pytest.mark.parametrize("field,value", [
+    ("name", "Dana\x00Evil"), ("email", "dana\x00@example.com"), ("password", "correct\x00horse"),
+    ("referral_code", "AB\x00CD"), ("phone", "+972\x00501234567"), ("name", "Dana \ud800"),
+    ("email", "dana\udfff@example.com"), ("consents", {"market\x00ing": True}),
+    ("consents", {"marketing\ud800": True}),
+])
+def test_nul_bytes_and_lone_surrogates_are_422_never_500(client, app, field, value):
+    r = client.post(REGISTER, json=register_body(**{field: value}))
+    body = assert_problem(r, 422, "validation_error")
+    assert field in body["errors"], body
+    assert member_count(app) == 0
+
+
+def test_nul_bytes_in_query_and_path_are_422(client, factory):
+    marketer = factory.staff("marketer")
+    r = client.get("/api/v1/admin/members?q=dana%00", headers=marketer["headers"])
+    assert "query.q" in assert_problem(r, 422, "validation_error")["errors"]
+    r = client.get("/api/v1/admin/members/mem_%00", headers=marketer["headers"])
+    assert "path.member_id" in assert_problem(r, 422, "validation_error")["errors"]
+
+
+def test_nul_in_sign_in_is_refused(client):
+    r = client.post("/api/v1/auth/token", json={"email": "a\x00@b.co", "password": "x"})
+    assert_problem(r, 422, "validation_error")
+
+
+@pytest.mark.parametrize("field", ["email", "password", "name", "phone", "referral_code", "birthday"])
+def test_one_megabyte_strings_never_give_a_500(client, app, field):
+    r = client.post(REGISTER, json=register_body(**{field: "x" * 1_000_000}))
+    assert_problem(r, 413, "payload_too_large")
+
+
+@pytest.mark.parametrize("field,size", [("email", 300), ("password", 200), ("name", 121), ("phone", 40),
+                                        ("referral_code", 17)])
+def test_long_strings_under_the_body_limit_are_named(client, field, size):
+    r = client.post(REGISTER, json=register_body(**{field: "x" * size}))
+    assert field in assert_problem(r, 422, "validation_error")["errors"]
+
+
+def test_strange_values_in_every_register_field(client):
+    for value in (None, True, 0, -1, 1.5, [], {}, [1], {"a": 1}, "", " ", "\t\n"):
+        for field in ("email", "password", "name", "phone", "birthday", "referral_code", "consents", "preferences"):
+            r = client.post(REGISTER, json=register_body(**{field: value}))
+            assert r.status_code in (201, 409, 422), (field, value, r.get_data(as_text=True))
+            assert r.status_code != 201 or field in ("phone", "birthday", "referral_code", "consents", "preferences")
