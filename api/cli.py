@@ -81,3 +81,6 @@ def register(app: Flask) -> None:
         click.echo(f"released {total} pending holds")
 
     app.cli.add_command(points)
+
+    from .views.stores import register_products_cli
+    register_products_cli(app)

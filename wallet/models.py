@@ -1,6 +1,7 @@
 """Every model, imported in one place so the metadata (and Alembic) sees the whole schema."""
 from .db import Base  # noqa: F401
 from .idempotency import IdempotencyKey  # noqa: F401
+from .instore import CheckIn, Scan  # noqa: F401
 from .ledger import Balance, LedgerEntry, Lot, LotUse, PendingPoints  # noqa: F401
 from .members import Card, Member, Staff  # noqa: F401
 from .rules import Rule, RuleGrant  # noqa: F401

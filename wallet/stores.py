@@ -1,14 +1,29 @@
-"""Stores and products: where members shop and what they scan."""
+"""Stores and products: where members shop and what they scan; the marketer's catalogue and its CSV import.
+
+Neither is ever deleted: check-ins, scans and purchases point at them. Deleting one archives it: it disappears
+from the marketer's lists and from the shopper's app, and its code, SKU and barcode stay reserved.
+"""
 from __future__ import annotations
 
+import csv
+import math
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from sqlalchemy import String, Text, select
+from sqlalchemy import String, Text, func, or_, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from .barcodes import normalise_barcode
 from .db import Base, id_column, utcnow
-from .errors import NotFound
+from .errors import Conflict, Invalid, NotFound
+from .program import Program
 
 
 class Store(Base):
@@ -25,6 +40,12 @@ class Store(Base):
     check_in_cooldown_minutes: Mapped[int] = mapped_column(default=240)
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    archived_at: Mapped[datetime | None]
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
 
 class Product(Base):
@@ -43,14 +64,555 @@ class Product(Base):
     complementary: Mapped[list] = mapped_column(default=list)  # product ids, the marketer's order
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    archived_at: Mapped[datetime | None]
 
+
+# ------------------------------------------------------------------ limits shared by the API, the CLI and the import
+
+STORE_FIELDS = ("code", "name", "address", "lat", "lon", "radius_m", "timezone", "check_in_cooldown_minutes", "active")
+PRODUCT_FIELDS = ("sku", "barcode", "name", "description", "category", "price", "currency", "image_url",
+                  "complementary", "active")
+STORE_CODE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{0,31}$")
+SKU = re.compile(r"^[\x21-\x7e]{1,64}$")  # visible ASCII, no spaces: what a till prints and a scanner types
+CURRENCY = re.compile(r"^[A-Z]{3}$")
+RADIUS_M = (10, 10_000)
+COOLDOWN_MINUTES = (1, 43_200)  # a minute to thirty days
+MAX_COMPLEMENTARY = 20
+MAX_PRICE = Decimal("9999999999.99")
+
+
+@lru_cache(maxsize=1)
+def _zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def valid_timezone(name: Any) -> bool:
+    """An IANA zone name this machine knows (``Asia/Jerusalem``); not ``localtime`` or a file path."""
+    if not isinstance(name, str) or name not in _zones():
+        return False
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _store_problems(data: dict[str, Any]) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    if "code" in data and not (isinstance(data["code"], str) and STORE_CODE.match(data["code"])):
+        errors["code"] = ["1 to 32 capital letters, digits, '-' or '_'."]
+    if "name" in data and not (isinstance(data["name"], str) and 1 <= len(data["name"].strip()) <= 120):
+        errors["name"] = ["1 to 120 characters."]
+    if "address" in data and not (isinstance(data["address"], str) and len(data["address"]) <= 240):
+        errors["address"] = ["At most 240 characters."]
+    if "lat" in data and not (_finite_number(data["lat"]) and -90 <= data["lat"] <= 90):
+        errors["lat"] = ["A latitude from -90 to 90."]
+    if "lon" in data and not (_finite_number(data["lon"]) and -180 <= data["lon"] <= 180):
+        errors["lon"] = ["A longitude from -180 to 180."]
+    if "radius_m" in data and not (isinstance(data["radius_m"], int) and not isinstance(data["radius_m"], bool)
+                                   and RADIUS_M[0] <= data["radius_m"] <= RADIUS_M[1]):
+        errors["radius_m"] = [f"Whole metres from {RADIUS_M[0]} to {RADIUS_M[1]}."]
+    if "timezone" in data and not valid_timezone(data["timezone"]):
+        errors["timezone"] = ["An IANA time zone such as Asia/Jerusalem."]
+    minutes = data.get("check_in_cooldown_minutes", COOLDOWN_MINUTES[0])
+    if not (isinstance(minutes, int) and not isinstance(minutes, bool)
+            and COOLDOWN_MINUTES[0] <= minutes <= COOLDOWN_MINUTES[1]):
+        errors["check_in_cooldown_minutes"] = [f"Whole minutes from {COOLDOWN_MINUTES[0]} to {COOLDOWN_MINUTES[1]}."]
+    if "active" in data and not isinstance(data["active"], bool):
+        errors["active"] = ["true or false."]
+    return errors
+
+
+# ------------------------------------------------------------------ stores
 
 def get_store(session: Session, store_id: str) -> Store:
-    store = session.get(Store, store_id)
-    if store is None:
+    """A store that has not been archived, or NotFound."""
+    store = session.get(Store, store_id) if isinstance(store_id, str) else None
+    if store is None or store.archived_at is not None:
         raise NotFound("No such store", code="store_not_found")
     return store
 
 
 def store_by_code(session: Session, code: str) -> Store | None:
     return session.scalar(select(Store).where(Store.code == code))
+
+
+def create_store(session: Session, program: Program, data: dict[str, Any]) -> Store:
+    """A new store; its code is unique, its coordinates, radius and time zone are checked."""
+    data = {k: v for k, v in data.items() if k in STORE_FIELDS}
+    if isinstance(data.get("code"), str):
+        data["code"] = data["code"].strip().upper()
+    missing = [k for k in ("code", "name", "lat", "lon") if data.get(k) is None]
+    errors = _store_problems(data) | {k: ["Required."] for k in missing}
+    if errors:
+        raise Invalid("The store is not valid", errors=errors)
+    if store_by_code(session, data["code"]) is not None:
+        raise Conflict(f"A store with the code {data['code']} exists", code="store_code_taken",
+                       errors={"code": ["Already taken."]})
+    now = program.now()
+    store = Store(**data, created_at=now, updated_at=now)
+    store.name = store.name.strip()
+    session.add(store)
+    session.flush()
+    return store
+
+
+def update_store(session: Session, program: Program, store_id: str, changes: dict[str, Any]) -> Store:
+    """Change a store; deactivating it stops check-ins, scans and purchases there at once."""
+    store = get_store(session, store_id)
+    changes = {k: v for k, v in changes.items() if k in STORE_FIELDS}
+    if isinstance(changes.get("code"), str):
+        changes["code"] = changes["code"].strip().upper()
+    errors = _store_problems(changes)
+    errors |= {k: ["May not be null."] for k, v in changes.items() if v is None}
+    if errors:
+        raise Invalid("The store is not valid", errors=errors)
+    if "code" in changes and changes["code"] != store.code:
+        if store_by_code(session, changes["code"]) is not None:
+            raise Conflict(f"A store with the code {changes['code']} exists", code="store_code_taken",
+                           errors={"code": ["Already taken."]})
+    for key, value in changes.items():
+        setattr(store, key, value.strip() if key == "name" else value)
+    store.updated_at = program.now()
+    session.flush()
+    return store
+
+
+def archive_store(session: Session, program: Program, store_id: str) -> None:
+    """Retire a store: kept for the history of check-ins and purchases made there, gone from every list."""
+    store = get_store(session, store_id)
+    store.active = False
+    store.archived_at = store.updated_at = program.now()
+    session.flush()
+
+
+def list_stores(session: Session, *, q: str | None = None, active: bool | None = None, limit: int = 50,
+                after: str | None = None) -> list[Store]:
+    """Stores by id (the cursor), optionally matching ``q`` in code, name or address."""
+    query = select(Store).where(Store.archived_at.is_(None))
+    if q:
+        needle = q.strip().lower()
+        query = query.where(or_(func.lower(Store.code).contains(needle, autoescape=True),
+                                func.lower(Store.name).contains(needle, autoescape=True),
+                                func.lower(Store.address).contains(needle, autoescape=True)))
+    if active is not None:
+        query = query.where(Store.active.is_(active))
+    if after:
+        query = query.where(Store.id > after)
+    return list(session.scalars(query.order_by(Store.id).limit(limit)))
+
+
+# ------------------------------------------------------------------ products
+
+def _product_problems(data: dict[str, Any]) -> dict[str, list[str]]:
+    """Value checks a schema can't be trusted with (the import and the CLI have none); barcode not included."""
+    errors: dict[str, list[str]] = {}
+    if "sku" in data and not (isinstance(data["sku"], str) and SKU.match(data["sku"])):
+        errors["sku"] = ["1 to 64 visible characters, no spaces."]
+    if "name" in data and not (isinstance(data["name"], str) and 1 <= len(data["name"].strip()) <= 200):
+        errors["name"] = ["1 to 200 characters."]
+    if "description" in data and not (isinstance(data["description"], str) and len(data["description"]) <= 5000):
+        errors["description"] = ["At most 5000 characters."]
+    if "category" in data and not (isinstance(data["category"], str) and len(data["category"].strip()) <= 64):
+        errors["category"] = ["At most 64 characters."]
+    if "price" in data and data["price"] is not None:
+        price = data["price"]
+        if not (isinstance(price, Decimal) and price.is_finite() and 0 <= price <= MAX_PRICE
+                and price.as_tuple().exponent >= -2):
+            errors["price"] = ["A non-negative amount with at most two decimal places."]
+    if "currency" in data and not (isinstance(data["currency"], str) and CURRENCY.match(data["currency"])):
+        errors["currency"] = ["A three-letter ISO 4217 code such as ILS."]
+    if "image_url" in data and data["image_url"] is not None and not _http_url(data["image_url"]):
+        errors["image_url"] = ["An http or https URL of at most 500 characters."]
+    if "active" in data and not isinstance(data["active"], bool):
+        errors["active"] = ["true or false."]
+    if "complementary" in data and not (isinstance(data["complementary"], list)
+                                        and len(data["complementary"]) <= MAX_COMPLEMENTARY
+                                        and all(isinstance(i, str) for i in data["complementary"])):
+        errors["complementary"] = [f"A list of at most {MAX_COMPLEMENTARY} product ids."]
+    return errors
+
+
+def _http_url(value: Any) -> bool:
+    if not isinstance(value, str) or len(value) > 500 or any(c.isspace() for c in value):
+        return False
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _clean_product(data: dict[str, Any]) -> dict[str, Any]:
+    data = {k: v for k, v in data.items() if k in PRODUCT_FIELDS}
+    for key in ("sku", "name", "category"):
+        if isinstance(data.get(key), str):
+            data[key] = data[key].strip()
+    return data
+
+
+def _check_complementary(session: Session, ids: list[str], own_id: str | None) -> list[str]:
+    """The marketer's list, in their order, without repeats; every id an existing product other than this one."""
+    ordered = list(dict.fromkeys(ids))
+    if own_id is not None and own_id in ordered:
+        raise Invalid("A product does not complement itself", code="invalid_complementary",
+                      errors={"complementary": ["A product does not complement itself."]})
+    known = set(session.scalars(select(Product.id).where(Product.id.in_(ordered), Product.archived_at.is_(None))))
+    unknown = [i for i in ordered if i not in known]
+    if unknown:
+        raise Invalid("Some complementary products do not exist", code="invalid_complementary",
+                      errors={"complementary": [f"No such product: {', '.join(unknown[:5])}."]})
+    return ordered
+
+
+def _check_unique(session: Session, product: Product | None, sku: str | None, barcode: str | None) -> None:
+    own = product.id if product is not None else None
+    if sku is not None:
+        other = session.scalar(select(Product.id).where(Product.sku == sku))
+        if other is not None and other != own:
+            raise Conflict(f"Another product has the SKU {sku}", code="sku_taken", errors={"sku": ["Already taken."]})
+    if barcode is not None:
+        other = session.scalar(select(Product.id).where(Product.barcode == barcode))
+        if other is not None and other != own:
+            raise Conflict(f"Another product has the barcode {barcode}", code="barcode_taken",
+                           errors={"barcode": ["Another product has this barcode."]})
+
+
+def create_product(session: Session, program: Program, data: dict[str, Any]) -> Product:
+    """A new product; the barcode's check digit is validated and stored as a 13-digit GTIN."""
+    data = _clean_product(data)
+    errors = _product_problems(data)
+    errors |= {k: ["Required."] for k in ("sku", "barcode", "name") if data.get(k) is None}
+    if "barcode" in data and data["barcode"] is not None:
+        try:
+            data["barcode"] = normalise_barcode(data["barcode"])
+        except Invalid as error:
+            errors |= error.errors or {}
+    if errors:
+        raise Invalid("The product is not valid", code="invalid_barcode" if set(errors) == {"barcode"} else None,
+                      errors=errors)
+    _check_unique(session, None, data["sku"], data["barcode"])
+    data["complementary"] = _check_complementary(session, data.get("complementary") or [], None)
+    data.setdefault("currency", program.currency)
+    now = program.now()
+    product = Product(**data, created_at=now, updated_at=now)
+    session.add(product)
+    session.flush()
+    return product
+
+
+def update_product(session: Session, program: Program, product_id: str, changes: dict[str, Any]) -> Product:
+    """Change a product; a new barcode is validated like a new product's."""
+    product = get_product(session, product_id)
+    changes = _clean_product(changes)
+    errors = _product_problems(changes)
+    errors |= {k: ["May not be null."] for k, v in changes.items()
+               if v is None and k not in ("price", "image_url")}
+    if changes.get("barcode") is not None:
+        try:
+            changes["barcode"] = normalise_barcode(changes["barcode"])
+        except Invalid as error:
+            errors |= error.errors or {}
+    if errors:
+        raise Invalid("The product is not valid", code="invalid_barcode" if set(errors) == {"barcode"} else None,
+                      errors=errors)
+    _check_unique(session, product, changes.get("sku"), changes.get("barcode"))
+    if "complementary" in changes:
+        changes["complementary"] = _check_complementary(session, changes["complementary"], product.id)
+    for key, value in changes.items():
+        setattr(product, key, value)
+    product.updated_at = program.now()
+    session.flush()
+    return product
+
+
+def get_product(session: Session, product_id: str) -> Product:
+    """A product that has not been archived, or NotFound."""
+    product = session.get(Product, product_id) if isinstance(product_id, str) else None
+    if product is None or product.archived_at is not None:
+        raise NotFound("No such product", code="product_not_found")
+    return product
+
+
+def archive_product(session: Session, program: Program, product_id: str) -> None:
+    """Retire a product: gone from lists and scans; its SKU and barcode stay reserved (a CSV import revives it)."""
+    product = get_product(session, product_id)
+    product.active = False
+    product.archived_at = product.updated_at = program.now()
+    session.flush()
+
+
+def product_by_barcode(session: Session, code: str) -> Product:
+    """The active product with this barcode (any of EAN-13, EAN-8, UPC-A); Invalid if the code is malformed."""
+    barcode = normalise_barcode(code)
+    product = session.scalar(select(Product).where(Product.barcode == barcode, Product.archived_at.is_(None),
+                                                   Product.active.is_(True)))
+    if product is None:
+        raise NotFound("No product has this barcode", code="product_not_found")
+    return product
+
+
+def list_products(session: Session, *, q: str | None = None, category: str | None = None,
+                  active: bool | None = None, limit: int = 50, after: str | None = None) -> list[Product]:
+    """Search the catalogue: ``q`` matches the name, SKU or description, or a barcode in any of its forms."""
+    query = select(Product).where(Product.archived_at.is_(None))
+    if q:
+        needle = q.strip()
+        matches = [func.lower(Product.name).contains(needle.lower(), autoescape=True),
+                   func.lower(Product.sku).contains(needle.lower(), autoescape=True),
+                   func.lower(Product.description).contains(needle.lower(), autoescape=True)]
+        if needle.isdigit():
+            try:
+                matches.append(Product.barcode == normalise_barcode(needle))
+            except Invalid:
+                matches.append(Product.barcode.contains(needle, autoescape=True))
+        query = query.where(or_(*matches))
+    if category is not None:
+        query = query.where(Product.category == category.strip())
+    if active is not None:
+        query = query.where(Product.active.is_(active))
+    if after:
+        query = query.where(Product.id > after)
+    return list(session.scalars(query.order_by(Product.id).limit(limit)))
+
+
+def products_by_ids(session: Session, ids: list[str]) -> list[Product]:
+    """Active products among ``ids``, in the order given."""
+    if not ids:
+        return []
+    found = {p.id: p for p in session.scalars(select(Product).where(
+        Product.id.in_(ids), Product.active.is_(True), Product.archived_at.is_(None)))}
+    return [found[i] for i in ids if i in found]
+
+
+# ------------------------------------------------------------------ the catalogue's CSV import
+
+CSV_COLUMNS = ("sku", "barcode", "name", "description", "category", "price", "currency", "image_url",
+               "complementary", "active")
+CSV_REQUIRED = ("sku", "barcode", "name")
+_TRUE = {"", "1", "true", "yes", "y", "t"}
+_FALSE = {"0", "false", "no", "n", "f"}
+_BATCH = 1000
+
+
+@dataclass
+class ImportProblem:
+    line: int
+    sku: str | None
+    errors: dict[str, list[str]]
+
+    def __str__(self) -> str:
+        fields_ = "; ".join(f"{k}: {' '.join(v)}" for k, v in self.errors.items())
+        return f"line {self.line}{f' ({self.sku})' if self.sku else ''}: {fields_}"
+
+
+@dataclass
+class ImportReport:
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    refused: list[ImportProblem] = field(default_factory=list)
+    warnings: list[ImportProblem] = field(default_factory=list)
+    dry_run: bool = False
+
+    @property
+    def accepted(self) -> int:
+        return self.created + self.updated + self.unchanged
+
+
+@dataclass
+class _Row:
+    line: int
+    values: dict[str, Any]
+    complementary_skus: list[str]
+
+
+def _parse_row(raw: dict[str | None, Any], line: int, currency: str) -> tuple[_Row | None, ImportProblem | None]:
+    sku = (raw.get("sku") or "").strip() or None
+    if raw.get(None):  # DictReader files surplus cells under None
+        return None, ImportProblem(line, sku, {"_row": [f"{len(CSV_COLUMNS)} columns at most; this row has more."]})
+    cells = {k: (v if isinstance(v, str) else "") for k, v in raw.items() if k is not None}
+    errors: dict[str, list[str]] = {}
+    values: dict[str, Any] = {
+        "sku": cells.get("sku", "").strip(), "name": cells.get("name", "").strip(),
+        "description": cells.get("description", "").strip(), "category": cells.get("category", "").strip(),
+        "currency": cells.get("currency", "").strip().upper() or currency,
+        "image_url": cells.get("image_url", "").strip() or None,
+    }
+    for key in CSV_REQUIRED:
+        if not cells.get(key, "").strip():
+            errors[key] = ["Required."]
+    try:
+        values["barcode"] = normalise_barcode(cells.get("barcode", ""))
+    except Invalid as error:
+        if "barcode" not in errors:
+            errors |= error.errors or {}
+    price = cells.get("price", "").strip()
+    if price:
+        try:
+            values["price"] = Decimal(price)
+        except InvalidOperation:
+            values["price"] = price  # reported below as not a decimal
+    else:
+        values["price"] = None
+    active = cells.get("active", "").strip().lower()
+    if active in _TRUE or active in _FALSE:
+        values["active"] = active in _TRUE
+    else:
+        errors["active"] = ["true or false (also 1/0, yes/no)."]
+    for key, messages in _product_problems({k: v for k, v in values.items() if k not in errors}).items():
+        if not (key in ("sku", "name") and key in errors):
+            errors[key] = messages
+    skus = [s.strip() for s in re.split(r"[|;]", cells.get("complementary", "")) if s.strip()]
+    if len(skus) > MAX_COMPLEMENTARY:
+        errors["complementary"] = [f"At most {MAX_COMPLEMENTARY} SKUs, separated by '|'."]
+    if errors:
+        return None, ImportProblem(line, sku, errors)
+    return _Row(line, values, list(dict.fromkeys(s for s in skus if s != values["sku"]))), None
+
+
+def _records(lines: Iterable[str]) -> Iterator[tuple[int, dict[str | None, Any]]]:
+    reader = csv.DictReader(lines, restkey=None)
+    header = [h.strip().lower() if h else "" for h in (reader.fieldnames or [])]
+    unknown = [h for h in header if h not in CSV_COLUMNS]
+    missing = [c for c in CSV_REQUIRED if c not in header]
+    if not header or unknown or missing or len(set(header)) != len(header):
+        problems = []
+        if unknown:
+            problems.append(f"Unknown columns: {', '.join(repr(h) for h in unknown)}.")
+        if missing:
+            problems.append(f"Missing columns: {', '.join(missing)}.")
+        if header and len(set(header)) != len(header):
+            problems.append("A column appears twice.")
+        raise Invalid("The file's first line must name the columns: " + ", ".join(CSV_COLUMNS),
+                      code="invalid_csv_header", errors={"header": problems or ["The file is empty."]})
+    reader.fieldnames = header
+    start = reader.line_num + 1
+    for raw in reader:
+        if any((v or "").strip() for k, v in raw.items() if k is not None) or raw.get(None):
+            yield start, raw
+        start = reader.line_num + 1
+
+
+def import_products(session: Session, program: Program, lines: Iterable[str], *,
+                    dry_run: bool = False) -> ImportReport:
+    """Create or update products from CSV lines, matched by SKU; each bad row is reported, the good ones kept.
+
+    The caller commits (or, for a dry run, rolls back). Complementary products are named by SKU, separated by
+    ``|``; they may point at rows further down the file. An archived product named again is revived.
+    """
+    report = _ImportRun(session, program)
+    report.report.dry_run = dry_run
+    try:
+        batch: list[tuple[int, dict]] = []
+        for record in _records(lines):
+            batch.append(record)
+            if len(batch) >= _BATCH:
+                report.apply(batch)
+                batch = []
+        report.apply(batch)
+        report.link_complementary()
+    except csv.Error as error:
+        raise Invalid(f"Not a readable CSV file: {error}", code="invalid_csv") from None
+    return report.report
+
+
+class _ImportRun:
+    def __init__(self, session: Session, program: Program) -> None:
+        self.session, self.program = session, program
+        self.report = ImportReport()
+        self.seen_sku: dict[str, int] = {}  # sku -> line, to refuse a SKU twice in one file
+        self.barcode_of_file: dict[str, str] = {}  # barcode -> sku given in this file
+        self.ids: dict[str, str] = {}  # sku -> product id, for the complementary pass
+        self.unchanged: set[str] = set()
+        self.links: list[tuple[int, str, list[str]]] = []  # (line, sku, complementary SKUs)
+
+    def apply(self, batch: list[tuple[int, dict]]) -> None:
+        if not batch:
+            return
+        now = self.program.now()
+        rows: list[_Row] = []
+        for line, raw in batch:
+            self.report.rows += 1
+            row, problem = _parse_row(raw, line, self.program.currency)
+            if problem is not None:
+                self.report.refused.append(problem)
+            else:
+                rows.append(row)
+        skus = {r.values["sku"] for r in rows}
+        barcodes = {r.values["barcode"] for r in rows}
+        by_sku = {p.sku: p for p in self.session.scalars(select(Product).where(Product.sku.in_(skus)))}
+        owner = dict(self.session.execute(select(Product.barcode, Product.sku).where(Product.barcode.in_(barcodes)))
+                     .tuples().all())
+        touched: dict[str, Product] = {}
+        for row in rows:
+            values, sku, barcode = row.values, row.values["sku"], row.values["barcode"]
+            if sku in self.seen_sku:
+                self._refuse(row, "sku", f"Already on line {self.seen_sku[sku]} of this file.")
+                continue
+            if barcode in self.barcode_of_file and self.barcode_of_file[barcode] != sku:
+                self._refuse(row, "barcode", f"The row for {self.barcode_of_file[barcode]} in this file has it.")
+                continue
+            holder = owner.get(barcode)
+            if holder is not None and holder != sku:
+                self._refuse(row, "barcode", f"The product {holder} has this barcode.")
+                continue
+            self.seen_sku[sku] = row.line
+            self.barcode_of_file[barcode] = sku
+            product = by_sku.get(sku)
+            if product is None:
+                product = Product(**values, complementary=[], created_at=now, updated_at=now)
+                self.session.add(product)
+                self.report.created += 1
+            else:
+                changed = {k: v for k, v in values.items() if getattr(product, k) != v}
+                if product.archived_at is not None:
+                    changed["archived_at"] = None
+                if "barcode" in changed:
+                    owner.pop(product.barcode, None)
+                for key, value in changed.items():
+                    setattr(product, key, value)
+                if changed:
+                    product.updated_at = now
+                    self.report.updated += 1
+                    if "barcode" in changed:
+                        self.session.flush()  # free the old barcode before a later row takes it
+                else:
+                    self.report.unchanged += 1
+                    self.unchanged.add(sku)
+            owner[barcode] = sku
+            touched[sku] = product
+            self.links.append((row.line, sku, row.complementary_skus))
+        self.session.flush()
+        self.ids |= {sku: product.id for sku, product in touched.items()}
+
+    def _refuse(self, row: _Row, key: str, message: str) -> None:
+        self.report.refused.append(ImportProblem(row.line, row.values["sku"], {key: [message]}))
+
+    def link_complementary(self) -> None:
+        """Complementary SKUs become product ids once every row is in; an unknown SKU is a warning."""
+        wanted = {s for _, _, skus in self.links for s in skus} - set(self.ids)
+        known_ids = dict(self.ids)
+        if wanted:
+            known_ids |= dict(self.session.execute(select(Product.sku, Product.id).where(
+                Product.sku.in_(wanted), Product.archived_at.is_(None))).tuples().all())
+        for line, sku, skus in self.links:
+            complementary = [known_ids[s] for s in skus if s in known_ids]
+            unknown = [s for s in skus if s not in known_ids]
+            if unknown:
+                self.report.warnings.append(ImportProblem(line, sku, {"complementary": [
+                    f"No product with the SKU {', '.join(unknown)}; left out."]}))
+            product = self.session.get(Product, self.ids[sku])
+            if product.complementary != complementary:
+                product.complementary = complementary
+                if sku in self.unchanged:
+                    self.unchanged.discard(sku)
+                    self.report.unchanged -= 1
+                    self.report.updated += 1
+        self.session.flush()

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 22:01:08.490655
+Create Date: 2026-11-22 22:11:58.583716
 
 """
 from alembic import op
@@ -68,6 +68,8 @@ def upgrade():
     sa.Column('complementary', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
     sa.Column('active', sa.Boolean(), nullable=False),
     sa.Column('created_at', wallet.db.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', wallet.db.UTCDateTime(), nullable=False),
+    sa.Column('archived_at', wallet.db.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_products')),
     sa.UniqueConstraint('barcode', name=op.f('uq_products_barcode')),
     sa.UniqueConstraint('sku', name=op.f('uq_products_sku'))
@@ -128,6 +130,8 @@ def upgrade():
     sa.Column('check_in_cooldown_minutes', sa.Integer(), nullable=False),
     sa.Column('active', sa.Boolean(), nullable=False),
     sa.Column('created_at', wallet.db.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', wallet.db.UTCDateTime(), nullable=False),
+    sa.Column('archived_at', wallet.db.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_stores')),
     sa.UniqueConstraint('code', name=op.f('uq_stores_code'))
     )
@@ -153,6 +157,29 @@ def upgrade():
     sa.UniqueConstraint('member_id', name=op.f('uq_cards_member_id')),
     sa.UniqueConstraint('number', name=op.f('uq_cards_number'))
     )
+    op.create_table('check_ins',
+    sa.Column('id', sa.String(length=32), nullable=False),
+    sa.Column('member_id', sa.String(length=32), nullable=False),
+    sa.Column('store_id', sa.String(length=32), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('reason', sa.String(length=32), nullable=True),
+    sa.Column('lat', sa.Float(), nullable=False),
+    sa.Column('lon', sa.Float(), nullable=False),
+    sa.Column('accuracy_m', sa.Float(), nullable=True),
+    sa.Column('distance_m', sa.Float(), nullable=False),
+    sa.Column('visit_number', sa.Integer(), nullable=True),
+    sa.Column('points_awarded', sa.Integer(), nullable=False),
+    sa.Column('channel', sa.String(length=16), nullable=False),
+    sa.Column('created_at', wallet.db.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['member_id'], ['members.id'], name=op.f('fk_check_ins_member_id_members')),
+    sa.ForeignKeyConstraint(['store_id'], ['stores.id'], name=op.f('fk_check_ins_store_id_stores')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_check_ins')),
+    sa.UniqueConstraint('member_id', 'store_id', 'visit_number', name=op.f('uq_check_ins_member_id_store_id_visit_number'))
+    )
+    with op.batch_alter_table('check_ins', schema=None) as batch_op:
+        batch_op.create_index('ix_check_ins_member_time', ['member_id', 'created_at'], unique=False)
+        batch_op.create_index('ix_check_ins_store_time', ['store_id', 'created_at'], unique=False)
+
     op.create_table('ledger_entries',
     sa.Column('id', sa.String(length=32), nullable=False),
     sa.Column('member_id', sa.String(length=32), nullable=False),
@@ -253,6 +280,27 @@ def upgrade():
         batch_op.create_index('ix_rule_grants_rule_day', ['rule_id', 'day'], unique=False)
         batch_op.create_index('ix_rule_grants_rule_member', ['rule_id', 'member_id', 'granted_at'], unique=False)
 
+    op.create_table('scans',
+    sa.Column('id', sa.String(length=32), nullable=False),
+    sa.Column('member_id', sa.String(length=32), nullable=False),
+    sa.Column('product_id', sa.String(length=32), nullable=False),
+    sa.Column('barcode', sa.String(length=14), nullable=False),
+    sa.Column('store_id', sa.String(length=32), nullable=True),
+    sa.Column('first_scan', sa.Boolean(), nullable=False),
+    sa.Column('points_awarded', sa.Integer(), nullable=False),
+    sa.Column('channel', sa.String(length=16), nullable=False),
+    sa.Column('created_at', wallet.db.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['member_id'], ['members.id'], name=op.f('fk_scans_member_id_members')),
+    sa.ForeignKeyConstraint(['product_id'], ['products.id'], name=op.f('fk_scans_product_id_products')),
+    sa.ForeignKeyConstraint(['store_id'], ['stores.id'], name=op.f('fk_scans_store_id_stores')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_scans'))
+    )
+    with op.batch_alter_table('scans', schema=None) as batch_op:
+        batch_op.create_index('ix_scans_member_time', ['member_id', 'created_at'], unique=False)
+        batch_op.create_index('ix_scans_product_time', ['product_id', 'created_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_scans_store_id'), ['store_id'], unique=False)
+        batch_op.create_index('uq_scans_first_scan', ['member_id', 'product_id'], unique=True, sqlite_where=sa.text('first_scan'), postgresql_where=sa.text('first_scan'))
+
     op.create_table('staff',
     sa.Column('id', sa.String(length=32), nullable=False),
     sa.Column('email', sa.String(length=254), nullable=False),
@@ -327,6 +375,13 @@ def downgrade():
 
     op.drop_table('points_lots')
     op.drop_table('staff')
+    with op.batch_alter_table('scans', schema=None) as batch_op:
+        batch_op.drop_index('uq_scans_first_scan', sqlite_where=sa.text('first_scan'), postgresql_where=sa.text('first_scan'))
+        batch_op.drop_index(batch_op.f('ix_scans_store_id'))
+        batch_op.drop_index('ix_scans_product_time')
+        batch_op.drop_index('ix_scans_member_time')
+
+    op.drop_table('scans')
     with op.batch_alter_table('rule_grants', schema=None) as batch_op:
         batch_op.drop_index('ix_rule_grants_rule_member')
         batch_op.drop_index('ix_rule_grants_rule_day')
@@ -347,6 +402,11 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_ledger_entries_source'))
 
     op.drop_table('ledger_entries')
+    with op.batch_alter_table('check_ins', schema=None) as batch_op:
+        batch_op.drop_index('ix_check_ins_store_time')
+        batch_op.drop_index('ix_check_ins_member_time')
+
+    op.drop_table('check_ins')
     op.drop_table('cards')
     op.drop_table('balances')
     op.drop_table('stores')
