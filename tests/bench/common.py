@@ -1,0 +1,146 @@
+"""Benchmark plumbing: fresh PostgreSQL databases, gunicorn on loopback, wrk at full load, a paced client.
+
+Benchmarks print figures; they assert nothing about speed (the machines are noisy).
+"""
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+
+
+def fresh_database(name: str) -> str:
+    """Drop and create ``name``; returns its SQLAlchemy URL."""
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"postgresql+psycopg://{PG.split('://', 1)[1]}/{name}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def gunicorn(app: str, env: dict[str, str], workers: int = 4) -> Iterator[str]:
+    """Serve ``app`` with gunicorn on a free loopback port; yields the base URL."""
+    port = free_port()
+    log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
+    proc = subprocess.Popen(
+        [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+         "--worker-class", "sync", "--keep-alive", "30", "--backlog", "2048", app],
+        cwd=ROOT, env=os.environ | env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if proc.poll() is not None:
+                    raise RuntimeError(Path(log.name).read_text())
+                time.sleep(0.1)
+        time.sleep(1.0)  # let every worker import the app
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        os.unlink(log.name)
+
+
+WRK_DONE = """
+done = function(summary, latency, requests)
+  io.write(string.format("WRKJSON{\\"requests\\":%d,\\"duration_us\\":%d,\\"p50_us\\":%d,\\"p99_us\\":%d,"
+    .. "\\"non2xx\\":%d,\\"socket_errors\\":%d}\\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
+"""
+
+
+def wrk(url: str, script: str, args: list[str] = (), seconds: int = 10, connections: int = 16,
+        threads: int = 2) -> dict:
+    """Full-speed load with wrk; returns requests/s, p50/p99 in ms and error counts."""
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(script + WRK_DONE)
+    try:
+        out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
+                              "--timeout", "10s", "-s", f.name, url, "--", *args],
+                             capture_output=True, text=True, check=True).stdout
+    finally:
+        os.unlink(f.name)
+    line = next(l for l in out.splitlines() if l.startswith("WRKJSON"))
+    data = json.loads(line[len("WRKJSON"):])
+    return {"rps": data["requests"] / (data["duration_us"] / 1e6), "p50_ms": data["p50_us"] / 1000,
+            "p99_ms": data["p99_us"] / 1000, "requests": data["requests"], "non2xx": data["non2xx"],
+            "socket_errors": data["socket_errors"]}
+
+
+def paced(base_url: str, request: Callable[[int], tuple[str, str, bytes, dict]], rate: float, seconds: float,
+          workers: int = 16) -> dict:
+    """Send ``rate`` requests a second for ``seconds``; latency counts from each request's scheduled time,
+    so a slow server cannot hide its queueing (no coordinated omission)."""
+    host, port = base_url.split("://", 1)[1].split(":")
+    total = int(rate * seconds)
+    start = time.perf_counter() + 0.2
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    lock = threading.Lock()
+
+    def worker(w: int) -> None:
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        for i in range(w, total, workers):
+            scheduled = start + i / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            method, path, body, headers = request(i)
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            done = time.perf_counter()
+            with lock:
+                latencies.append((done - scheduled) * 1000)
+                statuses[response.status] = statuses.get(response.status, 0) + 1
+        conn.close()
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    latencies.sort()
+    return {"rate": rate, "requests": total, "p50_ms": statistics.median(latencies),
+            "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], "statuses": statuses}
+
+
+def fmt(name: str, r: dict) -> str:
+    if "rps" in r:
+        return (f"{name:<44} {r['rps']:8.0f} req/s   p50 {r['p50_ms']:6.1f} ms   p99 {r['p99_ms']:6.1f} ms"
+                f"   non-2xx {r['non2xx']}  socket errors {r['socket_errors']}")
+    return (f"{name:<44} {r['rate']:8.0f} req/s paced   p50 {r['p50_ms']:6.1f} ms   p99 {r['p99_ms']:6.1f} ms"
+            f"   statuses {r['statuses']}")

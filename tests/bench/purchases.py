@@ -1,0 +1,200 @@
+"""Benchmark: POST /pos/purchases on gunicorn + PostgreSQL, against two baselines served the same way.
+
+    .venv/bin/python -m tests.bench.purchases [--members 2000] [--seconds 10] [--workers 4]
+
+Prints purchases/s and p50/p99 at full load (wrk), p50/p99 at a paced 200 purchases/s, the p50 of a purchase
+when the ledger holds 10 thousand and 1 million entries, and the same full-load figures for a bare Flask
+JSON endpoint and a bare Flask endpoint doing one small write transaction. Needs PostgreSQL and wrk.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+import time
+
+from sqlalchemy import text
+
+from . import baseline
+from .common import BIN, ROOT, fmt, fresh_database, gunicorn, paced, wrk
+
+SECRET = "bench-secret-key-not-for-production"
+FAST_HASH = "pbkdf2:sha256:1000"
+
+PURCHASE_LUA = r"""
+local cards = {}
+local counter = 0
+local tid = 0
+setup = function(thread)
+  thread:set("tid", tid)
+  tid = tid + 1
+end
+init = function(args)
+  for line in io.lines(args[1]) do cards[#cards + 1] = line end
+  token = args[2]
+  tag = args[3]
+end
+request = function()
+  counter = counter + 1
+  local card = cards[(counter * 7919 + tid * 104729) % #cards + 1]
+  local body = string.format('{"card":"%s","amount":"%d.90","currency":"ILS","receipt_id":"%s-%d-%d"}',
+                             card, counter % 300 + 1, tag, tid, counter)
+  return wrk.format("POST", "/api/v1/pos/purchases",
+                    {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. token}, body)
+end
+"""
+
+BARE_LUA = 'wrk.method = "GET"\n'
+TX_LUA = 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = "{}"\n'
+
+
+def setup_club(url: str, members: int) -> tuple[list[str], str]:
+    """Migrate, then a store, a cashier, a 1-point-per-shekel rule and ``members`` members."""
+    env = os.environ | {"DATABASE_URL": url, "LOYALTY_SECRET_KEY": SECRET}
+    subprocess.run([str(BIN / "loyalty"), "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
+    from api import create_app
+    from api.extensions import db
+    from wallet import members as m
+    from wallet import rules, tokens
+    from wallet.stores import Store
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": SECRET, "LOYALTY_PASSWORD_HASH": FAST_HASH,
+                      "LOYALTY_ACCESS_TOKEN_MINUTES": 600})
+    program = app.extensions["loyalty.program"]
+    with app.app_context():
+        store = Store(code="BENCH", name="Bench store", lat=32.0, lon=34.8)
+        db.session.add(store)
+        db.session.flush()
+        cashier = m.create_staff(db.session, email="till@bench.example", password="bench-pass", role="cashier",
+                                 store_id=store.id)
+        rules.create_rule(db.session, program, {"title": "1 point per shekel", "trigger": "purchase",
+                                                "reward": {"points_per_currency_unit": 1}})
+        cards = []
+        for i in range(members):
+            member = m.register_member(db.session, program, email=f"bench{i}@example.com", password="bench-pass",
+                                       name=f"Bench {i}")
+            cards.append(member.card.number)
+        db.session.commit()
+        token = tokens.issue_access_token(app.extensions["loyalty.keyring"], tokens.principal_of(cashier),
+                                          program.now())
+        db.session.remove()
+        db.engine.dispose()
+    return cards, token
+
+
+def ledger_size(url: str) -> int:
+    from sqlalchemy import create_engine
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        n = conn.execute(text("SELECT count(*) FROM ledger_entries")).scalar_one()
+    engine.dispose()
+    return n
+
+
+def seed_ledger(url: str, target: int) -> int:
+    """Grow the ledger to about ``target`` entries (earns spread over every member, balances kept equal to sums)."""
+    from sqlalchemy import create_engine
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        have = conn.execute(text("SELECT count(*) FROM ledger_entries")).scalar_one()
+        n_members = conn.execute(text("SELECT count(*) FROM balances")).scalar_one()
+        per = max(0, (target - have) // n_members)
+        if per:
+            conn.execute(text("""
+                INSERT INTO ledger_entries (id, member_id, seq, delta, kind, reason, source, balance_after,
+                                            expires_at, actor, description, idempotency_key, created_at)
+                SELECT 'led_' || upper(substr(md5(b.member_id || ':' || (b.seq + s)), 1, 26)), b.member_id, b.seq + s, 10, 'earn',
+                       'purchase', 'seed', b.points + 10 * s, now() + interval '365 days', 'seed', 'seeded',
+                       'seed:' || b.member_id || ':' || (b.seq + s), now() - interval '1 day'
+                FROM balances b CROSS JOIN generate_series(1, :per) s"""), {"per": per})
+            conn.execute(text("""
+                INSERT INTO points_lots (id, member_id, entry_id, points, remaining, expires_at)
+                SELECT 'lot_' || substr(e.id, 5), e.member_id, e.id, 10, 10, e.expires_at
+                FROM ledger_entries e WHERE e.source = 'seed' AND e.id NOT IN (SELECT entry_id FROM points_lots)"""))
+            conn.execute(text("UPDATE balances SET seq = seq + :per, points = points + 10 * :per"), {"per": per})
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE"))
+    engine.dispose()
+    return ledger_size(url)
+
+
+def purchase_requests(cards: list[str], token: str, tag: str):
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+
+    def make(i: int):
+        body = {"card": cards[(i * 7919) % len(cards)], "amount": f"{i % 300 + 1}.90", "currency": "ILS",
+                "receipt_id": f"{tag}-{i}"}
+        return "POST", "/api/v1/pos/purchases", json.dumps(body).encode(), headers
+    return make
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--members", type=int, default=2000)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--skip-million", action="store_true", help="skip the 1-million-entry ledger figure")
+    args = parser.parse_args()
+    results: list[tuple[str, dict]] = []
+
+    base_url = fresh_database("loyalty_bench_baseline")
+    baseline.prepare(base_url)
+    with gunicorn("tests.bench.baseline:create_app()", {"DATABASE_URL": base_url}, args.workers) as base:
+        wrk(base + "/bare", BARE_LUA, seconds=2, connections=args.connections)
+        results.append(("baseline: bare Flask JSON", wrk(base + "/bare", BARE_LUA, seconds=args.seconds,
+                                                          connections=args.connections)))
+        results.append(("baseline: Flask + one write transaction", wrk(base + "/tx", TX_LUA, seconds=args.seconds,
+                                                                       connections=args.connections)))
+
+    url = fresh_database("loyalty_bench")
+    t0 = time.perf_counter()
+    cards, token = setup_club(url, args.members)
+    print(f"set up {args.members} members in {time.perf_counter() - t0:.1f} s")
+    env = {"DATABASE_URL": url, "LOYALTY_SECRET_KEY": SECRET, "LOYALTY_ACCESS_TOKEN_MINUTES": "600"}
+    with tempfile.NamedTemporaryFile("w", suffix=".cards", delete=False) as f:
+        f.write("\n".join(cards) + "\n")
+    try:
+        with gunicorn("api:create_app()", env, args.workers) as api:
+            target = api + "/api/v1/pos/purchases"
+            size = seed_ledger(url, 10_000)
+            paced(api, purchase_requests(cards, token, "warm"), 100, 3)
+            results.append((f"purchase p50, ledger of {size:,} entries",
+                            paced(api, purchase_requests(cards, token, "p10k"), 100, args.seconds)))
+            wrk(target, PURCHASE_LUA, [f.name, token, "w0"], seconds=3, connections=args.connections)
+            results.append(("POST /pos/purchases (full load)",
+                            wrk(target, PURCHASE_LUA, [f.name, token, "w1"], seconds=args.seconds,
+                                connections=args.connections)))
+            results.append(("POST /pos/purchases at 200/s",
+                            paced(api, purchase_requests(cards, token, "p200"), 200, args.seconds)))
+            if not args.skip_million:
+                t0 = time.perf_counter()
+                size = seed_ledger(url, 1_000_000)
+                print(f"seeded the ledger to {size:,} entries in {time.perf_counter() - t0:.0f} s")
+                paced(api, purchase_requests(cards, token, "warm2"), 100, 3)
+                results.append((f"purchase p50, ledger of {size:,} entries",
+                                paced(api, purchase_requests(cards, token, "p1m"), 100, args.seconds)))
+    finally:
+        os.unlink(f.name)
+
+    print()
+    for name, r in results:
+        print(fmt(name, r))
+    by = dict(results)
+    full, tx = by["POST /pos/purchases (full load)"], by["baseline: Flask + one write transaction"]
+    at200 = by["POST /pos/purchases at 200/s"]
+    print()
+    print(f"purchases/s vs one-transaction baseline: {full['rps']:.0f} / {tx['rps']:.0f} = {full['rps'] / tx['rps']:.2f}"
+          f"   (targets: >= 600/s and >= 0.50)")
+    print(f"p99 at 200 purchases/s: {at200['p99_ms']:.1f} ms   (target < 50 ms)")
+    small = next(r for n, r in results if n.startswith("purchase p50, ledger of") and "1,0" not in n)
+    big = [r for n, r in results if n.startswith("purchase p50, ledger of 1,0")]
+    if big:
+        print(f"p50 with 1M entries vs 10k: {big[0]['p50_ms']:.1f} / {small['p50_ms']:.1f} ms = "
+              f"{big[0]['p50_ms'] / small['p50_ms']:.2f}   (target <= 1.20)")
+
+
+if __name__ == "__main__":
+    main()
