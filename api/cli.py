@@ -82,5 +82,8 @@ def register(app: Flask) -> None:
 
     app.cli.add_command(points)
 
+    from .views.rules import register_cli as register_rule_jobs  # loyalty triggers run
+    register_rule_jobs(app)
+
     from .views.stores import register_products_cli
     register_products_cli(app)

@@ -150,10 +150,8 @@ def register_member(session: Session, program: Program, *, email: str, password:
     now = program.now()
     referrer = None
     if referral_code:
-        referrer = session.scalar(select(Member).where(Member.referral_code == referral_code.strip().upper()))
-        if referrer is None:
-            raise Invalid("This referral code does not exist", code="unknown_referral_code",
-                          errors={"referral_code": ["Unknown referral code."]})
+        from . import triggers  # unknown code 422, self-referral 422, a person referred twice 409
+        referrer = triggers.referrer_for(session, referral_code, email=email, phone=phone)
     member = Member(
         email=email, password_hash=hash_password(password), name=name.strip(), phone=phone,
         birthday=birthday, referral_code=new_referral_code(), channel=channel,
@@ -169,12 +167,7 @@ def register_member(session: Session, program: Program, *, email: str, password:
     rules.fire(session, program, rules.Event(trigger="enrolment", member_id=member.id, source=f"member:{member.id}",
                                              channel=channel))
     if referrer is not None:
-        rules.fire(session, program, rules.Event(trigger="referral", member_id=referrer.id,
-                                                 source=f"referral:{member.id}", channel=channel,
-                                                 attributes={"referred_member_id": member.id, "side": "referrer"}))
-        rules.fire(session, program, rules.Event(trigger="referral", member_id=member.id,
-                                                 source=f"referred:{member.id}", channel=channel,
-                                                 attributes={"referrer_member_id": referrer.id, "side": "referred"}))
+        triggers.record_referral(session, program, referrer=referrer, member=member, channel=channel)
     return member
 
 
