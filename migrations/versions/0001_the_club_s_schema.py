@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 22:11:58.583716
+Create Date: 2026-11-22 22:15:14.650628
 
 """
 from alembic import op
@@ -54,6 +54,32 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_members')),
     sa.UniqueConstraint('email', name=op.f('uq_members_email')),
     sa.UniqueConstraint('referral_code', name=op.f('uq_members_referral_code'))
+    )
+    op.create_table('offers',
+    sa.Column('id', sa.String(length=32), nullable=False),
+    sa.Column('title', sa.String(length=120), nullable=False),
+    sa.Column('terms', sa.Text(), nullable=False),
+    sa.Column('image_url', sa.String(length=500), nullable=True),
+    sa.Column('benefit', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.Column('points_cost', sa.Integer(), nullable=True),
+    sa.Column('valid_from', wallet.db.UTCDateTime(), nullable=True),
+    sa.Column('valid_until', wallet.db.UTCDateTime(), nullable=True),
+    sa.Column('coupon_valid_days', sa.Integer(), nullable=True),
+    sa.Column('coupon_expires_at', wallet.db.UTCDateTime(), nullable=True),
+    sa.Column('per_member_limit', sa.Integer(), nullable=True),
+    sa.Column('total_limit', sa.Integer(), nullable=True),
+    sa.Column('issued_count', sa.Integer(), nullable=False),
+    sa.Column('stores', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.Column('claimable', sa.Boolean(), nullable=False),
+    sa.Column('active', sa.Boolean(), nullable=False),
+    sa.Column('archived_at', wallet.db.UTCDateTime(), nullable=True),
+    sa.Column('created_by', sa.String(length=48), nullable=False),
+    sa.Column('created_at', wallet.db.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', wallet.db.UTCDateTime(), nullable=False),
+    sa.CheckConstraint('issued_count >= 0', name=op.f('ck_offers_issued_count_not_negative')),
+    sa.CheckConstraint('points_cost IS NULL OR points_cost > 0', name=op.f('ck_offers_points_cost_positive')),
+    sa.CheckConstraint('total_limit IS NULL OR issued_count <= total_limit', name=op.f('ck_offers_within_total_limit')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_offers'))
     )
     op.create_table('products',
     sa.Column('id', sa.String(length=32), nullable=False),
@@ -314,6 +340,39 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_staff')),
     sa.UniqueConstraint('email', name=op.f('uq_staff_email'))
     )
+    op.create_table('coupons',
+    sa.Column('id', sa.String(length=32), nullable=False),
+    sa.Column('offer_id', sa.String(length=32), nullable=False),
+    sa.Column('member_id', sa.String(length=32), nullable=False),
+    sa.Column('code', sa.String(length=12), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('issued_at', wallet.db.UTCDateTime(), nullable=False),
+    sa.Column('expires_at', wallet.db.UTCDateTime(), nullable=False),
+    sa.Column('source', sa.String(length=80), nullable=False),
+    sa.Column('issue_key', sa.String(length=160), nullable=True),
+    sa.Column('actor', sa.String(length=48), nullable=False),
+    sa.Column('channel', sa.String(length=16), nullable=False),
+    sa.Column('points_cost', sa.Integer(), nullable=False),
+    sa.Column('spend_entry_id', sa.String(length=32), nullable=True),
+    sa.Column('redeemed_at', wallet.db.UTCDateTime(), nullable=True),
+    sa.Column('redeemed_store_id', sa.String(length=32), nullable=True),
+    sa.Column('redemption_id', sa.String(length=32), nullable=True),
+    sa.Column('voided_at', wallet.db.UTCDateTime(), nullable=True),
+    sa.Column('voided_by', sa.String(length=48), nullable=True),
+    sa.Column('void_reason', sa.String(length=200), nullable=True),
+    sa.CheckConstraint("status IN ('issued','redeemed','void')", name=op.f('ck_coupons_status_known')),
+    sa.ForeignKeyConstraint(['member_id'], ['members.id'], name=op.f('fk_coupons_member_id_members')),
+    sa.ForeignKeyConstraint(['offer_id'], ['offers.id'], name=op.f('fk_coupons_offer_id_offers')),
+    sa.ForeignKeyConstraint(['redeemed_store_id'], ['stores.id'], name=op.f('fk_coupons_redeemed_store_id_stores')),
+    sa.ForeignKeyConstraint(['spend_entry_id'], ['ledger_entries.id'], name=op.f('fk_coupons_spend_entry_id_ledger_entries')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_coupons')),
+    sa.UniqueConstraint('code', name=op.f('uq_coupons_code')),
+    sa.UniqueConstraint('offer_id', 'issue_key', 'member_id', name=op.f('uq_coupons_offer_id_issue_key_member_id'))
+    )
+    with op.batch_alter_table('coupons', schema=None) as batch_op:
+        batch_op.create_index('ix_coupons_member_status', ['member_id', 'status', 'expires_at'], unique=False)
+        batch_op.create_index('ix_coupons_offer_status', ['offer_id', 'status'], unique=False)
+
     op.create_table('points_lots',
     sa.Column('id', sa.String(length=32), nullable=False),
     sa.Column('member_id', sa.String(length=32), nullable=False),
@@ -348,6 +407,30 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_purchase_items_product_id'), ['product_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_purchase_items_purchase_id'), ['purchase_id'], unique=False)
 
+    op.create_table('coupon_redemptions',
+    sa.Column('id', sa.String(length=32), nullable=False),
+    sa.Column('coupon_id', sa.String(length=32), nullable=False),
+    sa.Column('offer_id', sa.String(length=32), nullable=False),
+    sa.Column('member_id', sa.String(length=32), nullable=False),
+    sa.Column('store_id', sa.String(length=32), nullable=False),
+    sa.Column('cashier_id', sa.String(length=32), nullable=True),
+    sa.Column('receipt_id', sa.String(length=64), nullable=True),
+    sa.Column('channel', sa.String(length=16), nullable=False),
+    sa.Column('redeemed_at', wallet.db.UTCDateTime(), nullable=False),
+    sa.Column('rolled_back_at', wallet.db.UTCDateTime(), nullable=True),
+    sa.Column('rolled_back_by', sa.String(length=48), nullable=True),
+    sa.ForeignKeyConstraint(['coupon_id'], ['coupons.id'], name=op.f('fk_coupon_redemptions_coupon_id_coupons')),
+    sa.ForeignKeyConstraint(['member_id'], ['members.id'], name=op.f('fk_coupon_redemptions_member_id_members')),
+    sa.ForeignKeyConstraint(['offer_id'], ['offers.id'], name=op.f('fk_coupon_redemptions_offer_id_offers')),
+    sa.ForeignKeyConstraint(['store_id'], ['stores.id'], name=op.f('fk_coupon_redemptions_store_id_stores')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_coupon_redemptions'))
+    )
+    with op.batch_alter_table('coupon_redemptions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_coupon_redemptions_member_id'), ['member_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_coupon_redemptions_offer_id'), ['offer_id'], unique=False)
+        batch_op.create_index('ix_coupon_redemptions_store_time', ['store_id', 'redeemed_at'], unique=False)
+        batch_op.create_index('uq_coupon_redemptions_live', ['coupon_id'], unique=True, postgresql_where=sa.text('rolled_back_at IS NULL'), sqlite_where=sa.text('rolled_back_at IS NULL'))
+
     op.create_table('lot_uses',
     sa.Column('entry_id', sa.String(length=32), nullable=False),
     sa.Column('lot_id', sa.String(length=32), nullable=False),
@@ -362,6 +445,13 @@ def upgrade():
 def downgrade():
     # ### commands auto generated by Alembic - please adjust! ###
     op.drop_table('lot_uses')
+    with op.batch_alter_table('coupon_redemptions', schema=None) as batch_op:
+        batch_op.drop_index('uq_coupon_redemptions_live', postgresql_where=sa.text('rolled_back_at IS NULL'), sqlite_where=sa.text('rolled_back_at IS NULL'))
+        batch_op.drop_index('ix_coupon_redemptions_store_time')
+        batch_op.drop_index(batch_op.f('ix_coupon_redemptions_offer_id'))
+        batch_op.drop_index(batch_op.f('ix_coupon_redemptions_member_id'))
+
+    op.drop_table('coupon_redemptions')
     with op.batch_alter_table('purchase_items', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_purchase_items_purchase_id'))
         batch_op.drop_index(batch_op.f('ix_purchase_items_product_id'))
@@ -374,6 +464,11 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_points_lots_entry_id'))
 
     op.drop_table('points_lots')
+    with op.batch_alter_table('coupons', schema=None) as batch_op:
+        batch_op.drop_index('ix_coupons_offer_status')
+        batch_op.drop_index('ix_coupons_member_status')
+
+    op.drop_table('coupons')
     op.drop_table('staff')
     with op.batch_alter_table('scans', schema=None) as batch_op:
         batch_op.drop_index('uq_scans_first_scan', sqlite_where=sa.text('first_scan'), postgresql_where=sa.text('first_scan'))
@@ -423,6 +518,7 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_products_category'))
 
     op.drop_table('products')
+    op.drop_table('offers')
     op.drop_table('members')
     with op.batch_alter_table('idempotency_keys', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_idempotency_keys_created_at'))
