@@ -1,11 +1,13 @@
 """Every model, imported in one place so the metadata (and Alembic) sees the whole schema."""
+from .benefits import BenefitUse, MemberBenefit  # noqa: F401
 from .coupons import Coupon, Offer, Redemption  # noqa: F401
 from .db import Base  # noqa: F401
 from .idempotency import IdempotencyKey  # noqa: F401
 from .instore import CheckIn, Scan  # noqa: F401
 from .ledger import Balance, LedgerEntry, Lot, LotUse, PendingPoints  # noqa: F401
 from .members import Card, Member, Staff  # noqa: F401
-from .rules import Rule, RuleGrant  # noqa: F401
+from .rules import Rule, RuleCounter, RuleGrant, RuleVersion  # noqa: F401
 from .stores import Product, Store  # noqa: F401
 from .till import Purchase, PurchaseItem  # noqa: F401
 from .tokens import RefreshToken  # noqa: F401
+from .triggers import LifeEvent, Referral  # noqa: F401
