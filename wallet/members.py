@@ -174,7 +174,9 @@ def register_member(session: Session, program: Program, *, email: str, password:
 def update_member(session: Session, program: Program, member: Member, changes: dict[str, Any]) -> Member:
     """Change a member's profile, channel preferences and consents (each consent change is timestamped)."""
     now = program.now()
-    for key in ("name", "phone", "birthday"):
+    if "name" in changes:
+        member.name = changes["name"].strip()
+    for key in ("phone", "birthday"):
         if key in changes:
             setattr(member, key, changes[key])
     if "preferences" in changes:

@@ -1,11 +1,9 @@
 """Enrolment and tokens."""
 from __future__ import annotations
 
-from datetime import date
-
 from flask import current_app
 from flask_limiter import Limiter
-from marshmallow import ValidationError, fields, validate, validates, validates_schema
+from marshmallow import ValidationError, fields, validate, validates_schema
 
 from wallet import members, tokens
 from wallet.members import CHANNELS
@@ -15,32 +13,21 @@ from ..extensions import db
 from ..resource import Resource
 from ..schemas import StrictSchema
 from ..state import keyring, program
-from .me import MemberSchema
-
-PHONE = validate.Regexp(r"^\+?[0-9 ()-]{6,20}$", error="Not a phone number.")
+from .me import PHONE, MemberSchema, past_birthday, printable_name
 
 
 class RegisterSchema(StrictSchema):
     email = fields.String(required=True, validate=validate.Length(3, 254))
     password = fields.String(required=True, load_only=True, validate=validate.Length(8, 128))
-    name = fields.String(required=True, validate=validate.Length(1, 120))
+    name = fields.String(required=True, validate=[validate.Length(1, 120), printable_name])
     phone = fields.String(load_default=None, validate=PHONE)
-    birthday = fields.Date(load_default=None)
+    birthday = fields.Date(load_default=None, validate=past_birthday)
     referral_code = fields.String(load_default=None, validate=validate.Length(1, 16))
     consents = fields.Dict(keys=fields.String(validate=validate.Length(1, 40)), values=fields.Boolean(),
                            load_default=None, validate=validate.Length(max=20))
     preferences = fields.Dict(keys=fields.String(validate=validate.OneOf(CHANNELS)), values=fields.Boolean(),
                               load_default=None)
 
-    @validates("birthday")
-    def _past(self, value: date | None, **_) -> None:
-        if value is not None and not (date(1900, 1, 1) <= value <= date.today()):
-            raise ValidationError("Must be a date in the past.")
-
-    @validates("name")
-    def _name(self, value: str, **_) -> None:
-        if not value.strip() or any(ord(c) < 32 for c in value):
-            raise ValidationError("Must be a printable name.")
 
 
 class TokenRequestSchema(StrictSchema):

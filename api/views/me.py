@@ -1,10 +1,14 @@
 """The shopper's own profile, wallet, card and points statement."""
 from __future__ import annotations
 
+import unicodedata
+from datetime import date
+
 from flask import Response
-from marshmallow import fields, validate
+from marshmallow import ValidationError, fields, validate
 
 from wallet import coupons, ledger, members, qr
+from wallet.errors import Invalid, InvalidToken, NotFound, Rejected
 from wallet.members import CHANNELS
 
 from ..auth import current_principal, member_required
@@ -44,10 +48,24 @@ class MemberSchema(StrictSchema):
     created_at = fields.DateTime()
 
 
+PHONE = validate.Regexp(r"^\+?[0-9 ()-]{6,20}$", error="Not a phone number.")
+
+
+def printable_name(value: str) -> None:
+    """A name is what a cashier reads aloud: not blank, no control characters."""
+    if not value.strip() or any(unicodedata.category(c) == "Cc" for c in value):
+        raise ValidationError("Must be a printable name.")
+
+
+def past_birthday(value: date | None) -> None:
+    if value is not None and not (date(1900, 1, 1) <= value <= date.today()):
+        raise ValidationError("Must be a date in the past.")
+
+
 class MemberPatchSchema(StrictSchema):
-    name = fields.String(validate=validate.Length(1, 120))
-    phone = fields.String(allow_none=True, validate=validate.Regexp(r"^\+?[0-9 ()-]{6,20}$"))
-    birthday = fields.Date(allow_none=True)
+    name = fields.String(validate=[validate.Length(1, 120), printable_name])
+    phone = fields.String(allow_none=True, validate=PHONE)
+    birthday = fields.Date(allow_none=True, validate=past_birthday)
     preferences = fields.Dict(keys=fields.String(validate=validate.OneOf(CHANNELS)), values=fields.Boolean())
     consents = fields.Dict(keys=fields.String(validate=validate.Length(1, 40)), values=fields.Boolean(),
                            validate=validate.Length(max=20))
@@ -114,7 +132,11 @@ QR_DOC = {"responses": {"200": {"description": "QR code image",
 
 
 def _member() -> members.Member:
-    return members.get_member(db.session, current_principal().id)
+    try:
+        return members.get_member(db.session, current_principal().id)
+    except NotFound:
+        # A signed token whose member is gone is a wrong token: sign in again.
+        raise InvalidToken("The account this token was issued for no longer exists") from None
 
 
 @blp.route("/me")
@@ -153,6 +175,8 @@ class Wallet(Resource):
 
 def _card_token():
     member, prog = _member(), program()
+    if member.card.status != "active":  # the till would refuse it: say so here, where the member can act on it
+        raise Rejected("This card is blocked", code="card_inactive")
     return qr.card_token(prog.secret, member.card.id, prog.now(), prog.card_token_ttl)
 
 
@@ -186,6 +210,8 @@ class Statement(Resource):
     def get(self, args):
         """The points statement, newest first."""
         before = decode_cursor(args["cursor"], int)
+        if before is not None and not 0 < before < 2**62:  # a seq is a positive 64-bit integer
+            raise Invalid("Not a cursor this API gave out", code="invalid_cursor", errors={"cursor": ["Unknown cursor."]})
         entries = ledger.statement(db.session, current_principal().id, limit=args["limit"] + 1, before_seq=before)
         return page(entries, args["limit"], lambda e: e.seq)
 
