@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -140,19 +141,29 @@ def _problem_schema() -> dict:
 
 
 def _document_errors(api) -> None:
-    """Every operation may answer with a problem; say so in the spec."""
+    """Every operation may answer with a problem; say so in the spec. And give each a stable operationId."""
     ref = {"$ref": "#/components/schemas/Problem"}
-    for _status, text in (("default", "Problem (RFC 9457)"),):
-        api.spec.components.response("Problem", {"description": text,
-                                                 "content": {"application/problem+json": {"schema": ref}}})
-    paths = api.spec._paths
-    for path in paths.values():
-        for _method, operation in path.items():
+    api.spec.components.response("Problem", {"description": "Problem (RFC 9457)",
+                                             "content": {"application/problem+json": {"schema": ref}}})
+    for path, item in api.spec._paths.items():
+        for method, operation in item.items():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
+            operation.setdefault("operationId", _operation_id(method, path))
             responses = operation["responses"]
-            for code in ("400", "401", "403", "404", "409", "413", "415", "422", "429"):
+            for code in ("400", "401", "403", "404", "409", "413", "415", "422", "429", "500"):
                 responses.setdefault(code, {"$ref": "#/components/responses/Problem"})
+
+
+def _operation_id(method: str, path: str) -> str:
+    """``get /api/v1/admin/members/{member_id}`` -> ``getAdminMembersByMemberId``: stable names for client generators."""
+    words = [method.lower()]
+    for part in path.removeprefix("/api/v1/").split("/"):
+        if part.startswith("{"):
+            words += ["by", *part.strip("{}").split("_")]
+        else:
+            words += re.split(r"[-_]", part)
+    return words[0] + "".join(w[:1].upper() + w[1:] for w in words[1:] if w)
 
 
 def _guard_bodies(app: Flask) -> None:
