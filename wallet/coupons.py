@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -294,7 +294,8 @@ def validate_benefit(session: Session, program: Program, benefit: Any) -> dict[s
 
 def _validate_offer(session: Session, program: Program, data: dict[str, Any]) -> dict[str, Any]:
     errors: dict[str, list[str]] = {}
-    out = dict(data)
+    # Times are kept in UTC, so the answer to a create says what a later read will.
+    out = {k: v.astimezone(UTC) if isinstance(v, datetime) else v for k, v in data.items()}
     if "benefit" in data:
         try:
             out["benefit"] = validate_benefit(session, program, data["benefit"])

@@ -62,8 +62,7 @@ class OfferSchema(StrictSchema):
 
 
 class OfferPatchSchema(OfferSchema):
-    class Meta:
-        partial = True
+    """Only the fields sent change (loaded with partial=True, so no defaults are filled in)."""
 
 
 class AdminOfferListArgs(ListArgs):
@@ -374,7 +373,7 @@ class AdminOffer(Resource):
         """One offer (archived ones too)."""
         return coupons.get_offer(db.session, offer_id, include_archived=True)
 
-    @admin.arguments(OfferPatchSchema)
+    @admin.arguments(OfferPatchSchema(partial=True))
     @admin.response(200, OfferSchema)
     def patch(self, changes, offer_id):
         """Change an offer; its benefit is fixed once members hold coupons of it."""
