@@ -1,8 +1,8 @@
 """The member's activity: one timeline of purchases, refunds, check-ins, scans, coupons and point movements.
 
 Each kind of event stays in its own table; the timeline reads the newest of each (after the cursor) and merges
-them, so a page costs one indexed query per kind. The order is (time, kind, id), newest first; the cursor is
-the last item's (time, kind, id). Coupons come from wallet.coupons when that module has its models.
+them, so a page costs one indexed query per kind. The order is (time, kind's rank, id), newest first; the
+cursor is the last item's (time, kind, id). Coupons come from wallet.coupons when that module has its models.
 """
 from __future__ import annotations
 
@@ -15,12 +15,15 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from . import coupons as coupons_module
+from .errors import Invalid
 from .instore import CheckIn, Scan
 from .ledger import LedgerEntry
 from .stores import Product, Store
 from .till import Purchase
 
 KINDS = ("purchase", "refund", "check_in", "scan", "coupon", "coupon_redeemed", "points")
+# At one instant the consequence sits above its cause (newest first): the points above the check-in that earned them.
+_RANK = {"purchase": 0, "check_in": 1, "scan": 2, "refund": 3, "coupon_redeemed": 4, "coupon": 5, "points": 6}
 CHANNELS = ("app", "till", "web", "wallet", "email", "sms", "push", "system")
 
 _REFUSALS = {"too_far_from_store": "too far from the store", "location_inaccurate": "the location was too vague",
@@ -120,13 +123,13 @@ def _iso(at: datetime | None) -> str | None:
 
 
 def _after(source: _Source, cursor: tuple[datetime, str, str] | None) -> list:
-    """The rows of ``source`` strictly after the cursor in (time desc, kind desc, id desc) order."""
+    """The rows of ``source`` strictly after the cursor in (time desc, rank desc, id desc) order."""
     if cursor is None:
         return []
     at, kind, key = cursor
-    if source.kind < kind:
+    if _RANK[source.kind] < _RANK[kind]:
         return [source.at <= at]
-    if source.kind > kind:
+    if _RANK[source.kind] > _RANK[kind]:
         return [source.at < at]
     return [or_(source.at < at, and_(source.at == at, source.model.id < key))]
 
@@ -134,6 +137,8 @@ def _after(source: _Source, cursor: tuple[datetime, str, str] | None) -> list:
 def timeline(session: Session, member_id: str, *, limit: int = 50, cursor: tuple[datetime, str, str] | None = None,
              kinds: list[str] | None = None, channel: str | None = None) -> list[ActivityItem]:
     """The member's activity newest first: up to ``limit`` items after ``cursor``, of ``kinds`` and ``channel``."""
+    if cursor is not None and cursor[1] not in _RANK:
+        raise Invalid("Not a cursor this API gave out", code="invalid_cursor", errors={"cursor": ["Unknown cursor."]})
     items: list[ActivityItem] = []
     for source in _sources():
         if kinds and source.kind not in kinds:
@@ -145,7 +150,7 @@ def timeline(session: Session, member_id: str, *, limit: int = 50, cursor: tuple
             query = query.where(source.channel == channel)
         query = query.order_by(source.at.desc(), source.model.id.desc()).limit(limit)
         items += [source.to_item(row) for row in session.scalars(query).unique()]
-    items.sort(key=lambda i: (i.occurred_at, i.kind, i.id), reverse=True)
+    items.sort(key=lambda i: (i.occurred_at, _RANK[i.kind], i.id), reverse=True)
     items = items[:limit]
     _name_things(session, items)
     return items

@@ -94,3 +94,5 @@ def load(session: Session, program: Program) -> list[tuple[str, str, str, str]]:
 
 def _load_more(session: Session, program: Program, stores: dict, products: dict) -> None:
     """Hook for the demo data of later features (offers, check-in rules)."""
+    from . import instore
+    instore.load_demo(session, program)

@@ -387,3 +387,24 @@ def list_scans(session: Session, *, member_id: str | None = None, product_id: st
     if first_scan is not None:
         query = query.where(Scan.first_scan.is_(first_scan))
     return _newest_first(session, query, Scan, limit, before)
+
+
+# ------------------------------------------------------------------ the demo club's in-store rules
+
+DEMO_RULES = [
+    {"title": "Thanks for dropping by", "trigger": "check_in", "reward": {"points": 10}},
+    {"title": "5th visit this month", "trigger": "check_in", "conditions": {"nth": {"n": 5, "period": "month"}},
+     "reward": {"points": 50}},
+    {"title": "Discover a product", "trigger": "scan", "conditions": {"first_scan": True}, "reward": {"points": 2},
+     "per_member_limit": 5, "per_member_period_days": 1},
+    {"title": "Coffee corner surprise", "trigger": "scan", "conditions": {"categories": ["coffee"]},
+     "reward": {"points": 15}, "probability": 0.2, "per_member_limit": 1, "per_member_period_days": 7},
+]
+
+
+def load_demo(session: Session, program: Program) -> None:
+    """Add the in-store demo rules that are missing (by title); safe to repeat."""
+    existing = set(session.scalars(select(rules.Rule.title)))
+    for data in DEMO_RULES:
+        if data["title"] not in existing:
+            rules.create_rule(session, program, dict(data))

@@ -82,9 +82,13 @@ MAX_COMPLEMENTARY = 20
 MAX_PRICE = Decimal("9999999999.99")
 
 
+_NOT_ZONES = {"localtime", "posixrules", "Factory"}  # files in some zoneinfo folders, not IANA zones
+
+
 @lru_cache(maxsize=1)
 def _zones() -> frozenset[str]:
-    return frozenset(available_timezones())
+    return frozenset(z for z in available_timezones()
+                     if z not in _NOT_ZONES and not z.startswith(("posix/", "right/")))
 
 
 def valid_timezone(name: Any) -> bool:
@@ -478,25 +482,30 @@ def _parse_row(raw: dict[str | None, Any], line: int, currency: str) -> tuple[_R
 
 
 def _records(lines: Iterable[str]) -> Iterator[tuple[int, dict[str | None, Any]]]:
-    reader = csv.DictReader(lines, restkey=None)
-    header = [h.strip().lower() if h else "" for h in (reader.fieldnames or [])]
+    """(line number where the record starts, {column: cell}) for each non-blank record; surplus cells under None."""
+    reader = csv.reader(lines)
+    header = [h.strip().lower() for h in next(reader, [])]
     unknown = [h for h in header if h not in CSV_COLUMNS]
     missing = [c for c in CSV_REQUIRED if c not in header]
     if not header or unknown or missing or len(set(header)) != len(header):
         problems = []
+        if not header:
+            problems.append("The file is empty.")
         if unknown:
             problems.append(f"Unknown columns: {', '.join(repr(h) for h in unknown)}.")
-        if missing:
+        if missing and header:
             problems.append(f"Missing columns: {', '.join(missing)}.")
-        if header and len(set(header)) != len(header):
+        if len(set(header)) != len(header):
             problems.append("A column appears twice.")
         raise Invalid("The file's first line must name the columns: " + ", ".join(CSV_COLUMNS),
-                      code="invalid_csv_header", errors={"header": problems or ["The file is empty."]})
-    reader.fieldnames = header
+                      code="invalid_csv_header", errors={"header": problems})
     start = reader.line_num + 1
-    for raw in reader:
-        if any((v or "").strip() for k, v in raw.items() if k is not None) or raw.get(None):
-            yield start, raw
+    for cells in reader:
+        if any(c.strip() for c in cells):
+            record: dict[str | None, Any] = dict(zip(header, cells, strict=False))
+            if len(cells) > len(header):
+                record[None] = cells[len(header):]
+            yield start, record
         start = reader.line_num + 1
 
 
@@ -529,7 +538,7 @@ class _ImportRun:
         self.report = ImportReport()
         self.seen_sku: dict[str, int] = {}  # sku -> line, to refuse a SKU twice in one file
         self.barcode_of_file: dict[str, str] = {}  # barcode -> sku given in this file
-        self.ids: dict[str, str] = {}  # sku -> product id, for the complementary pass
+        self.products: dict[str, Product] = {}  # sku -> product (held: the identity map only keeps weak references)
         self.unchanged: set[str] = set()
         self.links: list[tuple[int, str, list[str]]] = []  # (line, sku, complementary SKUs)
 
@@ -549,7 +558,7 @@ class _ImportRun:
         barcodes = {r.values["barcode"] for r in rows}
         by_sku = {p.sku: p for p in self.session.scalars(select(Product).where(Product.sku.in_(skus)))}
         owner = dict(self.session.execute(select(Product.barcode, Product.sku).where(Product.barcode.in_(barcodes)))
-                     .tuples().all())
+                     .all())
         touched: dict[str, Product] = {}
         for row in rows:
             values, sku, barcode = row.values, row.values["sku"], row.values["barcode"]
@@ -590,25 +599,25 @@ class _ImportRun:
             touched[sku] = product
             self.links.append((row.line, sku, row.complementary_skus))
         self.session.flush()
-        self.ids |= {sku: product.id for sku, product in touched.items()}
+        self.products |= touched
 
     def _refuse(self, row: _Row, key: str, message: str) -> None:
         self.report.refused.append(ImportProblem(row.line, row.values["sku"], {key: [message]}))
 
     def link_complementary(self) -> None:
         """Complementary SKUs become product ids once every row is in; an unknown SKU is a warning."""
-        wanted = {s for _, _, skus in self.links for s in skus} - set(self.ids)
-        known_ids = dict(self.ids)
+        wanted = {s for _, _, skus in self.links for s in skus} - set(self.products)
+        known_ids = {sku: product.id for sku, product in self.products.items()}
         if wanted:
             known_ids |= dict(self.session.execute(select(Product.sku, Product.id).where(
-                Product.sku.in_(wanted), Product.archived_at.is_(None))).tuples().all())
+                Product.sku.in_(wanted), Product.archived_at.is_(None))).all())
         for line, sku, skus in self.links:
             complementary = [known_ids[s] for s in skus if s in known_ids]
             unknown = [s for s in skus if s not in known_ids]
             if unknown:
                 self.report.warnings.append(ImportProblem(line, sku, {"complementary": [
                     f"No product with the SKU {', '.join(unknown)}; left out."]}))
-            product = self.session.get(Product, self.ids[sku])
+            product = self.products[sku]
             if product.complementary != complementary:
                 product.complementary = complementary
                 if sku in self.unchanged:

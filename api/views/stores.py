@@ -79,8 +79,11 @@ class StoreSchema(StrictSchema):
 
 
 class StorePatchSchema(StoreSchema):
-    class Meta:
-        partial = True
+    """Any subset of a store's fields; what is left out keeps its value (no defaults applied)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["partial"] = True
+        super().__init__(*args, **kwargs)
 
 
 class StoreListArgs(ListArgs):
@@ -196,7 +199,7 @@ class ProductSchema(StrictSchema):
                                                  validate.Regexp(r"^[\x21-\x7e]+$", error="No spaces.")])
     barcode = fields.String(required=True, validate=validate.Length(1, 32),
                             metadata={"description": "EAN-13, EAN-8 or UPC-A with a valid check digit; "
-                                                     "returned as a 13-digit GTIN", "example": "7290001234515"})
+                                                     "returned as a 13-digit GTIN", "example": "7290001234518"})
     name = fields.String(required=True, validate=validate.Length(1, 200))
     description = fields.String(load_default="", validate=validate.Length(0, 5000))
     category = fields.String(load_default="", validate=validate.Length(0, 64), metadata={"example": "coffee"})
@@ -214,8 +217,11 @@ class ProductSchema(StrictSchema):
 
 
 class ProductPatchSchema(ProductSchema):
-    class Meta:
-        partial = True
+    """Any subset of a product's fields; what is left out keeps its value (no defaults applied)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["partial"] = True
+        super().__init__(*args, **kwargs)
 
 
 class ProductListArgs(ListArgs):

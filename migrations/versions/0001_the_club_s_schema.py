@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 22:15:14.650628
+Create Date: 2026-11-22 22:27:07.310384
 
 """
 from alembic import op
@@ -235,6 +235,48 @@ def upgrade():
     with op.batch_alter_table('ledger_entries', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_ledger_entries_source'), ['source'], unique=False)
 
+    op.create_table('life_events',
+    sa.Column('id', sa.String(length=32), nullable=False),
+    sa.Column('member_id', sa.String(length=32), nullable=False),
+    sa.Column('trigger', sa.String(length=24), nullable=False),
+    sa.Column('source', sa.String(length=80), nullable=False),
+    sa.Column('threshold_days', sa.Integer(), nullable=True),
+    sa.Column('anchor_at', wallet.db.UTCDateTime(), nullable=True),
+    sa.Column('occurred_at', wallet.db.UTCDateTime(), nullable=False),
+    sa.Column('detail', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.Column('grants', sa.Integer(), nullable=False),
+    sa.Column('points', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['member_id'], ['members.id'], name=op.f('fk_life_events_member_id_members')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_life_events')),
+    sa.UniqueConstraint('source', name=op.f('uq_life_events_source'))
+    )
+    with op.batch_alter_table('life_events', schema=None) as batch_op:
+        batch_op.create_index('ix_life_events_member', ['member_id', 'trigger', 'threshold_days'], unique=False)
+
+    op.create_table('member_benefits',
+    sa.Column('id', sa.String(length=32), nullable=False),
+    sa.Column('member_id', sa.String(length=32), nullable=False),
+    sa.Column('rule_id', sa.String(length=32), nullable=False),
+    sa.Column('grant_id', sa.String(length=32), nullable=False),
+    sa.Column('kind', sa.String(length=24), nullable=False),
+    sa.Column('multiplier', sa.Numeric(precision=8, scale=3), nullable=False),
+    sa.Column('purchases', sa.Integer(), nullable=True),
+    sa.Column('uses_left', sa.Integer(), nullable=True),
+    sa.Column('valid_from', wallet.db.UTCDateTime(), nullable=False),
+    sa.Column('valid_until', wallet.db.UTCDateTime(), nullable=True),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('revoked_at', wallet.db.UTCDateTime(), nullable=True),
+    sa.Column('source', sa.String(length=80), nullable=False),
+    sa.Column('created_at', wallet.db.UTCDateTime(), nullable=False),
+    sa.CheckConstraint('uses_left IS NULL OR uses_left >= 0', name=op.f('ck_member_benefits_uses_left_not_negative')),
+    sa.ForeignKeyConstraint(['member_id'], ['members.id'], name=op.f('fk_member_benefits_member_id_members')),
+    sa.ForeignKeyConstraint(['rule_id'], ['rules.id'], name=op.f('fk_member_benefits_rule_id_rules')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_member_benefits'))
+    )
+    with op.batch_alter_table('member_benefits', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_member_benefits_grant_id'), ['grant_id'], unique=False)
+        batch_op.create_index('ix_member_benefits_member_status', ['member_id', 'status'], unique=False)
+
     op.create_table('pending_points',
     sa.Column('id', sa.String(length=32), nullable=False),
     sa.Column('member_id', sa.String(length=32), nullable=False),
@@ -281,6 +323,32 @@ def upgrade():
     with op.batch_alter_table('purchases', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_purchases_member_id'), ['member_id'], unique=False)
 
+    op.create_table('referrals',
+    sa.Column('id', sa.String(length=32), nullable=False),
+    sa.Column('referrer_id', sa.String(length=32), nullable=False),
+    sa.Column('referred_id', sa.String(length=32), nullable=False),
+    sa.Column('email_key', sa.String(length=254), nullable=False),
+    sa.Column('phone_key', sa.String(length=32), nullable=True),
+    sa.Column('channel', sa.String(length=16), nullable=False),
+    sa.Column('created_at', wallet.db.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['referred_id'], ['members.id'], name=op.f('fk_referrals_referred_id_members')),
+    sa.ForeignKeyConstraint(['referrer_id'], ['members.id'], name=op.f('fk_referrals_referrer_id_members')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_referrals')),
+    sa.UniqueConstraint('email_key', name=op.f('uq_referrals_email_key')),
+    sa.UniqueConstraint('phone_key', name=op.f('uq_referrals_phone_key')),
+    sa.UniqueConstraint('referred_id', name=op.f('uq_referrals_referred_id'))
+    )
+    with op.batch_alter_table('referrals', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_referrals_referrer_id'), ['referrer_id'], unique=False)
+
+    op.create_table('rule_counters',
+    sa.Column('rule_id', sa.String(length=32), nullable=False),
+    sa.Column('period', sa.String(length=16), nullable=False),
+    sa.Column('grants', sa.Integer(), nullable=False),
+    sa.Column('points', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['rule_id'], ['rules.id'], name=op.f('fk_rule_counters_rule_id_rules')),
+    sa.PrimaryKeyConstraint('rule_id', 'period', name=op.f('pk_rule_counters'))
+    )
     op.create_table('rule_grants',
     sa.Column('id', sa.String(length=32), nullable=False),
     sa.Column('rule_id', sa.String(length=32), nullable=False),
@@ -293,7 +361,9 @@ def upgrade():
     sa.Column('draw', sa.Float(), nullable=True),
     sa.Column('points', sa.Integer(), nullable=False),
     sa.Column('coupon_id', sa.String(length=32), nullable=True),
+    sa.Column('benefit_id', sa.String(length=32), nullable=True),
     sa.Column('entry_id', sa.String(length=32), nullable=True),
+    sa.Column('caps', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
     sa.Column('day', sa.Date(), nullable=False),
     sa.Column('granted_at', wallet.db.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['member_id'], ['members.id'], name=op.f('fk_rule_grants_member_id_members')),
@@ -302,10 +372,22 @@ def upgrade():
     sa.UniqueConstraint('rule_id', 'event_source', name=op.f('uq_rule_grants_rule_id_event_source'))
     )
     with op.batch_alter_table('rule_grants', schema=None) as batch_op:
+        batch_op.create_index('ix_rule_grants_event_source', ['event_source'], unique=False)
         batch_op.create_index(batch_op.f('ix_rule_grants_member_id'), ['member_id'], unique=False)
         batch_op.create_index('ix_rule_grants_rule_day', ['rule_id', 'day'], unique=False)
         batch_op.create_index('ix_rule_grants_rule_member', ['rule_id', 'member_id', 'granted_at'], unique=False)
 
+    op.create_table('rule_versions',
+    sa.Column('rule_id', sa.String(length=32), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('change', sa.String(length=16), nullable=False),
+    sa.Column('changed_fields', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.Column('snapshot', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.Column('actor', sa.String(length=48), nullable=False),
+    sa.Column('changed_at', wallet.db.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['rule_id'], ['rules.id'], name=op.f('fk_rule_versions_rule_id_rules')),
+    sa.PrimaryKeyConstraint('rule_id', 'version', name=op.f('pk_rule_versions'))
+    )
     op.create_table('scans',
     sa.Column('id', sa.String(length=32), nullable=False),
     sa.Column('member_id', sa.String(length=32), nullable=False),
@@ -340,6 +422,23 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_staff')),
     sa.UniqueConstraint('email', name=op.f('uq_staff_email'))
     )
+    op.create_table('benefit_uses',
+    sa.Column('id', sa.String(length=32), nullable=False),
+    sa.Column('benefit_id', sa.String(length=32), nullable=False),
+    sa.Column('member_id', sa.String(length=32), nullable=False),
+    sa.Column('event_source', sa.String(length=80), nullable=False),
+    sa.Column('base_points', sa.Integer(), nullable=False),
+    sa.Column('points', sa.Integer(), nullable=False),
+    sa.Column('entry_id', sa.String(length=32), nullable=True),
+    sa.Column('used_at', wallet.db.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['benefit_id'], ['member_benefits.id'], name=op.f('fk_benefit_uses_benefit_id_member_benefits')),
+    sa.ForeignKeyConstraint(['member_id'], ['members.id'], name=op.f('fk_benefit_uses_member_id_members')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_benefit_uses')),
+    sa.UniqueConstraint('benefit_id', 'event_source', name=op.f('uq_benefit_uses_benefit_id_event_source'))
+    )
+    with op.batch_alter_table('benefit_uses', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_benefit_uses_member_id'), ['member_id'], unique=False)
+
     op.create_table('coupons',
     sa.Column('id', sa.String(length=32), nullable=False),
     sa.Column('offer_id', sa.String(length=32), nullable=False),
@@ -469,6 +568,10 @@ def downgrade():
         batch_op.drop_index('ix_coupons_member_status')
 
     op.drop_table('coupons')
+    with op.batch_alter_table('benefit_uses', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_benefit_uses_member_id'))
+
+    op.drop_table('benefit_uses')
     op.drop_table('staff')
     with op.batch_alter_table('scans', schema=None) as batch_op:
         batch_op.drop_index('uq_scans_first_scan', sqlite_where=sa.text('first_scan'), postgresql_where=sa.text('first_scan'))
@@ -477,12 +580,19 @@ def downgrade():
         batch_op.drop_index('ix_scans_member_time')
 
     op.drop_table('scans')
+    op.drop_table('rule_versions')
     with op.batch_alter_table('rule_grants', schema=None) as batch_op:
         batch_op.drop_index('ix_rule_grants_rule_member')
         batch_op.drop_index('ix_rule_grants_rule_day')
         batch_op.drop_index(batch_op.f('ix_rule_grants_member_id'))
+        batch_op.drop_index('ix_rule_grants_event_source')
 
     op.drop_table('rule_grants')
+    op.drop_table('rule_counters')
+    with op.batch_alter_table('referrals', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_referrals_referrer_id'))
+
+    op.drop_table('referrals')
     with op.batch_alter_table('purchases', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_purchases_member_id'))
 
@@ -493,6 +603,15 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_pending_points_available_at'))
 
     op.drop_table('pending_points')
+    with op.batch_alter_table('member_benefits', schema=None) as batch_op:
+        batch_op.drop_index('ix_member_benefits_member_status')
+        batch_op.drop_index(batch_op.f('ix_member_benefits_grant_id'))
+
+    op.drop_table('member_benefits')
+    with op.batch_alter_table('life_events', schema=None) as batch_op:
+        batch_op.drop_index('ix_life_events_member')
+
+    op.drop_table('life_events')
     with op.batch_alter_table('ledger_entries', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_ledger_entries_source'))
 
