@@ -14,7 +14,8 @@
 | LOYALTY_PENDING_DAYS | 0 | purchase points are pending this many days (the return window) |
 | LOYALTY_REDEMPTION_ROLLBACK_MINUTES | 30 | how long a store may roll back a coupon redemption |
 | LOYALTY_RATELIMIT_AUTH | 20 per minute | limit on /auth/* per client address |
-| LOYALTY_RATELIMIT_STORAGE_URI | memory:// | limiter storage; redis://127.0.0.1:6379 to share it between workers |
+| LOYALTY_RATELIMIT_STORAGE_URI | memory:// | limiter storage; redis://127.0.0.1:6379 to share it between workers and hosts |
+| LOYALTY_RATELIMIT_FAIL_OPEN | 1 | 1: if that storage is unreachable, requests pass (and it is logged) rather than fail with 500 |
 | LOYALTY_MAX_BODY_BYTES | 65536 | larger request bodies are refused with 413 |
 | LOYALTY_PASSWORD_HASH | scrypt:32768:8:1 | werkzeug password hashing method |
 | LOYALTY_TRUSTED_PROXIES | 0 | how many proxies in front set X-Forwarded-For (rate limits key on the client's address) |
@@ -63,6 +64,7 @@ def from_environment(instance_path: str) -> dict:
         "LOYALTY_REDEMPTION_ROLLBACK_MINUTES": int(_env("LOYALTY_REDEMPTION_ROLLBACK_MINUTES", "30")),
         "RATELIMIT_AUTH": _env("LOYALTY_RATELIMIT_AUTH", "20 per minute"),
         "RATELIMIT_STORAGE_URI": _env("LOYALTY_RATELIMIT_STORAGE_URI", "memory://"),
+        "RATELIMIT_SWALLOW_ERRORS": _env("LOYALTY_RATELIMIT_FAIL_OPEN", "1") not in ("0", "false", "no"),
         "MAX_CONTENT_LENGTH": int(_env("LOYALTY_MAX_BODY_BYTES", "65536")),
         "LOYALTY_PASSWORD_HASH": _env("LOYALTY_PASSWORD_HASH", "scrypt:32768:8:1"),
         "LOYALTY_TRUSTED_PROXIES": int(_env("LOYALTY_TRUSTED_PROXIES", "0")),

@@ -81,12 +81,18 @@ def register(app: Flask) -> None:
     @app.errorhandler(domain.DomainError)
     def _domain(error: domain.DomainError) -> Response:
         extra = {k: v for k, v in error.extra.items() if isinstance(v, (str, int, float, bool, list, dict))}
-        headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, domain.Unauthorized) else None
+        headers = None
+        if isinstance(error, (domain.InvalidToken, domain.TokenExpired)):
+            headers = {"WWW-Authenticate": 'Bearer realm="loyalty", error="invalid_token"'}  # RFC 6750 section 3
+        elif isinstance(error, domain.Unauthorized):
+            headers = {"WWW-Authenticate": 'Bearer realm="loyalty"'}
         return problem(status_of(error), error.code, error.title, error.detail, error.errors, headers, **extra)
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException) -> Response:
         status = error.code or 500
+        if status < 400:  # a routing redirect (308 to the slashed URL) is not an error
+            return error.get_response()
         data = getattr(error, "data", None) or {}
         messages = data.get("messages")
         code = _HTTP_CODES.get(status, "http_error")

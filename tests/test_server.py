@@ -41,9 +41,9 @@ def server(tmp_path):
         deadline = time.monotonic() + 60
         while True:
             try:
-                if requests.get(f"{base}/api/v1/openapi.json", timeout=2).status_code == 200:
+                if requests.get(f"{base}/api/v1/openapi.json", timeout=10).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or a worker still booting
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
                 log.seek(0)

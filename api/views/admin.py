@@ -1,9 +1,11 @@
 """The marketers' side: members and adjustments, staff accounts."""
 from __future__ import annotations
 
+import hashlib
+
 from flask import request
 from marshmallow import fields, validate
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 
 from wallet import ledger, members
 from wallet.db import new_id
@@ -71,8 +73,9 @@ class Members(Resource):
         query = select(Member).order_by(Member.id)
         if args.get("q"):
             q = args["q"].strip()
-            like = f"%{q.lower()}%"
-            query = query.join(members.Card).where(or_(Member.email.like(like), Member.name.ilike(f"%{q}%"),
+            # contains(autoescape): a % or _ typed in the search box is a character, not a wildcard
+            query = query.join(members.Card).where(or_(Member.email.contains(q.lower(), autoescape=True),
+                                                       func.lower(Member.name).contains(q.lower(), autoescape=True),
                                                        Member.phone == q, members.Card.number == q))
         after = decode_cursor(args["cursor"])
         if after:
@@ -102,7 +105,9 @@ class Adjustments(Resource):
         """A manual credit or debit, kept in the ledger with who made it and why."""
         member = members.get_member(db.session, member_id)
         # The HTTP layer already replays a repeated Idempotency-Key; the ledger key makes it hold below too.
+        # Hashed: a client key may be 255 characters, the ledger's column is shorter.
         key = request.headers.get("Idempotency-Key") or new_id("adj")
+        key = hashlib.sha256(key.encode()).hexdigest()[:40]
         actor = current_principal()
         return ledger.adjust(db.session, program(), member_id=member.id, points=data["points"],
                              reason=data["reason"], idempotency_key=f"adjust:{actor.id}:{key}",

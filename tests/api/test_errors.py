@@ -99,13 +99,15 @@ def test_invalid_query_parameters_are_422(client, factory):
 def test_401_without_or_with_a_garbage_token(client):
     r = client.get("/api/v1/me")
     body = assert_problem(r, 401, "unauthorized")
-    assert r.headers["WWW-Authenticate"].startswith("Bearer")
+    assert r.headers["WWW-Authenticate"] == 'Bearer realm="loyalty"'
     assert "token" in body["detail"].lower()
     for header in ("Bearer garbage", "Bearer a.b.c", "Basic dXNlcjpwYXNz", "Bearer ", "garbage"):
         r = client.get("/api/v1/me", headers={"Authorization": header})
         assert r.status_code == 401, header
         assert r.get_json()["code"] in ("unauthorized", "invalid_token"), header
-    assert_problem(client.get("/api/v1/me", headers={"Authorization": "Bearer garbage"}), 401, "invalid_token")
+    r = client.get("/api/v1/me", headers={"Authorization": "Bearer garbage"})
+    assert_problem(r, 401, "invalid_token")
+    assert r.headers["WWW-Authenticate"] == 'Bearer realm="loyalty", error="invalid_token"'
 
 
 def test_403_for_the_wrong_role(client, factory):
@@ -320,3 +322,42 @@ def test_strange_values_in_every_register_field(client):
             r = client.post(REGISTER, json=register_body(**{field: value}))
             assert r.status_code in (201, 409, 422), (field, value, r.get_data(as_text=True))
             assert r.status_code != 201 or field in ("phone", "birthday", "referral_code", "consents", "preferences")
+
+
+# ------------------------------------------------------------------ Idempotency-Key: replay, conflict, bad keys
+
+def test_idempotency_replay_and_conflict(client, factory):
+    marketer, member = factory.staff("marketer"), factory.member()
+    url = f"/api/v1/admin/members/{member['id']}/adjustments"
+    headers = marketer["headers"] | {"Idempotency-Key": "k" * 255}  # the longest key allowed
+    first = client.post(url, json={"points": 30, "reason": "goodwill gesture"}, headers=headers)
+    assert first.status_code == 201, first.get_json()
+    again = client.post(url, json={"points": 30, "reason": "goodwill gesture"}, headers=headers)
+    assert (again.status_code, again.get_json()) == (201, first.get_json())
+    assert again.headers["Idempotency-Replayed"] == "true"
+    assert factory.balance(member["id"]) == 30
+    other = client.post(url, json={"points": 31, "reason": "goodwill gesture"}, headers=headers)
+    assert_problem(other, 409, "idempotency_conflict")
+    assert factory.balance(member["id"]) == 30
+
+
+@pytest.mark.parametrize("key", ["", "k" * 256, "has space", "ünïcode", "tab\there"])
+def test_bad_idempotency_keys_are_422(client, factory, key):
+    marketer, member = factory.staff("marketer"), factory.member()
+    r = client.post(f"/api/v1/admin/members/{member['id']}/adjustments", json={"points": 5, "reason": "goodwill"},
+                    headers=marketer["headers"] | {"Idempotency-Key": key.encode("utf-8").decode("latin-1")})
+    assert "Idempotency-Key" in assert_problem(r, 422, "invalid_idempotency_key")["errors"]
+    assert factory.balance(member["id"]) == 0
+
+
+def test_an_unreachable_rate_limit_store_does_not_take_sign_in_down(make_app, caplog):
+    app = make_app(RATELIMIT_ENABLED=True, RATELIMIT_AUTH="3 per minute",
+                   RATELIMIT_STORAGE_URI="redis://127.0.0.1:1/0")  # nothing listens on port 1
+    r = app.test_client().post(REGISTER, json=register_body())
+    assert r.status_code == 201, r.get_json()
+
+
+def test_the_rate_limit_store_can_be_made_to_fail_closed(make_app):
+    app = make_app(RATELIMIT_ENABLED=True, RATELIMIT_AUTH="3 per minute", RATELIMIT_SWALLOW_ERRORS=False,
+                   RATELIMIT_STORAGE_URI="redis://127.0.0.1:1/0")
+    assert_problem(app.test_client().post(REGISTER, json=register_body()), 500, "internal_error")

@@ -143,3 +143,35 @@ def test_adjustments_are_for_marketers_only(client, people, factory):
     assert r.status_code == 201, r.get_json()
     assert factory.balance(people["member"]["id"]) == 25
 
+
+
+def test_marketers_find_members(client, factory, people):
+    dana = factory.member(email="dana.levi@example.com", name="Dana Levi", phone="+972501234567")
+    factory.member(email="eli@example.com", name="Eli 100%_off")
+    headers = people["marketer"]["headers"]
+
+    def found(q: str) -> list[str]:
+        r = client.get("/api/v1/admin/members", query_string={"q": q}, headers=headers)
+        assert r.status_code == 200, r.get_json()
+        return [m["id"] for m in r.get_json()["items"]]
+
+    assert found("DANA.levi") == [dana["id"]]
+    assert found("levi") == [dana["id"]]
+    assert found("+972501234567") == [dana["id"]]
+    assert found(dana["card_number"]) == [dana["id"]]
+    eli = found("100%_off")
+    assert len(eli) == 1 and found("%") == eli and found("_") == eli  # % and _ are characters, not wildcards
+    assert found("nobody-like-this") == []
+
+
+def test_member_list_pages(client, factory, people):
+    ids = sorted(factory.member()["id"] for _ in range(5)) + [people["member"]["id"]]
+    seen, cursor = [], None
+    while True:
+        query = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+        page = client.get("/api/v1/admin/members", query_string=query, headers=people["admin"]["headers"]).get_json()
+        seen += [m["id"] for m in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert sorted(seen) == sorted(ids) and len(seen) == len(set(seen))
