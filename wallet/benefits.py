@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Numeric, String, UniqueConstraint, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from .db import Base, id_column, utcnow
+from .db import Base, id_column, new_id, utcnow
 from .errors import NotFound
 
 KIND = "points_multiplier"
@@ -93,7 +93,7 @@ def grant(session: Session, *, member_id: str, rule_id: str, grant_id: str, rewa
           now: datetime) -> MemberBenefit:
     """Give a member the benefit a rule's reward describes, starting now."""
     days = reward.get("days")
-    benefit = MemberBenefit(member_id=member_id, rule_id=rule_id, grant_id=grant_id,
+    benefit = MemberBenefit(id=new_id("ben"), member_id=member_id, rule_id=rule_id, grant_id=grant_id,
                             multiplier=Decimal(str(reward["multiplier"])), purchases=reward.get("purchases"),
                             uses_left=reward.get("purchases"), valid_from=now,
                             valid_until=now + timedelta(days=days) if days else None, source=source, created_at=now)
@@ -101,10 +101,11 @@ def grant(session: Session, *, member_id: str, rule_id: str, grant_id: str, rewa
     return benefit
 
 
-def usable(session: Session, member_id: str, now: datetime) -> list[MemberBenefit]:
-    """The member's benefits that a purchase now would use, oldest first (one indexed query)."""
+def usable(session: Session, member_id: str, now: datetime, *, source: str) -> list[MemberBenefit]:
+    """The benefits a purchase (``source``) now would use, oldest first; not one that purchase itself earned."""
     query = (select(MemberBenefit)
              .where(MemberBenefit.member_id == member_id, MemberBenefit.status == "active",
+                    MemberBenefit.source != source,
                     MemberBenefit.valid_from <= now,
                     or_(MemberBenefit.valid_until.is_(None), MemberBenefit.valid_until > now),
                     or_(MemberBenefit.uses_left.is_(None), MemberBenefit.uses_left > 0))

@@ -680,8 +680,12 @@ def _sync_counters(session: Session, program: Program, rule: Rule) -> None:
     if not _has_shared_caps(rule):
         return
     today = program.now().astimezone(program.tz).date()
-    for period, where in ((TOTAL, RuleGrant.rule_id == rule.id),
-                          (today.isoformat(), (RuleGrant.rule_id == rule.id) & (RuleGrant.day == today))):
+    periods = []
+    if rule.total_limit is not None or rule.points_budget is not None:
+        periods.append((TOTAL, RuleGrant.rule_id == rule.id))
+    if rule.daily_limit is not None:
+        periods.append((today.isoformat(), (RuleGrant.rule_id == rule.id) & (RuleGrant.day == today)))
+    for period, where in periods:
         grants, points = session.execute(select(func.count(), func.coalesce(func.sum(RuleGrant.points), 0))
                                          .where(where)).one()
         _ensure_counter(session, rule.id, period)
@@ -741,7 +745,7 @@ def _credit(run: _Run, points: int, *, key: str, reason: str, description: str, 
 def _apply_benefits(run: _Run, base: int) -> None:
     """The member's multiplier benefits boost what this purchase earned; each use is taken atomically."""
     session, event = run.session, run.event
-    for benefit in benefits.usable(session, event.member_id, run.now):
+    for benefit in benefits.usable(session, event.member_id, run.now, source=event.source):
         rule = session.get(Rule, benefit.rule_id)
         grant = Grant(rule=rule, points=benefit.extra_points(base), kind="benefit", benefit=benefit)
         if not grant.points:
@@ -974,7 +978,10 @@ def explain(grant: RuleGrant) -> str:
     caps = grant.caps or {}
     if caps:
         parts = []
-        for name, used in caps.items():
+        for name in (*MEMBER_CAPS, *SHARED_CAPS):
+            if name not in caps:
+                continue
+            used = caps[name]
             label = {"per_member_limit": "for this member" + (f" in {used.get('period_days')} days"
                                                               if used.get("period_days") else ""),
                      "daily_limit": f"on {used.get('day')}", "total_limit": "in total",

@@ -64,8 +64,7 @@ class RuleSchema(StrictSchema):
 
 
 class RulePatchSchema(RuleSchema):
-    class Meta:
-        partial = True
+    """Every field optional; loaded with partial=True so no default overwrites what the rule has."""
 
 
 RulePageSchema = page_schema(RuleSchema, "RulePage")
@@ -223,7 +222,7 @@ class RuleDetail(Resource):
         """One rule."""
         return rules.get_rule(db.session, rule_id)
 
-    @blp.arguments(RulePatchSchema)
+    @blp.arguments(RulePatchSchema(partial=True))
     @blp.response(200, RuleSchema)
     def patch(self, changes, rule_id):
         """Change a rule (pause it with status=paused); its version goes up and the old one is kept."""
