@@ -40,10 +40,14 @@ def _idempotency_scope() -> tuple[str, str] | None:
     if not _KEY.match(key):
         raise Invalid("Idempotency-Key is 1 to 255 visible ASCII characters", code="invalid_idempotency_key",
                       errors={"Idempotency-Key": ["1 to 255 visible ASCII characters."]})
-    # Keys are per caller: two members may pick the same key without meeting.
+    # Keys are per caller: two members may pick the same key without meeting. Anonymous requests (enrolment,
+    # sign-in) are not replayed: strangers would share one key space, and their answers carry tokens that
+    # must not be stored. A retried enrolment gets 409 email_taken and signs in instead.
     token = request.headers.get("Authorization", "").partition(" ")[2].strip()
+    if not token:
+        return None
     try:
-        principal = tokens.verify_access_token(keyring(), token, program().now()).id if token else "anonymous"
+        principal = tokens.verify_access_token(keyring(), token, program().now()).id
     except DomainError:
         return None  # the view's own auth check answers 401
     return principal, key

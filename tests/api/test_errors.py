@@ -361,3 +361,17 @@ def test_the_rate_limit_store_can_be_made_to_fail_closed(make_app):
     app = make_app(RATELIMIT_ENABLED=True, RATELIMIT_AUTH="3 per minute", RATELIMIT_SWALLOW_ERRORS=False,
                    RATELIMIT_STORAGE_URI="redis://127.0.0.1:1/0")
     assert_problem(app.test_client().post(REGISTER, json=register_body()), 500, "internal_error")
+
+
+def test_anonymous_requests_are_not_replayed_nor_their_tokens_stored(client, app):
+    """Strangers share no key space, and answers that carry tokens are never kept in the idempotency table."""
+    from wallet import idempotency
+    headers = {"Idempotency-Key": "same-key"}
+    first = client.post(REGISTER, json=register_body(), headers=headers)
+    assert first.status_code == 201
+    again = client.post(REGISTER, json=register_body(), headers=headers)
+    assert_problem(again, 409, "email_taken")
+    assert "Idempotency-Replayed" not in again.headers
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(idempotency.IdempotencyKey)) == 0
+        db.session.remove()
