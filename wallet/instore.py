@@ -116,7 +116,8 @@ def _check_position(lat: Any, lon: Any, accuracy_m: Any) -> None:
     errors: dict[str, list[str]] = {}
 
     def number(value: Any) -> bool:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        # No math.isfinite: a huge int would overflow it. NaN and infinities fail the range checks below.
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
 
     if not (number(lat) and -90 <= lat <= 90):
         errors["lat"] = ["A latitude from -90 to 90."]

@@ -6,7 +6,6 @@ from the marketer's lists and from the shopper's app, and its code, SKU and barc
 from __future__ import annotations
 
 import csv
-import math
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -102,8 +101,9 @@ def valid_timezone(name: Any) -> bool:
     return True
 
 
-def _finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def _number_within(value: Any, low: float, high: float) -> bool:
+    """A real number (not a bool) in [low, high]; NaN and infinities are outside any range."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
 
 
 def _store_problems(data: dict[str, Any]) -> dict[str, list[str]]:
@@ -114,9 +114,9 @@ def _store_problems(data: dict[str, Any]) -> dict[str, list[str]]:
         errors["name"] = ["1 to 120 characters."]
     if "address" in data and not (isinstance(data["address"], str) and len(data["address"]) <= 240):
         errors["address"] = ["At most 240 characters."]
-    if "lat" in data and not (_finite_number(data["lat"]) and -90 <= data["lat"] <= 90):
+    if "lat" in data and not _number_within(data["lat"], -90, 90):
         errors["lat"] = ["A latitude from -90 to 90."]
-    if "lon" in data and not (_finite_number(data["lon"]) and -180 <= data["lon"] <= 180):
+    if "lon" in data and not _number_within(data["lon"], -180, 180):
         errors["lon"] = ["A longitude from -180 to 180."]
     if "radius_m" in data and not (isinstance(data["radius_m"], int) and not isinstance(data["radius_m"], bool)
                                    and RADIUS_M[0] <= data["radius_m"] <= RADIUS_M[1]):
@@ -434,13 +434,15 @@ class ImportReport:
 class _Row:
     line: int
     values: dict[str, Any]
-    complementary_skus: list[str]
+    complementary_skus: list[str] | None  # None: the file has no complementary column
 
 
-def _parse_row(raw: dict[str | None, Any], line: int, currency: str) -> tuple[_Row | None, ImportProblem | None]:
+def _parse_row(raw: dict[str | None, Any], line: int, currency: str,
+               columns: set[str]) -> tuple[_Row | None, ImportProblem | None]:
+    """A row's values, only for the file's columns: a column the file leaves out is left alone on update."""
     sku = (raw.get("sku") or "").strip() or None
-    if raw.get(None):  # DictReader files surplus cells under None
-        return None, ImportProblem(line, sku, {"_row": [f"{len(CSV_COLUMNS)} columns at most; this row has more."]})
+    if raw.get(None):  # surplus cells
+        return None, ImportProblem(line, sku, {"_row": ["More cells than the first line names."]})
     cells = {k: (v if isinstance(v, str) else "") for k, v in raw.items() if k is not None}
     errors: dict[str, list[str]] = {}
     values: dict[str, Any] = {
@@ -478,11 +480,13 @@ def _parse_row(raw: dict[str | None, Any], line: int, currency: str) -> tuple[_R
         errors["complementary"] = [f"At most {MAX_COMPLEMENTARY} SKUs, separated by '|'."]
     if errors:
         return None, ImportProblem(line, sku, errors)
-    return _Row(line, values, list(dict.fromkeys(s for s in skus if s != values["sku"]))), None
+    values = {k: v for k, v in values.items() if k in CSV_REQUIRED or k in columns}
+    linked = list(dict.fromkeys(s for s in skus if s != values["sku"])) if "complementary" in columns else None
+    return _Row(line, values, linked), None
 
 
-def _records(lines: Iterable[str]) -> Iterator[tuple[int, dict[str | None, Any]]]:
-    """(line number where the record starts, {column: cell}) for each non-blank record; surplus cells under None."""
+def _open(lines: Iterable[str]) -> tuple[list[str], Iterator[tuple[int, dict[str | None, Any]]]]:
+    """The header, and (line number where the record starts, {column: cell}) for each non-blank record."""
     reader = csv.reader(lines)
     header = [h.strip().lower() for h in next(reader, [])]
     unknown = [h for h in header if h not in CSV_COLUMNS]
@@ -499,14 +503,18 @@ def _records(lines: Iterable[str]) -> Iterator[tuple[int, dict[str | None, Any]]
             problems.append("A column appears twice.")
         raise Invalid("The file's first line must name the columns: " + ", ".join(CSV_COLUMNS),
                       code="invalid_csv_header", errors={"header": problems})
-    start = reader.line_num + 1
-    for cells in reader:
-        if any(c.strip() for c in cells):
-            record: dict[str | None, Any] = dict(zip(header, cells, strict=False))
-            if len(cells) > len(header):
-                record[None] = cells[len(header):]
-            yield start, record
+
+    def records() -> Iterator[tuple[int, dict[str | None, Any]]]:
         start = reader.line_num + 1
+        for cells in reader:
+            if any(c.strip() for c in cells):
+                record: dict[str | None, Any] = dict(zip(header, cells, strict=False))  # short rows: blanks
+                if len(cells) > len(header):
+                    record[None] = cells[len(header):]
+                yield start, record
+            start = reader.line_num + 1
+
+    return header, records()
 
 
 def import_products(session: Session, program: Program, lines: Iterable[str], *,
@@ -519,8 +527,10 @@ def import_products(session: Session, program: Program, lines: Iterable[str], *,
     report = _ImportRun(session, program)
     report.report.dry_run = dry_run
     try:
+        header, records = _open(lines)
+        report.columns = set(header)
         batch: list[tuple[int, dict]] = []
-        for record in _records(lines):
+        for record in records:
             batch.append(record)
             if len(batch) >= _BATCH:
                 report.apply(batch)
@@ -540,7 +550,8 @@ class _ImportRun:
         self.barcode_of_file: dict[str, str] = {}  # barcode -> sku given in this file
         self.products: dict[str, Product] = {}  # sku -> product (held: the identity map only keeps weak references)
         self.unchanged: set[str] = set()
-        self.links: list[tuple[int, str, list[str]]] = []  # (line, sku, complementary SKUs)
+        self.columns: set[str] = set(CSV_COLUMNS)
+        self.links: list[tuple[int, str, list[str] | None]] = []  # (line, sku, complementary SKUs)
 
     def apply(self, batch: list[tuple[int, dict]]) -> None:
         if not batch:
@@ -549,7 +560,7 @@ class _ImportRun:
         rows: list[_Row] = []
         for line, raw in batch:
             self.report.rows += 1
-            row, problem = _parse_row(raw, line, self.program.currency)
+            row, problem = _parse_row(raw, line, self.program.currency, self.columns)
             if problem is not None:
                 self.report.refused.append(problem)
             else:
@@ -576,7 +587,8 @@ class _ImportRun:
             self.barcode_of_file[barcode] = sku
             product = by_sku.get(sku)
             if product is None:
-                product = Product(**values, complementary=[], created_at=now, updated_at=now)
+                product = Product(**({"currency": self.program.currency} | values), complementary=[], created_at=now,
+                                  updated_at=now)
                 self.session.add(product)
                 self.report.created += 1
             else:
@@ -606,12 +618,14 @@ class _ImportRun:
 
     def link_complementary(self) -> None:
         """Complementary SKUs become product ids once every row is in; an unknown SKU is a warning."""
-        wanted = {s for _, _, skus in self.links for s in skus} - set(self.products)
+        wanted = {s for _, _, skus in self.links for s in skus or ()} - set(self.products)
         known_ids = {sku: product.id for sku, product in self.products.items()}
         if wanted:
             known_ids |= dict(self.session.execute(select(Product.sku, Product.id).where(
                 Product.sku.in_(wanted), Product.archived_at.is_(None))).all())
         for line, sku, skus in self.links:
+            if skus is None:
+                continue  # the file says nothing about complementary products
             complementary = [known_ids[s] for s in skus if s in known_ids]
             unknown = [s for s in skus if s not in known_ids]
             if unknown:

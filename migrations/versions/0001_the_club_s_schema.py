@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 22:27:07.310384
+Create Date: 2026-11-22 22:39:03.934626
 
 """
 from alembic import op

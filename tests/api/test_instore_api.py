@@ -134,7 +134,8 @@ def test_malformed_check_ins_are_422_and_write_nothing(client, app, shop, change
 
 @pytest.mark.parametrize("raw", [
     '{"store_id": "S", "lat": NaN, "lon": 0}', '{"store_id": "S", "lat": 0, "lon": Infinity}',
-    '{"store_id": "S", "lat": 0, "lon": -Infinity}', '{"store_id": "S", "lat": 0', "[]", '"lat"', "",
+    '{"store_id": "S", "lat": 0, "lon": -Infinity}', '{"store_id": "S", "lat": 1e400, "lon": 0}',
+    '{"store_id": "S", "lat": ' + "9" * 400 + ', "lon": 0}', '{"store_id": "S", "lat": 0', "[]", '"lat"', "",
 ])
 def test_non_numbers_and_broken_json_are_4xx_problems_and_write_nothing(client, app, shop, raw):
     r = client.post(CHECK_INS, data=raw, content_type="application/json", headers=shop["headers"])

@@ -200,6 +200,7 @@ def test_an_archived_or_unknown_store_is_not_found_and_nothing_is_written(sessio
 @pytest.mark.parametrize("lat, lon, accuracy", [
     (90.0001, 0, None), (-91, 0, None), (0, 180.0001, None), (0, -181, None), (math.nan, 0, None),
     (0, math.inf, None), (True, 0, None), ("32.07", 34.77, None), (None, 0, None), (0, 0, -1), (0, 0, math.nan),
+    (10**400, 0, None), (0, -(10**400), None), (0, 0, 10**400),
 ])
 def test_malformed_positions_are_invalid_and_write_nothing(session, program, member, lat, lon, accuracy):
     store = make_store(session)

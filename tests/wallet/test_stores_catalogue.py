@@ -251,3 +251,20 @@ def test_a_wrong_header_refuses_the_whole_file(session, program, text, problem):
 def test_header_names_are_case_and_space_insensitive_and_columns_may_be_few(session, program):
     report = run_import(session, program, " SKU , Barcode ,NAME\nA,96385074,Alpha\n")
     assert report.created == 1 and report.refused == []
+
+
+def test_columns_a_file_leaves_out_are_left_alone(session, program):
+    a = make(session, program, "A", "729000123451", description="Kept", category="coffee", price=Decimal("3.00"),
+             image_url="https://img.example/a.png", active=False)
+    b = make(session, program, "B", "729000123452", complementary=[a.id])
+    report = run_import(session, program, f"sku,barcode,name\nA,{a.barcode},Renamed\nB,{b.barcode},B\n"
+                                          f"C,{gtin('729000123453')},New\n")
+    assert (report.created, report.updated, report.unchanged) == (1, 1, 1)
+    assert (a.name, a.description, a.category, a.price, a.image_url, a.active) == (
+        "Renamed", "Kept", "coffee", Decimal("3.00"), "https://img.example/a.png", False)
+    assert b.complementary == [a.id]
+    new = session.scalar(select(Product).where(Product.sku == "C"))
+    assert (new.currency, new.active, new.price, new.complementary) == ("ILS", True, None, [])
+    # A column that is there but blank does clear the value.
+    run_import(session, program, f"sku,barcode,name,description,complementary\nB,{b.barcode},B,,\n")
+    assert (b.description, b.complementary) == ("", [])
