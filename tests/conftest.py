@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from flask import has_app_context
 from sqlalchemy import text
 
 from api import create_app
@@ -46,6 +47,8 @@ def app(tmp_path_factory):
         from flask_migrate import upgrade
         upgrade()
     yield app
+    with app.app_context():
+        db.engine.dispose()  # close pooled connections now, not in the garbage collector
 
 
 @pytest.fixture
@@ -79,9 +82,9 @@ def is_postgres(app) -> bool:
 def _clean(request, app):
     """Each test starts with an empty club and the real clock."""
     program = app.extensions["loyalty.program"]
-    real_clock, real_random = program.clock, program.random
+    settings = dict(vars(program))  # tests may change the clock, the random source or any setting
     yield
-    program.clock, program.random = real_clock, real_random
+    vars(program).update(settings)
     with app.app_context():
         db.session.remove()
         tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
@@ -159,6 +162,12 @@ class Factory:
         return self.app.extensions["loyalty.program"]
 
     def _commit(self, fn, *args, **kwargs):
+        # Inside a test's own app context, share its session: a second SQLite connection would wait
+        # on the first one's write lock.
+        if has_app_context():
+            result = fn(db.session, *args, **kwargs)
+            db.session.commit()
+            return result
         with self.app.app_context():
             result = fn(db.session, *args, **kwargs)
             db.session.commit()
@@ -219,6 +228,8 @@ class Factory:
 
     def balance(self, member_id: str) -> int:
         from wallet import ledger
+        if has_app_context():
+            return ledger.balance_of(db.session, member_id).points
         with self.app.app_context():
             value = ledger.balance_of(db.session, member_id).points
             db.session.remove()
