@@ -101,14 +101,17 @@ def grant(session: Session, *, member_id: str, rule_id: str, grant_id: str, rewa
     return benefit
 
 
+def usable_where(member_id: str, now: datetime, source: str) -> list[Any]:
+    """The conditions of a benefit a purchase (``source``) now would use; not one that purchase itself earned."""
+    return [MemberBenefit.member_id == member_id, MemberBenefit.status == "active", MemberBenefit.source != source,
+            MemberBenefit.valid_from <= now,
+            or_(MemberBenefit.valid_until.is_(None), MemberBenefit.valid_until > now),
+            or_(MemberBenefit.uses_left.is_(None), MemberBenefit.uses_left > 0)]
+
+
 def usable(session: Session, member_id: str, now: datetime, *, source: str) -> list[MemberBenefit]:
-    """The benefits a purchase (``source``) now would use, oldest first; not one that purchase itself earned."""
-    query = (select(MemberBenefit)
-             .where(MemberBenefit.member_id == member_id, MemberBenefit.status == "active",
-                    MemberBenefit.source != source,
-                    MemberBenefit.valid_from <= now,
-                    or_(MemberBenefit.valid_until.is_(None), MemberBenefit.valid_until > now),
-                    or_(MemberBenefit.uses_left.is_(None), MemberBenefit.uses_left > 0))
+    """The benefits a purchase (``source``) now would use, oldest first."""
+    query = (select(MemberBenefit).where(*usable_where(member_id, now, source))
              .order_by(MemberBenefit.created_at, MemberBenefit.id))
     return list(session.scalars(query))
 

@@ -96,3 +96,4 @@ def _load_more(session: Session, program: Program, stores: dict, products: dict)
     """Hook for the demo data of later features (offers, check-in rules)."""
     from . import instore
     instore.load_demo(session, program)
+    rules.load_demo(session, program)  # a surprise on check-in, a birthday gift

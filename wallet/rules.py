@@ -28,7 +28,7 @@ from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Float, ForeignKey, Index, String, UniqueConstraint, func, insert, or_, select, update
+from sqlalchemy import Float, ForeignKey, Index, String, UniqueConstraint, exists, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -370,6 +370,7 @@ class _Run:
         self._tier: str | None = None
         self._locked = False
         self._granted_before: set[str] | None = None
+        self.has_benefits: bool | None = None  # None: not asked yet
 
     def skip(self, rule: Rule, reason: str, detail: Any = None) -> None:
         self.skipped.append(Skip(rule, reason, detail))
@@ -406,15 +407,32 @@ class _Run:
         return self._granted_before
 
 
-def _active_rules(session: Session, trigger: str, now: datetime, rule_ids: list[str] | None = None) -> list[Rule]:
-    """The trigger's rules to evaluate, highest priority first, in one query."""
-    query = select(Rule).where(Rule.trigger == trigger)
+def _rules_query(query: Any, trigger: str, now: datetime, rule_ids: list[str] | None = None) -> Any:
+    query = query.where(Rule.trigger == trigger)
     if rule_ids is None:
         query = query.where(Rule.status == "active", or_(Rule.starts_at.is_(None), Rule.starts_at <= now),
                             or_(Rule.ends_at.is_(None), Rule.ends_at > now))
     else:  # a marketer's dry run of chosen rules, paused or outside their window included
         query = query.where(Rule.id.in_(rule_ids), Rule.status != "archived")
-    return list(session.scalars(query.order_by(Rule.priority.desc(), Rule.created_at, Rule.id)))
+    return query.order_by(Rule.priority.desc(), Rule.created_at, Rule.id)
+
+
+def _active_rules(session: Session, trigger: str, now: datetime, rule_ids: list[str] | None = None) -> list[Rule]:
+    """The trigger's rules to evaluate, highest priority first."""
+    return list(session.scalars(_rules_query(select(Rule), trigger, now, rule_ids)))
+
+
+def _load(run: _Run, rule_ids: list[str] | None = None) -> list[Rule]:
+    """The event's rules in one round trip, each with whether it already granted for this event's source and,
+    for a purchase, whether the member holds a usable benefit (the usual answer, no, costs no second query)."""
+    event = run.event
+    columns = [Rule, exists().where(RuleGrant.rule_id == Rule.id, RuleGrant.event_source == event.source)]
+    if event.trigger == "purchase":
+        columns.append(exists().where(*benefits.usable_where(event.member_id, run.now, event.source)))
+    rows = run.session.execute(_rules_query(select(*columns), event.trigger, run.now, rule_ids)).all()
+    run._granted_before = {row[0].id for row in rows if row[1]}
+    run.has_benefits = bool(rows and event.trigger == "purchase" and rows[0][2])
+    return [row[0] for row in rows]
 
 
 def _unmet(run: _Run, rule: Rule) -> str | None:
@@ -745,6 +763,8 @@ def _credit(run: _Run, points: int, *, key: str, reason: str, description: str, 
 def _apply_benefits(run: _Run, base: int) -> None:
     """The member's multiplier benefits boost what this purchase earned; each use is taken atomically."""
     session, event = run.session, run.event
+    if run.has_benefits is False:
+        return
     for benefit in benefits.usable(session, event.member_id, run.now, source=event.source):
         rule = session.get(Rule, benefit.rule_id)
         grant = Grant(rule=rule, points=benefit.extra_points(base), kind="benefit", benefit=benefit)
@@ -795,7 +815,7 @@ def _jsonsafe(value: Any) -> Any:
 def fire(session: Session, program: Program, event: Event, *, pending_until: datetime | None = None) -> list[Grant]:
     """Evaluate an event and grant what it earns, inside the caller's transaction; returns the grants made."""
     run = _Run(session, program, event, live=True, pending_until=pending_until)
-    rules = _active_rules(session, event.trigger, run.now)
+    rules = _load(run)
     if not rules:
         return []
     _evaluate(run, rules)
@@ -811,7 +831,7 @@ def simulate(session: Session, program: Program, event: Event, *, rule_ids: list
     ``rule_ids`` evaluates just those rules, even paused ones or outside their window (testing a draft).
     """
     run = _Run(session, program, event, live=False)
-    _evaluate(run, _active_rules(session, event.trigger, run.now, rule_ids))
+    _evaluate(run, _load(run, rule_ids))
     return Evaluation(run.grants, run.skipped)
 
 
@@ -831,6 +851,24 @@ def with_categories(session: Session, items: list[dict[str, Any]]) -> list[dict[
 def evaluate(session: Session, program: Program, event: Event) -> list[Grant]:
     """The grants an event would earn (a dry run: nothing drawn or written)."""
     return simulate(session, program, event).grants
+
+
+# ---------------------------------------------------------------- demo
+
+DEMO_RULES = [
+    {"title": "A coffee on us", "description": "Now and then, a check-in earns a surprise.", "trigger": "check_in",
+     "reward": {"points": 25}, "probability": 0.1, "per_member_limit": 1, "per_member_period_days": 7,
+     "daily_limit": 50},
+    {"title": "Happy birthday from the club", "trigger": "birthday", "reward": {"points": 100}},
+]
+
+
+def load_demo(session: Session, program: Program) -> None:
+    """The demo club's surprise and birthday rules, created once."""
+    existing = set(session.scalars(select(Rule.title)))
+    for data in DEMO_RULES:
+        if data["title"] not in existing:
+            create_rule(session, program, dict(data), actor="demo")
 
 
 # ---------------------------------------------------------------- marketer CRUD and the audit
