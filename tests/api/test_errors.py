@@ -375,3 +375,50 @@ def test_anonymous_requests_are_not_replayed_nor_their_tokens_stored(client, app
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(idempotency.IdempotencyKey)) == 0
         db.session.remove()
+
+
+# ------------------------------------------------------------------ fuzz: whatever JSON arrives, never a 500
+
+def _json_values():
+    from hypothesis import strategies as st
+    scalars = (st.none() | st.booleans() | st.integers() | st.integers(min_value=-(10**30), max_value=10**30)
+               | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=300)
+               | st.sampled_from(["", " ", "\x00", "a@b.co", "1990-01-01", "2999-12-31", "+972501234567",
+                                  "Dana", "x" * 130, "ｄａｎａ@example.com"]))
+    return st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
+                        | st.dictionaries(st.text(max_size=12), inner, max_size=4), max_leaves=12)
+
+
+def _bodies(fields: list[str]):
+    from hypothesis import strategies as st
+    return st.dictionaries(st.sampled_from(fields) | st.text(max_size=10), _json_values(), max_size=len(fields) + 1)
+
+
+FUZZ_TARGETS = {
+    "register": ("POST", REGISTER, None, ["email", "password", "name", "phone", "birthday", "referral_code",
+                                          "consents", "preferences"]),
+    "token": ("POST", "/api/v1/auth/token", None, ["email", "password", "refresh_token"]),
+    "patch_me": ("PATCH", "/api/v1/me", "member", ["name", "phone", "birthday", "preferences", "consents"]),
+    "adjust": ("POST", "/api/v1/admin/members/{member}/adjustments", "admin", ["points", "reason"]),
+    "staff": ("POST", "/api/v1/admin/staff", "admin", ["email", "password", "name", "role", "store_id"]),
+}
+
+
+@pytest.mark.parametrize("target", FUZZ_TARGETS)
+def test_fuzzed_bodies_never_give_a_500(client, factory, target):
+    from hypothesis import HealthCheck, given, settings
+    method, url, who, fields = FUZZ_TARGETS[target]
+    people = {"member": factory.member(), "admin": factory.staff("admin")}
+    url = url.format(member=people["member"]["id"])
+    headers = people[who]["headers"] if who else {}
+
+    @settings(max_examples=60, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @given(body=_bodies(fields) | _json_values())
+    def check(body):
+        r = client.open(url, method=method, json=body, headers=headers)
+        assert r.status_code < 500, (body, r.get_data(as_text=True))
+        if r.status_code >= 400:
+            assert r.mimetype == "application/problem+json"
+
+    check()
