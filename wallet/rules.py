@@ -342,6 +342,13 @@ def _parse_hours(hours: dict[str, str]) -> tuple[time, time]:
 
 
 def _check_references(session: Session, data: dict[str, Any]) -> None:
+    offer_id = (data.get("reward") or {}).get("offer_id")
+    if offer_id:
+        from .coupons import Offer
+        offer = session.get(Offer, offer_id)
+        if offer is None or offer.archived_at is not None:
+            raise Invalid("The rule's reward names an offer that doesn't exist", code="unknown_offer",
+                          errors={"reward": [f"Unknown offer: {offer_id}."]})
     stores = (data.get("conditions") or {}).get("stores")
     if stores:
         from .stores import Store
@@ -417,7 +424,7 @@ def _rules_query(query: Any, trigger: str, now: datetime, rule_ids: list[str] | 
     return query.order_by(Rule.priority.desc(), Rule.created_at, Rule.id)
 
 
-def _active_rules(session: Session, trigger: str, now: datetime, rule_ids: list[str] | None = None) -> list[Rule]:
+def active_rules(session: Session, trigger: str, now: datetime, rule_ids: list[str] | None = None) -> list[Rule]:
     """The trigger's rules to evaluate, highest priority first."""
     return list(session.scalars(_rules_query(select(Rule), trigger, now, rule_ids)))
 

@@ -167,7 +167,7 @@ def _last_activity(session: Session, sources: list, member_ids: list[str]) -> di
 
 def inactivity_thresholds(session: Session, now: datetime) -> list[int]:
     """The quiet-day thresholds of the active inactivity rules."""
-    found = rules._active_rules(session, "inactivity", now)
+    found = rules.active_rules(session, "inactivity", now)
     return sorted({r.conditions["inactive_days"] for r in found if "inactive_days" in (r.conditions or {})})
 
 
@@ -234,7 +234,7 @@ def run(session: Session, program: Program, *, day: date | None = None, batch_si
     now = program.now()
     day = day or now.astimezone(program.tz).date()
     summary = {"birthday": Tally(), "inactivity": Tally()}
-    if rules._active_rules(session, "birthday", now):
+    if rules.active_rules(session, "birthday", now):
         _drain(lambda: birthdays_batch(session, program, day=day, limit=batch_size), summary["birthday"], batch_size,
                commit)
     for days in inactivity_thresholds(session, now):

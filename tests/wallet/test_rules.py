@@ -291,6 +291,31 @@ def test_a_refund_takes_back_every_rules_points(session, program, store, member)
     assert (refund.points_reversed, refund.points_not_reversed, balance(session, member.id)) == (50, 0, 0)
 
 
+# ------------------------------------------------------------------ coupons as rewards
+
+def test_a_coupon_reward_and_an_offer_that_runs_out(session, program, clock, member):
+    from wallet import coupons
+    from wallet.rules import RuleCounter
+    offer = coupons.create_offer(session, program, {"title": "Free croissant", "total_limit": 1,
+                                                    "benefit": {"kind": "percent_off", "value": "100"}})
+    rule = make_rule(session, program, title="Croissant surprise", trigger="check_in",
+                     reward={"offer_id": offer.id}, daily_limit=10)
+    other = make_member(session, program)
+    [won] = rules.fire(session, program, event(member.id))
+    assert won.points == 0 and won.coupon["offer_id"] == offer.id and won.coupon["title"] == "Free croissant"
+    assert won.as_reward()["coupon"] == won.coupon
+    assert grants(session, rule.id)[0].coupon_id == won.coupon["id"]
+    assert rules.fire(session, program, event(other.id)) == []  # the offer has no coupon left
+    assert len(grants(session, rule.id)) == 1
+    assert session.get(RuleCounter, (rule.id, program.now().astimezone(program.tz).date().isoformat())).grants == 1
+
+
+def test_a_rule_for_an_unknown_offer_is_refused(session, program):
+    with pytest.raises(Invalid) as caught:
+        make_rule(session, program, trigger="check_in", reward={"offer_id": "off_nope"})
+    assert caught.value.code == "unknown_offer"
+
+
 # ------------------------------------------------------------------ dry run
 
 def test_simulate_shows_what_would_be_earned_and_why_not_without_writing(session, program, clock, store, member):

@@ -351,6 +351,19 @@ def test_the_job_command(app, factory, clock, program):
         program.timezone = saved
 
 
+# ------------------------------------------------------------------ enrolment
+
+def test_a_welcome_bonus_at_enrolment(session, club, clock):
+    rule = make_rule(session, club, title="Welcome to the club", trigger="enrolment", reward={"points": 50})
+    make_rule(session, club, title="Gold welcome", trigger="enrolment", reward={"points": 10},
+              conditions={"tiers": ["gold"]})
+    member = make_member(session, club)
+    [grant] = grants(session)
+    assert (grant.rule_id, grant.member_id, grant.event_source) == (rule.id, member.id, f"member:{member.id}")
+    entry = session.scalar(select(LedgerEntry).where(LedgerEntry.member_id == member.id))
+    assert (entry.delta, entry.reason, entry.description) == (50, "welcome", "Welcome to the club")
+
+
 # ------------------------------------------------------------------ referrals claimed after enrolment
 
 def test_a_referral_can_be_claimed_once(session, club, clock):
