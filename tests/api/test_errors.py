@@ -217,6 +217,28 @@ def test_rate_limits_are_per_app(make_app, client):
         assert_problem(r, 401, "invalid_credentials")
 
 
+def _token_attempt(client, forwarded_for: str):
+    return client.post("/api/v1/auth/token", json={"email": "nobody@example.com", "password": "wrong"},
+                       headers={"X-Forwarded-For": forwarded_for}).status_code
+
+
+def test_x_forwarded_for_is_ignored_unless_a_proxy_is_trusted(make_app):
+    """Otherwise a client could pick a new address per request and never be limited."""
+    direct = make_app(RATELIMIT_ENABLED=True, RATELIMIT_AUTH="2 per minute", RATELIMIT_STORAGE_URI="memory://")
+    client = direct.test_client()
+    assert [_token_attempt(client, f"10.0.0.{i}") for i in range(3)] == [401, 401, 429]
+
+
+def test_behind_a_trusted_proxy_each_client_has_its_own_budget(make_app):
+    proxied = make_app(RATELIMIT_ENABLED=True, RATELIMIT_AUTH="2 per minute", RATELIMIT_STORAGE_URI="memory://",
+                       LOYALTY_TRUSTED_PROXIES=1)
+    client = proxied.test_client()
+    assert [_token_attempt(client, "203.0.113.7") for _ in range(3)] == [401, 401, 429]
+    assert _token_attempt(client, "203.0.113.8") == 401
+    # only the address the trusted proxy appended counts, not what the client wrote before it
+    assert _token_attempt(client, "198.51.100.1, 203.0.113.7") == 429
+
+
 def test_rate_limit_shared_between_workers_through_redis(make_app):
     """Two apps (as two gunicorn workers would be) count against one limit when the storage is Redis."""
     url = _redis_url()
