@@ -16,11 +16,11 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from sqlalchemy import String, Text, func, or_, select
+from sqlalchemy import String, Text, func, insert, or_, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .barcodes import normalise_barcode
-from .db import Base, id_column, utcnow
+from .db import Base, id_column, new_id, utcnow
 from .errors import Conflict, Invalid, NotFound
 from .program import Program
 
@@ -522,120 +522,130 @@ def import_products(session: Session, program: Program, lines: Iterable[str], *,
     """Create or update products from CSV lines, matched by SKU; each bad row is reported, the good ones kept.
 
     The caller commits (or, for a dry run, rolls back). Complementary products are named by SKU, separated by
-    ``|``; they may point at rows further down the file. An archived product named again is revived.
+    ``|``; they may point at rows further down the file. An archived product named again is revived. Rows are
+    taken in file order: a barcode a row gives up can be taken by a later row, not by an earlier one.
     """
-    report = _ImportRun(session, program)
-    report.report.dry_run = dry_run
+    run = _ImportRun(session, program)
+    run.report.dry_run = dry_run
     try:
         header, records = _open(lines)
-        report.columns = set(header)
-        batch: list[tuple[int, dict]] = []
-        for record in records:
-            batch.append(record)
-            if len(batch) >= _BATCH:
-                report.apply(batch)
-                batch = []
-        report.apply(batch)
-        report.link_complementary()
+        run.columns = set(header)
+        rows = run.parse(records)
     except csv.Error as error:
         raise Invalid(f"Not a readable CSV file: {error}", code="invalid_csv") from None
-    return report.report
+    run.plan(rows)
+    run.link_complementary()
+    run.write()
+    return run.report
+
+
+def _chunks(items: list, size: int = _BATCH) -> Iterator[list]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
 
 
 class _ImportRun:
+    """The whole file is read and checked first, so every product is written once, complementary ids included."""
+
     def __init__(self, session: Session, program: Program) -> None:
         self.session, self.program = session, program
         self.report = ImportReport()
-        self.seen_sku: dict[str, int] = {}  # sku -> line, to refuse a SKU twice in one file
-        self.barcode_of_file: dict[str, str] = {}  # barcode -> sku given in this file
-        self.products: dict[str, Product] = {}  # sku -> product (held: the identity map only keeps weak references)
-        self.unchanged: set[str] = set()
         self.columns: set[str] = set(CSV_COLUMNS)
-        self.links: list[tuple[int, str, list[str] | None]] = []  # (line, sku, complementary SKUs)
+        self.ids: dict[str, str] = {}  # sku -> product id (new ones are given theirs before the insert)
+        self.creates: dict[str, dict[str, Any]] = {}  # sku -> the new product's column values
+        self.updates: dict[str, tuple[Product, dict[str, Any]]] = {}  # sku -> (product, changes)
+        self.links: list[tuple[int, str, list[str]]] = []  # (line, sku, complementary SKUs)
 
-    def apply(self, batch: list[tuple[int, dict]]) -> None:
-        if not batch:
-            return
-        now = self.program.now()
-        rows: list[_Row] = []
-        for line, raw in batch:
+    def parse(self, records: Iterator[tuple[int, dict]]) -> list[_Row]:
+        rows = []
+        for line, raw in records:
             self.report.rows += 1
             row, problem = _parse_row(raw, line, self.program.currency, self.columns)
             if problem is not None:
                 self.report.refused.append(problem)
             else:
                 rows.append(row)
-        skus = {r.values["sku"] for r in rows}
-        barcodes = {r.values["barcode"] for r in rows}
-        by_sku = {p.sku: p for p in self.session.scalars(select(Product).where(Product.sku.in_(skus)))}
-        owner = dict(self.session.execute(select(Product.barcode, Product.sku).where(Product.barcode.in_(barcodes)))
-                     .all())
-        touched: dict[str, Product] = {}
+        return rows
+
+    def plan(self, rows: list[_Row]) -> None:
+        """Decide, in file order, what each good row creates or changes; refuse SKU and barcode clashes."""
+        existing: dict[str, Product] = {}
+        owner: dict[str, str] = {}  # barcode -> sku, as it will be after the rows so far
+        for chunk in _chunks(rows):
+            existing |= {p.sku: p for p in self.session.scalars(
+                select(Product).where(Product.sku.in_({r.values["sku"] for r in chunk})))}
+            owner |= dict(self.session.execute(select(Product.barcode, Product.sku).where(
+                Product.barcode.in_({r.values["barcode"] for r in chunk}))).all())
+        for product in existing.values():
+            owner.setdefault(product.barcode, product.sku)
+        seen: dict[str, int] = {}  # sku -> line
+        now = self.program.now()
         for row in rows:
             values, sku, barcode = row.values, row.values["sku"], row.values["barcode"]
-            if sku in self.seen_sku:
-                self._refuse(row, "sku", f"Already on line {self.seen_sku[sku]} of this file.")
-                continue
-            if barcode in self.barcode_of_file and self.barcode_of_file[barcode] != sku:
-                self._refuse(row, "barcode", f"The row for {self.barcode_of_file[barcode]} in this file has it.")
+            if sku in seen:
+                self._refuse(row, "sku", f"Already on line {seen[sku]} of this file.")
                 continue
             holder = owner.get(barcode)
             if holder is not None and holder != sku:
                 self._refuse(row, "barcode", f"The product {holder} has this barcode.")
                 continue
-            self.seen_sku[sku] = row.line
-            self.barcode_of_file[barcode] = sku
-            product = by_sku.get(sku)
+            seen[sku] = row.line
+            product = existing.get(sku)
             if product is None:
-                product = Product(**({"currency": self.program.currency} | values), complementary=[], created_at=now,
-                                  updated_at=now)
-                self.session.add(product)
-                self.report.created += 1
+                self.creates[sku] = {"id": new_id("prd"), "description": "", "category": "", "price": None,
+                                     "currency": self.program.currency, "image_url": None, "active": True,
+                                     "complementary": [], "archived_at": None, "created_at": now,
+                                     "updated_at": now} | values
+                self.ids[sku] = self.creates[sku]["id"]
             else:
-                changed = {k: v for k, v in values.items() if getattr(product, k) != v}
+                changes = {k: v for k, v in values.items() if getattr(product, k) != v}
                 if product.archived_at is not None:
-                    changed["archived_at"] = None
-                if "barcode" in changed:
-                    owner.pop(product.barcode, None)
-                for key, value in changed.items():
-                    setattr(product, key, value)
-                if changed:
-                    product.updated_at = now
-                    self.report.updated += 1
-                    if "barcode" in changed:
-                        self.session.flush()  # free the old barcode before a later row takes it
-                else:
-                    self.report.unchanged += 1
-                    self.unchanged.add(sku)
+                    changes["archived_at"] = None
+                if "barcode" in changes and owner.get(product.barcode) == sku:
+                    del owner[product.barcode]
+                self.updates[sku] = (product, changes)
+                self.ids[sku] = product.id
             owner[barcode] = sku
-            touched[sku] = product
-            self.links.append((row.line, sku, row.complementary_skus))
-        self.session.flush()
-        self.products |= touched
+            if row.complementary_skus is not None:
+                self.links.append((row.line, sku, row.complementary_skus))
 
     def _refuse(self, row: _Row, key: str, message: str) -> None:
         self.report.refused.append(ImportProblem(row.line, row.values["sku"], {key: [message]}))
 
     def link_complementary(self) -> None:
-        """Complementary SKUs become product ids once every row is in; an unknown SKU is a warning."""
-        wanted = {s for _, _, skus in self.links for s in skus or ()} - set(self.products)
-        known_ids = {sku: product.id for sku, product in self.products.items()}
-        if wanted:
-            known_ids |= dict(self.session.execute(select(Product.sku, Product.id).where(
-                Product.sku.in_(wanted), Product.archived_at.is_(None))).all())
+        """Complementary SKUs become product ids (rows of this file or products already there); unknown: a warning."""
+        known = dict(self.ids)
+        wanted = list({s for _, _, skus in self.links for s in skus} - set(known))
+        for chunk in _chunks(wanted):
+            known |= dict(self.session.execute(select(Product.sku, Product.id).where(
+                Product.sku.in_(chunk), Product.archived_at.is_(None))).all())
         for line, sku, skus in self.links:
-            if skus is None:
-                continue  # the file says nothing about complementary products
-            complementary = [known_ids[s] for s in skus if s in known_ids]
-            unknown = [s for s in skus if s not in known_ids]
+            unknown = [s for s in skus if s not in known]
             if unknown:
                 self.report.warnings.append(ImportProblem(line, sku, {"complementary": [
                     f"No product with the SKU {', '.join(unknown)}; left out."]}))
-            product = self.products[sku]
-            if product.complementary != complementary:
-                product.complementary = complementary
-                if sku in self.unchanged:
-                    self.unchanged.discard(sku)
-                    self.report.unchanged -= 1
-                    self.report.updated += 1
+            complementary = [known[s] for s in skus if s in known]
+            if sku in self.creates:
+                self.creates[sku]["complementary"] = complementary
+            else:
+                product, changes = self.updates[sku]
+                if product.complementary != complementary:
+                    changes["complementary"] = complementary
+
+    def write(self) -> None:
+        """Changes first, in file order (a barcode given up is free for a later row), then the new products in bulk."""
+        now = self.program.now()
+        for product, changes in self.updates.values():
+            if not changes:
+                self.report.unchanged += 1
+                continue
+            for key, value in changes.items():
+                setattr(product, key, value)
+            product.updated_at = now
+            self.report.updated += 1
+            if "barcode" in changes:
+                self.session.flush()  # free the old barcode before another row takes it
         self.session.flush()
+        for chunk in _chunks(list(self.creates.values())):
+            self.session.execute(insert(Product), chunk)
+        self.report.created += len(self.creates)

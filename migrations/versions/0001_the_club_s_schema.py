@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 22:39:03.934626
+Create Date: 2026-11-22 22:47:10.161838
 
 """
 from alembic import op
