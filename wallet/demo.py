@@ -94,7 +94,6 @@ def load(session: Session, program: Program) -> list[tuple[str, str, str, str]]:
 
 def _load_more(session: Session, program: Program, stores: dict, products: dict) -> None:
     """Hook for the demo data of later features (offers, check-in rules)."""
-    from . import coupons, instore
+    from . import instore
     instore.load_demo(session, program)
     rules.load_demo(session, program)  # a surprise on check-in, a birthday gift
-    coupons.load_demo(session, program, stores)
