@@ -94,6 +94,7 @@ def load(session: Session, program: Program) -> list[tuple[str, str, str, str]]:
 
 def _load_more(session: Session, program: Program, stores: dict, products: dict) -> None:
     """Hook for the demo data of later features (offers, check-in rules)."""
-    from . import instore
+    from . import coupons, instore
     instore.load_demo(session, program)
     rules.load_demo(session, program)  # a surprise on check-in, a birthday gift
+    coupons.load_demo(session, program, stores)

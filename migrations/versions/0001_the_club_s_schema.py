@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 22:50:39.547673
+Create Date: 2026-11-22 22:48:16.717918
 
 """
 from alembic import op
@@ -469,8 +469,7 @@ def upgrade():
     sa.UniqueConstraint('offer_id', 'issue_key', 'member_id', name=op.f('uq_coupons_offer_id_issue_key_member_id'))
     )
     with op.batch_alter_table('coupons', schema=None) as batch_op:
-        batch_op.create_index('ix_coupons_member_status', ['member_id', 'status', 'expires_at'], unique=False)
-        batch_op.create_index('ix_coupons_offer_status', ['offer_id', 'status'], unique=False)
+        batch_op.create_index('ix_coupons_member', ['member_id'], unique=False)
 
     op.create_table('points_lots',
     sa.Column('id', sa.String(length=32), nullable=False),
@@ -564,8 +563,7 @@ def downgrade():
 
     op.drop_table('points_lots')
     with op.batch_alter_table('coupons', schema=None) as batch_op:
-        batch_op.drop_index('ix_coupons_offer_status')
-        batch_op.drop_index('ix_coupons_member_status')
+        batch_op.drop_index('ix_coupons_member')
 
     op.drop_table('coupons')
     with op.batch_alter_table('benefit_uses', schema=None) as batch_op:

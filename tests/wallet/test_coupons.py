@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from wallet import coupons, ledger, members, qr, rules
 from wallet.coupons import Coupon, Offer, Redemption
+from wallet.db import new_id
 from wallet.errors import Conflict, InsufficientPoints, Invalid, NotFound, Rejected
 from wallet.ledger import LedgerEntry
 from wallet.stores import Product, Store
@@ -63,6 +64,16 @@ def test_new_codes_are_short_typable_and_self_checking():
         assert set(code) <= set(coupons.CODE_ALPHABET)
         assert coupons.normalise_code(coupons.format_code(code).lower()) == code
         assert coupons.normalise_code(" " + code[:6] + " " + code[6:]) == code
+
+
+def test_batches_of_codes_and_ids_have_the_single_ones_shape():
+    codes, ids = coupons.new_codes(5000), coupons.new_ids("cpn", 5000)
+    assert len(set(codes)) == len(set(ids)) == 5000
+    assert all(coupons.normalise_code(code) == code and code[0].isalpha() for code in codes)
+    single = new_id("cpn")
+    assert all(len(i) == len(single) and i[:4] == "cpn_" and set(i[4:]) <= set(coupons.CODE_ALPHABET) for i in ids)
+    assert ids[0][:8] == single[:8]  # the same clock prefix: ids stay ordered by time
+    assert qr.verify_coupon_token(b"k" * 32, qr.coupon_token(b"k" * 32, ids[0])) == ids[0]
 
 
 def test_code_check_symbol_catches_every_single_typo():
@@ -583,3 +594,19 @@ def test_offer_stats(session, program, clock, club):
                      "redemption_rate": 0.3333, "points_spent": 30, "rollbacks": 1, "remaining": 7}
     clock.advance(days=400)
     assert coupons.offer_stats(session, program, offer.id)["expired"] == 2
+
+
+def test_the_demo_club_has_offers_a_member_can_use(session, program, clock):
+    from wallet import demo
+    demo.load(session, program)
+    demo.load(session, program)  # safe to repeat
+    offers = {o.title: o for o in session.scalars(select(Offer))}
+    assert set(offers) >= {"A free coffee on us", "10% off your basket", "The club mug", "5 shekels off a croissant"}
+    assert len(offers) == len(coupons.DEMO_OFFERS)
+    assert offers["The club mug"].points_cost == 500
+    dizengoff = session.scalar(select(Store).where(Store.code == "TLV-DIZ"))
+    assert offers["5 shekels off a croissant"].stores == [dizengoff.id]
+    member = session.scalar(select(members.Member).where(members.Member.email == "member@demo.club"))
+    coupon = coupons.claim_coupon(session, program, member_id=member.id, offer_id=offers["A free coffee on us"].id)
+    assert coupons.redeem(session, program, coupon.code, store_id=dizengoff.id)["benefit"] == \
+        {"kind": "free_item", "sku": "COF-250"}
