@@ -1009,3 +1009,16 @@ def load_demo(session: Session, program: Program, stores: dict[str, Store]) -> l
         data["stores"] = [stores[code].id for code in data.get("stores", []) if code in stores]
         made.append(create_offer(session, program, data, actor="demo"))
     return made
+
+
+def void_coupons_from(session: Session, program: Program, source: str, *, member_id: str, actor: str,
+                      reason: str) -> list[str]:
+    """Void what one event gave that is still unused (a refunded purchase's reward coupons); returns their ids.
+
+    Coupons already redeemed stay redeemed: what was given at the till can't be taken back here.
+    """
+    found = session.scalars(select(Coupon.id).where(Coupon.member_id == member_id, Coupon.source == source,
+                                                    Coupon.status == "issued").order_by(Coupon.id)).all()
+    for coupon_id in found:
+        void_coupon(session, program, coupon_id, actor=actor, reason=reason)
+    return list(found)

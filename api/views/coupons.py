@@ -328,9 +328,7 @@ class ValidateRedemption(Resource):
     @pos.response(200, ValidationSchema)
     def post(self, data):
         """Whether redeeming this coupon here now would succeed, and why not; redeems nothing."""
-        result = coupons.check_redemption(db.session, program(), data["coupon"], store_id=_store(), card=data["card"])
-        db.session.rollback()
-        return result
+        return coupons.check_redemption(db.session, program(), data["coupon"], store_id=_store(), card=data["card"])
 
 
 @pos.route("/redemptions/<string:redemption_id>/rollback")

@@ -610,3 +610,22 @@ def test_the_demo_club_has_offers_a_member_can_use(session, program, clock):
     coupon = coupons.claim_coupon(session, program, member_id=member.id, offer_id=offers["A free coffee on us"].id)
     assert coupons.redeem(session, program, coupon.code, store_id=dizengoff.id)["benefit"] == \
         {"kind": "free_item", "sku": "COF-250"}
+
+
+def test_a_refunded_events_unused_coupons_can_be_voided(session, program, club):
+    member = club.member()
+    offer = club.offer(claimable=False)
+    rules.create_rule(session, program, {"title": "Coffee with every purchase", "trigger": "purchase",
+                                         "reward": {"offer_id": offer.id}})
+    for source in ("purchase:pur_1", "purchase:pur_2", "purchase:pur_3"):
+        rules.fire(session, program, rules.Event(trigger="purchase", member_id=member.id, source=source))
+    given = {c.source: c for c in session.scalars(select(Coupon).where(Coupon.member_id == member.id))}
+    coupons.redeem(session, program, given["purchase:pur_2"].code, store_id=club.store.id)
+    assert coupons.void_coupons_from(session, program, "purchase:pur_1", member_id=member.id, actor="staff:c",
+                                     reason="Refund of receipt R-1") == [given["purchase:pur_1"].id]
+    assert coupons.void_coupons_from(session, program, "purchase:pur_2", member_id=member.id, actor="staff:c",
+                                     reason="Refund of receipt R-2") == []  # redeemed already: it stays
+    session.expire_all()
+    assert {c.source: c.status for c in session.scalars(select(Coupon))} == {
+        "purchase:pur_1": "void", "purchase:pur_2": "redeemed", "purchase:pur_3": "issued"}
+    assert session.get(Coupon, given["purchase:pur_1"].id).void_reason == "Refund of receipt R-1"
