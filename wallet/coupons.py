@@ -142,6 +142,11 @@ class Offer(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
+    @property
+    def remaining(self) -> int | None:
+        """Coupons left to give; None when there is no total limit."""
+        return remaining_of(self)
+
 
 class Coupon(Base):
     """One member's copy of an offer."""

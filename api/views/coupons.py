@@ -49,7 +49,7 @@ class OfferSchema(StrictSchema):
                                                         "and bulk issue give it)"})
     active = fields.Boolean(load_default=True)
     issued = fields.Integer(attribute="issued_count", dump_only=True)
-    remaining = fields.Function(coupons.remaining_of, dump_only=True, allow_none=True)
+    remaining = fields.Integer(dump_only=True, allow_none=True, metadata={"description": "null: no total limit"})
     archived_at = fields.DateTime(dump_only=True, allow_none=True)
     created_by = fields.String(dump_only=True)
     created_at = fields.DateTime(dump_only=True)
