@@ -28,7 +28,20 @@ from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Float, ForeignKey, Index, String, UniqueConstraint, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Float,
+    ForeignKey,
+    Index,
+    String,
+    UniqueConstraint,
+    bindparam,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -429,16 +442,30 @@ def active_rules(session: Session, trigger: str, now: datetime, rule_ids: list[s
     return list(session.scalars(_rules_query(select(Rule), trigger, now, rule_ids)))
 
 
+def _load_query(with_benefits: bool, rule_ids: list[str] | None = None) -> Any:
+    source, now = bindparam("source"), bindparam("now")
+    columns = [Rule, exists().where(RuleGrant.rule_id == Rule.id, RuleGrant.event_source == source)]
+    if with_benefits:
+        columns.append(exists().where(*benefits.usable_where(bindparam("member_id"), now, source)))
+    return _rules_query(select(*columns), bindparam("trigger"), now, rule_ids)
+
+
+# Built once: the hot path (every purchase) binds its values instead of building the expression again.
+_LOAD = {True: _load_query(True), False: _load_query(False)}
+
+
 def _load(run: _Run, rule_ids: list[str] | None = None) -> list[Rule]:
     """The event's rules in one round trip, each with whether it already granted for this event's source and,
     for a purchase, whether the member holds a usable benefit (the usual answer, no, costs no second query)."""
     event = run.event
-    columns = [Rule, exists().where(RuleGrant.rule_id == Rule.id, RuleGrant.event_source == event.source)]
-    if event.trigger == "purchase":
-        columns.append(exists().where(*benefits.usable_where(event.member_id, run.now, event.source)))
-    rows = run.session.execute(_rules_query(select(*columns), event.trigger, run.now, rule_ids)).all()
+    purchase = event.trigger == "purchase"
+    query = _LOAD[purchase] if rule_ids is None else _load_query(purchase, rule_ids)
+    params = {"trigger": event.trigger, "now": run.now, "source": event.source}
+    if purchase:
+        params["member_id"] = event.member_id
+    rows = run.session.execute(query, params).all()
     run._granted_before = {row[0].id for row in rows if row[1]}
-    run.has_benefits = bool(rows and event.trigger == "purchase" and rows[0][2])
+    run.has_benefits = bool(rows and purchase and rows[0][2])
     return [row[0] for row in rows]
 
 
