@@ -972,9 +972,9 @@ def _record_version(session: Session, rule: Rule, change: str, fields: list[str]
                             snapshot=rule.snapshot(), actor=actor[:48], changed_at=at))
 
 
-def get_rule(session: Session, rule_id: str) -> Rule:
+def get_rule(session: Session, rule_id: str, *, include_archived: bool = False) -> Rule:
     rule = session.get(Rule, rule_id)
-    if rule is None or rule.status == "archived":
+    if rule is None or (rule.status == "archived" and not include_archived):
         raise NotFound("No such rule", code="rule_not_found")
     return rule
 

@@ -260,8 +260,8 @@ class RuleVersions(Resource):
 
     @blp.response(200, RuleVersionListSchema)
     def get(self, rule_id):
-        """The rule's history, newest first: each version, who changed it, what changed."""
-        rules.get_rule(db.session, rule_id)
+        """The rule's history, newest first: each version, who changed it, what changed (archived rules too)."""
+        rules.get_rule(db.session, rule_id, include_archived=True)
         return {"items": rules.versions_of(db.session, rule_id)}
 
 
@@ -290,8 +290,9 @@ class RuleGrants(Resource):
     @blp.arguments(GrantListArgs, location="query")
     @blp.response(200, GrantPageSchema)
     def get(self, args, rule_id):
-        """Every reward this rule granted, newest first: who, for which event, the draw, the caps, the rule as it was."""
-        rules.get_rule(db.session, rule_id)
+        """Every reward this rule granted, newest first: who, for which event, the draw, the caps, the rule as it was.
+        An archived rule's grants stay readable."""
+        rules.get_rule(db.session, rule_id, include_archived=True)
         found = rules.grants_of(db.session, rule_id, member_id=args.get("member_id"), limit=args["limit"] + 1,
                                 after=decode_cursor(args["cursor"]))
         return page(found, args["limit"], lambda g: g.id)

@@ -153,6 +153,17 @@ def test_why_a_member_won(client, marketer, factory, till, program, clock):
     assert_problem(client.get("/api/v1/admin/grants/gnt_nope", headers=marketer), 404, "grant_not_found")
 
 
+def test_an_archived_rules_grants_and_history_stay_readable(client, marketer, factory, till):
+    rule = create(client, marketer, reward={"points": 3})
+    buy(client, till, factory.member())
+    assert client.delete(f"{RULES}/{rule['id']}", headers=marketer).status_code == 204
+    grants = client.get(f"{RULES}/{rule['id']}/grants", headers=marketer).get_json()["items"]
+    assert [g["points"] for g in grants] == [3]
+    history = client.get(f"{RULES}/{rule['id']}/versions", headers=marketer).get_json()["items"]
+    assert [v["change"] for v in history] == ["archived", "created"]
+    assert_problem(client.patch(f"{RULES}/{rule['id']}", json={"title": "x"}, headers=marketer), 404, "rule_not_found")
+
+
 def test_grants_page_newest_first(client, marketer, factory, till):
     rule = create(client, marketer, reward={"points": 1})
     member = factory.member()
