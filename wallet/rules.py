@@ -385,7 +385,6 @@ class _Run:
         self.day = self.now.astimezone(program.tz).date()
         self.grants: list[Grant] = []
         self.skipped: list[Skip] = []
-        self.rule_ids: list[str] = []
         self._tz: ZoneInfo | None = None
         self._tier: str | None = None
         self._locked = False
@@ -558,7 +557,6 @@ def _multiplied(base: int, multiplier: Any) -> int:
 
 
 def _evaluate(run: _Run, rules: list[Rule]) -> None:
-    run.rule_ids = [r.id for r in rules]
     base = 0
     exclusive = False
     multipliers: list[Rule] = []
@@ -599,11 +597,11 @@ def _evaluate(run: _Run, rules: list[Rule]) -> None:
 def _give(run: _Run, grant: Grant) -> bool:
     """Draw, check caps, and (live) write one rule's grant. False, with the reason recorded, if it doesn't."""
     rule = grant.rule
-    if not _draw(run, grant):
-        run.skip(rule, "draw", grant.draw)
-        return False
     if run.live and rule.id in run.granted_before():
         run.skip(rule, "already_granted")
+        return False
+    if not _draw(run, grant):
+        run.skip(rule, "draw", grant.draw)
         return False
     cap = _admit(run, grant)
     if cap:
@@ -773,12 +771,22 @@ def _write(run: _Run, grant: Grant) -> bool:
                                        reward=rule.reward, source=event.source, now=run.now)
     grant.record = RuleGrant(
         id=grant_id, rule_id=rule.id, rule_version=rule.version, rule_snapshot=rule.snapshot(),
-        member_id=event.member_id, trigger=event.trigger, event_source=event.source, event=event.describe(),
+        member_id=event.member_id, trigger=event.trigger, event_source=event.source, event=_event_record(run),
         draw=grant.draw, points=grant.points, coupon_id=(grant.coupon or {}).get("id"),
         benefit_id=grant.benefit.id if grant.benefit is not None else None,
         entry_id=getattr(grant.entry, "id", None), caps=grant.caps, day=run.day, granted_at=run.now)
     session.add(grant.record)
     return True
+
+
+def _event_record(run: _Run) -> dict[str, Any]:
+    record = run.event.describe()
+    if record["occurred_at"] is None:
+        record["occurred_at"] = run.now.isoformat()
+    if run._tz is not None:  # a day or hour condition was read in this timezone: keep what it saw
+        record["local_time"] = run.now.astimezone(run._tz).strftime("%a %Y-%m-%d %H:%M")
+        record["timezone"] = str(run._tz)
+    return record
 
 
 def _credit(run: _Run, points: int, *, key: str, reason: str, description: str, rule: Rule) -> Any:
@@ -1044,7 +1052,10 @@ def explain(grant: RuleGrant) -> str:
     amount = f" of {event['amount']} {event.get('currency') or ''}".rstrip() if event.get("amount") else ""
     text = (f"Rule \"{rule.get('title')}\" (version {grant.rule_version}) granted {' and '.join(what) or 'nothing'} "
             f"to member {grant.member_id} for {grant.trigger} {grant.event_source}{amount}{where} "
-            f"at {grant.granted_at.isoformat()}: its conditions {_conditions_text(rule.get('conditions'))} were met")
+            f"at {grant.granted_at.isoformat()}")
+    local = f" ({event['local_time']} local time)" if event.get("local_time") else ""
+    conditions = _conditions_text(rule.get("conditions") or {})
+    text += f": it met the conditions ({conditions}){local}" if conditions else ": the rule has no conditions"
     if grant.draw is not None:
         text += f"; the draw {grant.draw:.4f} was below the probability {rule.get('probability')}"
     caps = grant.caps or {}
@@ -1063,7 +1074,29 @@ def explain(grant: RuleGrant) -> str:
     return text + "."
 
 
-def _conditions_text(conditions: dict[str, Any] | None) -> str:
-    if not conditions:
-        return "(none)"
-    return ", ".join(f"{k}={v}" for k, v in sorted(conditions.items()))
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def _conditions_text(c: dict[str, Any]) -> str:
+    parts = []
+    if c.get("stores"):
+        parts.append(f"at {'store' if len(c['stores']) == 1 else 'one of the stores'} {', '.join(c['stores'])}")
+    if "min_amount" in c:
+        parts.append(f"amount at least {c['min_amount']}")
+    if "days_of_week" in c:
+        parts.append("on " + "/".join(_DAYS[d] for d in sorted(c["days_of_week"])))
+    if "hours" in c:
+        parts.append(f"between {c['hours']['from']} and {c['hours']['to']} in the store's timezone")
+    if c.get("categories"):
+        parts.append(f"{' or '.join(c['categories'])} in the basket")
+    if c.get("tiers"):
+        parts.append(f"tier {' or '.join(c['tiers'])}")
+    if "nth" in c:
+        parts.append(f"event number {c['nth']['n']} of the {c['nth'].get('period', 'month')}")
+    if c.get("first_scan"):
+        parts.append("first scan of the product")
+    if "side" in c:
+        parts.append(f"the {c['side']} side of a referral")
+    if "inactive_days" in c:
+        parts.append(f"{c['inactive_days']} days without activity")
+    return "; ".join(parts)

@@ -146,6 +146,8 @@ def test_days_and_hours_are_read_in_the_stores_timezone(session, program, clock,
     clock.now = datetime(2026, 11, 27, 8, 30, tzinfo=UTC)  # Friday 10:30 in Tel Aviv, 03:30 in New York
     assert buy(session, program, tlv, member, "10.00").purchase.points_awarded == 5
     assert buy(session, program, nyc, member, "10.00").purchase.points_awarded == 0
+    seen = grants(session)[0].event  # what the rule saw, kept for the audit
+    assert (seen["local_time"], seen["timezone"]) == ("Fri 2026-11-27 10:30", "Asia/Jerusalem")
     clock.now = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)  # Friday 17:00 in Tel Aviv, 10:00 in New York
     assert buy(session, program, tlv, member, "10.00").purchase.points_awarded == 0
     assert buy(session, program, nyc, member, "10.00").purchase.points_awarded == 5
