@@ -185,11 +185,15 @@ def _take_from_lots(session: Session, entry: LedgerEntry, points: int, first_lot
 def earn(session: Session, program: Program, *, member_id: str, points: int, reason: str, idempotency_key: str,
          description: str, source: str | None = None, actor: str = "system", expires_at: datetime | None = None,
          expiry_days: int | None = None, rule_id: str | None = None, channel: str | None = None,
-         kind: str = "earn") -> LedgerEntry:
-    """Credit points as a new lot (expiring per the programme unless told otherwise)."""
+         kind: str = "earn", fresh: bool = False) -> LedgerEntry:
+    """Credit points as a new lot (expiring per the programme unless told otherwise).
+
+    ``fresh``: the caller's event was inserted in this transaction under a unique constraint, so no movement
+    with this key can exist yet; the look-up is skipped (the key's unique index still guards).
+    """
     if points <= 0:
         raise ValueError("earn takes a positive number of points")
-    existing = _replay(session, idempotency_key, member_id, points, kind)
+    existing = None if fresh else _replay(session, idempotency_key, member_id, points, kind)
     if existing is not None:
         return existing
     if expires_at is None:

@@ -3,17 +3,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import ForeignKey, String, UniqueConstraint, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Mapped, Session, make_transient_to_detached, mapped_column
 
 from . import ledger, qr, rules
 from .barcodes import normalise_barcode
-from .db import Base, id_column, utcnow
+from .db import Base, id_column, new_id, utcnow
 from .errors import Conflict, Invalid, NotFound, Rejected
 from .members import Card, Member, card_by_number
 from .program import Program
@@ -108,22 +111,20 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
                       errors={"currency": [f"Must be {program.currency}."]})
     for i, item in enumerate(items):
         item["barcode"] = normalise_barcode(item["barcode"], field=f"items.{i}.barcode")
-    card = card_from_scan(session, program, card_code)
+    card = _card_at_store(session, program, card_code, store_id)
     fingerprint = _fingerprint(card.member_id, amount, currency, items)
-    existing = session.scalar(select(Purchase).where(Purchase.store_id == store_id, Purchase.receipt_id == receipt_id))
-    if existing is not None:
+    now = program.now()
+    purchase = Purchase(id=new_id("pur"), store_id=store_id, member_id=card.member_id, receipt_id=receipt_id,
+                        amount=amount, currency=currency, fingerprint=fingerprint, cashier_id=cashier_id,
+                        created_at=now, points_awarded=0, status="completed", channel="till", refunded_at=None)
+    if not _insert_once(session, purchase):
+        # This store already has this receipt: a retry replays it, anything else is a clash.
+        existing = session.scalar(select(Purchase).where(Purchase.store_id == store_id,
+                                                         Purchase.receipt_id == receipt_id))
         if existing.fingerprint != fingerprint:
             raise Conflict("This receipt was already recorded with other details", code="receipt_conflict")
         balance = ledger.balance_of(session, existing.member_id).points
         return PurchaseResult(existing, balance, _rewards_of(session, existing), replayed=True)
-    store = session.get(Store, store_id)
-    if store is None or not store.active:
-        raise Rejected("This store does not take purchases", code="store_inactive")
-    now = program.now()
-    purchase = Purchase(store_id=store_id, member_id=card.member_id, receipt_id=receipt_id, amount=amount,
-                        currency=currency, fingerprint=fingerprint, cashier_id=cashier_id, created_at=now)
-    session.add(purchase)
-    session.flush()  # the (store, receipt) unique constraint speaks here, before any points move
     basket = _basket(session, purchase.id, items)
     pending_until = now + timedelta(days=program.pending_days) if program.pending_days else None
     event = rules.Event(trigger="purchase", member_id=card.member_id, source=f"purchase:{purchase.id}",
@@ -132,8 +133,44 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
     grants = rules.fire(session, program, event, pending_until=pending_until)
     purchase.points_awarded = sum(g.points for g in grants)
     session.flush()
-    balance = ledger.balance_of(session, card.member_id).points
+    earned = [g.entry for g in grants if isinstance(getattr(g, "entry", None), ledger.LedgerEntry)]
+    balance = max(e.balance_after for e in earned) if earned else ledger.balance_of(session, card.member_id).points
     return PurchaseResult(purchase, balance, [g.as_reward() for g in grants])
+
+
+def _card_at_store(session: Session, program: Program, code: str, store_id: str) -> Card:
+    """The scanned card, checked together with the till's store in one query (the till's hot path)."""
+    if qr.token_kind(code) == "card":
+        where = Card.id == qr.verify_card_token(program.secret, code, program.now(), program.card_token_ttl)
+    elif qr.token_kind(code) is None and code.replace(" ", "").replace("-", "").isdigit():
+        where = Card.number == re.sub(r"[\s-]", "", code)
+    else:
+        return card_from_scan(session, program, code)  # says precisely what is wrong
+    row = session.execute(select(Card, Store.active).join(Store, Store.id == store_id).where(where)).first()
+    if row is None:
+        card_from_scan(session, program, code)  # raises card_not_found
+        raise Rejected("This store does not take purchases", code="store_inactive")
+    card, store_active = row
+    if card.status != "active":
+        raise Rejected("This card is blocked", code="card_inactive")
+    if not store_active:
+        raise Rejected("This store does not take purchases", code="store_inactive")
+    return card
+
+
+def _insert_once(session: Session, purchase: Purchase) -> bool:
+    """Insert the purchase unless its (store, receipt) exists: one statement, no look-up first."""
+    dialect = session.get_bind().dialect.name
+    insert = {"postgresql": pg_insert, "sqlite": sqlite_insert}[dialect]
+    values = {c.key: getattr(purchase, c.key) for c in Purchase.__table__.columns}
+    inserted = session.execute(insert(Purchase).values(values)
+                               .on_conflict_do_nothing(index_elements=["store_id", "receipt_id"])
+                               .returning(Purchase.id)).first()
+    if inserted is None:
+        return False
+    make_transient_to_detached(purchase)
+    session.add(purchase)  # persistent without a reload; later changes are UPDATEs
+    return True
 
 
 def _basket(session: Session, purchase_id: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
