@@ -5,6 +5,7 @@ from flask_migrate import Migrate
 from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
 
+import wallet.models  # noqa: F401  (every model on the metadata, for migrations)
 from wallet.db import Base
 
 db = SQLAlchemy(metadata=Base.metadata)
