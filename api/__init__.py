@@ -89,6 +89,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 def program_from_config(cfg: dict) -> Program:
     return Program(
         secret=_derive("qr", cfg["SECRET_KEY"]),
+        old_secrets=tuple(_derive("qr", k) for k in cfg["LOYALTY_OLD_SECRET_KEYS"]),
         currency=cfg["LOYALTY_CURRENCY"], timezone=cfg["LOYALTY_TIMEZONE"],
         points_expiry_days=cfg["LOYALTY_POINTS_EXPIRY_DAYS"] or None,
         pending_days=cfg["LOYALTY_PENDING_DAYS"],

@@ -82,6 +82,24 @@ def register(app: Flask) -> None:
 
     app.cli.add_command(points)
 
+    maintenance = click.Group("maintenance", help="Housekeeping jobs.")
+
+    @maintenance.command("purge")
+    @click.option("--keep-hours", default=24, show_default=True, help="how long stored answers are replayable")
+    @with_appcontext
+    def maintenance_purge(keep_hours):
+        """Forget old Idempotency-Key answers and expired refresh tokens. Safe to run any time."""
+        from datetime import timedelta
+
+        from wallet import idempotency, tokens
+        now = program().now()
+        keys = idempotency.purge(db.session, now, timedelta(hours=keep_hours))
+        refresh = tokens.purge_expired(db.session, now)
+        db.session.commit()
+        click.echo(f"purged {keys} idempotency keys and {refresh} refresh tokens")
+
+    app.cli.add_command(maintenance)
+
     from .views.rules import register_cli as register_rule_jobs  # loyalty triggers run
     register_rule_jobs(app)
 

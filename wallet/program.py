@@ -15,6 +15,8 @@ class Program:
     """Configuration of one loyalty programme. Built by api/ from the environment; tests build their own."""
 
     secret: bytes
+    # Retired QR keys: codes they signed keep working after a key rotation (coupons live for weeks).
+    old_secrets: tuple[bytes, ...] = ()
     name: str = "Demo Club"
     currency: str = "ILS"
     timezone: str = "UTC"
@@ -26,6 +28,10 @@ class Program:
     clock: Callable[[], datetime] = utcnow
     # One injectable source for every draw (surprise and delight); tests seed it.
     random: random.Random = field(default_factory=random.SystemRandom)
+
+    @property
+    def qr_keys(self) -> tuple[bytes, ...]:
+        return (self.secret, *self.old_secrets)
 
     def now(self) -> datetime:
         return self.clock()

@@ -68,13 +68,19 @@ def card_token(secret: bytes, card_id: str, now: datetime, ttl: timedelta) -> Ca
     return CardToken(token=f"{body}-{_mac(secret, body)}", expires_at=expires)
 
 
-def verify_card_token(secret: bytes, token: str, now: datetime, ttl: timedelta) -> str:
+def _signed(keys: bytes | tuple[bytes, ...], body: str, mac: str) -> bool:
+    """Whether any of the keys (the current one first, then retired ones) made this MAC."""
+    keys = (keys,) if isinstance(keys, bytes) else keys
+    return any(hmac.compare_digest(_mac(key, body), mac) for key in keys)
+
+
+def verify_card_token(secret: bytes | tuple[bytes, ...], token: str, now: datetime, ttl: timedelta) -> str:
     """The card id a card token names, if its signature holds and it has not expired."""
     parts = token.strip().upper().split("-")
     if len(parts) != 4 or parts[0] != "C1":
         raise InvalidToken("Not a card token")
     body = "-".join(parts[:3])
-    if not hmac.compare_digest(_mac(secret, body), parts[3]):
+    if not _signed(secret, body, parts[3]):
         raise InvalidToken("The card code's signature does not match")
     made = datetime.fromtimestamp(_intb32(parts[2]) * STEP_SECONDS, UTC)
     if now >= made + ttl:
@@ -89,12 +95,12 @@ def coupon_token(secret: bytes, coupon_id: str) -> str:
     return f"{body}-{_mac(secret, body)}"
 
 
-def verify_coupon_token(secret: bytes, token: str) -> str:
+def verify_coupon_token(secret: bytes | tuple[bytes, ...], token: str) -> str:
     parts = token.strip().upper().split("-")
     if len(parts) != 3 or parts[0] != "K1":
         raise InvalidToken("Not a coupon token")
     body = "-".join(parts[:2])
-    if not hmac.compare_digest(_mac(secret, body), parts[2]):
+    if not _signed(secret, body, parts[2]):
         raise InvalidToken("The coupon code's signature does not match")
     return f"cpn_{parts[1]}"
 

@@ -74,7 +74,7 @@ class RefundResult:
 def card_from_scan(session: Session, program: Program, code: str) -> Card:
     """The card a scanned QR token or a typed card number names; it must be active."""
     if qr.token_kind(code) == "card":
-        card_id = qr.verify_card_token(program.secret, code, program.now(), program.card_token_ttl)
+        card_id = qr.verify_card_token(program.qr_keys, code, program.now(), program.card_token_ttl)
         card = session.get(Card, card_id)
         if card is None:
             raise NotFound("No such card", code="card_not_found")
@@ -141,7 +141,7 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
 def _card_at_store(session: Session, program: Program, code: str, store_id: str) -> Card:
     """The scanned card, checked together with the till's store in one query (the till's hot path)."""
     if qr.token_kind(code) == "card":
-        where = Card.id == qr.verify_card_token(program.secret, code, program.now(), program.card_token_ttl)
+        where = Card.id == qr.verify_card_token(program.qr_keys, code, program.now(), program.card_token_ttl)
     elif qr.token_kind(code) is None and code.replace(" ", "").replace("-", "").isdigit():
         where = Card.number == re.sub(r"[\s-]", "", code)
     else:

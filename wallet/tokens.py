@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import jwt
-from sqlalchemy import String, update
+from sqlalchemy import String, delete, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .db import Base, utcnow
@@ -152,3 +152,8 @@ def rotate_refresh_token(session: Session, ring: KeyRing, token: str, now: datet
 
 def revoke_all(session: Session, subject: str) -> None:
     session.execute(update(RefreshToken).where(RefreshToken.subject == subject).values(revoked=True))
+
+
+def purge_expired(session: Session, now: datetime) -> int:
+    """Delete refresh tokens past their expiry; they can never be used again."""
+    return session.execute(delete(RefreshToken).where(RefreshToken.expires_at < now)).rowcount

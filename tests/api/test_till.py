@@ -8,9 +8,9 @@ from sqlalchemy import func, select
 
 from api.extensions import db
 from wallet import ledger, qr
-from wallet.tokens import Principal
 from wallet.ledger import LedgerEntry
 from wallet.till import Purchase
+from wallet.tokens import Principal
 
 from ..conftest import assert_problem
 
@@ -272,3 +272,27 @@ def test_adjustment_is_audited(client, factory):
     detail = client.get(f"/api/v1/admin/members/{member['id']}", headers=marketer["headers"]).get_json()
     assert detail["member"]["balance"] == 30
     assert detail["recent_ledger"][0]["description"] == "Goodwill for a late delivery"
+
+
+def test_a_card_code_made_before_a_key_rotation_still_scans(clock, client, factory, till, program):
+    member = factory.member()
+    old_key = b"r" * 32
+    token = qr.card_token(old_key, member["card_id"], clock.now, program.card_token_ttl).token
+    assert_problem(buy(client, till, token), 401, "invalid_token")
+    program.old_secrets = (old_key,)
+    assert buy(client, till, token, receipt="R-2").status_code == 201
+
+
+def test_maintenance_purge_forgets_old_answers(clock, client, factory, till, app):
+    member = factory.member()
+    h = till["h"] | {"Idempotency-Key": "old-key"}
+    body = {"card": member["card_number"], "amount": "5", "currency": "ILS", "receipt_id": "R-old"}
+    assert client.post("/api/v1/pos/purchases", json=body, headers=h).status_code == 201
+    clock.advance(hours=25)
+    out = app.test_cli_runner().invoke(args=["maintenance", "purge"]).output
+    assert out.strip() == "purged 1 idempotency keys and 0 refresh tokens"
+    # The key is free again; the receipt still counts once.
+    h = factory.headers(Principal(till["cashier"]["id"], "cashier", till["store"]["id"])) | {"Idempotency-Key": "old-key"}
+    again = client.post("/api/v1/pos/purchases", json=body, headers=h)
+    assert again.status_code == 201 and "Idempotency-Replayed" not in again.headers
+    assert factory.balance(member["id"]) == 5

@@ -90,3 +90,13 @@ def test_svg_is_an_svg_document():
     svg, mimetype = qr.qr_image("K1-ABC-DEF", "svg")
     assert mimetype == "image/svg+xml"
     assert svg.lstrip().startswith(b"<?xml") and b"<svg" in svg
+
+
+def test_codes_signed_with_a_retired_key_still_verify_after_rotation():
+    old, new = b"o" * 32, b"n" * 32
+    coupon = qr.coupon_token(old, "cpn_01JD3M5W8ZB3Q4K2C7YV1N6T9R")
+    card = qr.card_token(old, CARD, NOW, TTL).token
+    assert qr.verify_coupon_token((new, old), coupon) == "cpn_01JD3M5W8ZB3Q4K2C7YV1N6T9R"
+    assert qr.verify_card_token((new, old), card, NOW, TTL) == CARD
+    with pytest.raises(InvalidToken):
+        qr.verify_coupon_token((new,), coupon)  # once the old key is dropped, its codes stop
