@@ -796,10 +796,12 @@ def _credit(run: _Run, points: int, *, key: str, reason: str, description: str, 
                            source=event.source, idempotency_key=key, description=description,
                            available_at=run.pending_until, expiry_days=rule.points_expiry_days, rule_id=rule.id,
                            actor=f"rule:{rule.id}", channel=event.channel)
+    # fresh: _load found no grant of this rule for this event, and a grant and its entry are written together,
+    # so the key can't exist; a concurrent duplicate still meets the key's unique index.
     return ledger.earn(run.session, run.program, member_id=event.member_id, points=points, reason=reason,
                        idempotency_key=key, description=description, source=event.source,
                        expiry_days=rule.points_expiry_days, rule_id=rule.id, channel=event.channel,
-                       actor=f"rule:{rule.id}")
+                       actor=f"rule:{rule.id}", fresh=True)
 
 
 def _apply_benefits(run: _Run, base: int) -> None:
