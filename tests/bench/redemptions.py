@@ -2,14 +2,17 @@
 
     .venv/bin/python -m tests.bench.redemptions [--members 100000] [--seconds 10] [--workers 4] [--connections 16]
 
-On a fresh database of its own it seeds ``--members`` members, then, over HTTP against gunicorn:
+First a baseline on the same machine at the same moment: a bare Flask endpoint doing one small write transaction
+(tests/bench/baseline.py), at full load and at the paced rates. Then, on a fresh database of its own, it seeds
+``--members`` members and, over HTTP against gunicorn:
 - times POST /admin/offers/{id}/issue {"all_members": true}: one request giving every member a coupon
   (target: 100,000 coupons in under 10 s);
 - drives POST /pos/redemptions with wrk at full load, every request a different coupon's scanned QR token, and
   prints redemptions/s with p50/p99;
-- sends a paced 200 redemptions/s (latency counted from each request's scheduled time, so queueing shows) and
-  prints p50/p99 (target: p99 under 50 ms);
-- checks afterwards that the database holds exactly one redemption per 201 answer.
+- sends paced redemptions at 200/s and at 50/s (``--rates``; latency counted from each request's scheduled time,
+  so queueing shows) and prints p50/p99 (target: p99 under 50 ms at 200/s);
+- times the database alone writing the same 100,000 rows (a copy table with the same indexes, no foreign keys);
+- checks afterwards that every request (each a different coupon) was answered 201.
 Needs PostgreSQL (BENCH_PG, default postgresql://postgres@127.0.0.1:5432) and wrk.
 """
 from __future__ import annotations
@@ -19,11 +22,13 @@ import json
 import os
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
 
 from sqlalchemy import create_engine, insert, text
 
+from . import baseline
 from .common import BIN, ROOT, fmt, fresh_database, gunicorn, paced, wrk
 
 DATABASE = "loyalty_bench_redemptions"
@@ -123,6 +128,58 @@ def coupon_tokens(url: str, offer_id: str, secret: bytes) -> list[str]:
     return [qr.coupon_token(secret, cid) for cid in ids]
 
 
+def warm(base: str, path: str, workers: int, token: str | None = None) -> None:
+    """Keep every worker busy a few times over, so none is still importing the app when the timing starts."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    def hit(_):
+        for _ in range(5):
+            with urllib.request.urlopen(urllib.request.Request(base + path, headers=headers), timeout=120) as r:
+                r.read()
+    threads = [threading.Thread(target=hit, args=(i,)) for i in range(workers * 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def raw_insert_seconds(url: str, offer_id: str) -> float:
+    """The database alone writing the same rows: the issued coupons copied into a table with the same columns,
+    checks and indexes (no foreign keys), timed. It says what the machine gives at this moment."""
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE bench_coupons_copy (LIKE coupons INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
+                          "INCLUDING INDEXES)"))
+    with engine.begin() as conn:
+        t0 = time.perf_counter()
+        conn.execute(text("INSERT INTO bench_coupons_copy SELECT * FROM coupons WHERE offer_id = :o"), {"o": offer_id})
+    seconds = time.perf_counter() - t0
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE bench_coupons_copy"))
+    engine.dispose()
+    return seconds
+
+
+def tx_baseline(args) -> list[tuple[str, dict]]:
+    """A bare Flask endpoint doing one small write transaction, served the same way, measured the same way."""
+    url = fresh_database(DATABASE + "_baseline")
+    baseline.prepare(url)
+    body = b"{}"
+    headers = {"Content-Type": "application/json"}
+    with gunicorn("tests.bench.baseline:create_app()", {"DATABASE_URL": url}, args.workers) as base:
+        warm(base, "/bare", args.workers)
+        wrk(base + "/tx", TX_LUA, seconds=2, connections=args.connections, threads=args.threads)
+        out = [("baseline: Flask + one write transaction",
+                wrk(base + "/tx", TX_LUA, seconds=args.seconds, connections=args.connections, threads=args.threads))]
+        for rate in args.rates:
+            out.append((f"baseline: one write transaction at {rate:.0f}/s",
+                        paced(base, lambda i: ("POST", "/tx", body, headers), rate, args.seconds)))
+    return out
+
+
+TX_LUA = 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = "{}"\n'
+
+
 def count_redemptions(url: str) -> int:
     engine = create_engine(url)
     with engine.connect() as conn:
@@ -146,16 +203,20 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
-    parser.add_argument("--rate", type=float, default=200, help="the paced rate, redemptions/s")
+    parser.add_argument("--rates", default="200,50",
+                        help="paced rates, redemptions/s: the target's 200, and one a small machine keeps up with")
     args = parser.parse_args()
+    args.rates = [float(r) for r in args.rates.split(",")]
 
+    results: list[tuple[str, dict]] = tx_baseline(args)
     url = fresh_database(DATABASE)
     t0 = time.perf_counter()
     club = seed(url, args.members)
     print(f"seeded {args.members:,} members in {time.perf_counter() - t0:.1f} s")
     env = {"DATABASE_URL": url, "LOYALTY_SECRET_KEY": SECRET, "LOYALTY_ACCESS_TOKEN_MINUTES": "600"}
-    results: list[tuple[str, dict]] = []
+    answered_201 = refused = 0
     with gunicorn("api:create_app()", env, args.workers) as api:
+        warm(api, f"/api/v1/admin/offers/{club['offer_id']}", args.workers, club["marketer"])
         t0 = time.perf_counter()
         status, report = post(f"{api}/api/v1/admin/offers/{club['offer_id']}/issue", club["marketer"],
                               {"all_members": True, "batch": "bench"})
@@ -163,34 +224,51 @@ def main() -> None:
         assert status == 200, (status, report)
         print(f"bulk issue over HTTP: {report['issued']:,} coupons in {bulk_seconds:.2f} s "
               f"(skipped {report['skipped']})   (target: 100,000 in < 10 s)")
+        raw_seconds = raw_insert_seconds(url, club["offer_id"])
 
         tokens = coupon_tokens(url, club["offer_id"], club["secret"])
-        warm_n = 200
-        paced_n = int(args.rate * args.seconds)
-        warm, paced_slice, rest = tokens[:warm_n], tokens[warm_n:warm_n + paced_n], tokens[warm_n + paced_n:]
-        paced(api, redeem_requests(warm, club["cashier"]), 100, warm_n / 100)
+
+        def take(n: int) -> list[str]:  # every request names a coupon no other request names
+            taken, tokens[:] = tokens[:n], tokens[n:]
+            return taken
+
+        warmup = take(200)
+        paced(api, redeem_requests(warmup, club["cashier"]), 100, 2)
+        answered_201 += len(warmup)
+        slices = {rate: take(int(rate * args.seconds)) for rate in args.rates}
         with tempfile.NamedTemporaryFile("w", suffix=".tokens", delete=False) as f:
-            f.write("\n".join(rest) + "\n")
+            f.write("\n".join(tokens) + "\n")
         try:
             full = wrk(f"{api}/api/v1/pos/redemptions", REDEEM_LUA, [f.name, club["cashier"], str(args.threads)],
                        seconds=args.seconds, connections=args.connections, threads=args.threads)
         finally:
             os.unlink(f.name)
         results.append(("POST /pos/redemptions (full load, wrk)", full))
-        at_rate = paced(api, redeem_requests(paced_slice, club["cashier"]), args.rate, args.seconds)
-        results.append((f"POST /pos/redemptions at {args.rate:.0f}/s", at_rate))
+        answered_201 += full["requests"] - full["non2xx"] - full["socket_errors"]
+        refused += full["non2xx"]
+        for rate in args.rates:
+            at_rate = paced(api, redeem_requests(slices[rate], club["cashier"]), rate, args.seconds)
+            results.append((f"POST /pos/redemptions at {rate:.0f}/s", at_rate))
+            answered_201 += at_rate["statuses"].get(201, 0)
+            refused += sum(n for code, n in at_rate["statuses"].items() if code != 201)
 
     redeemed = count_redemptions(url)
-    answered_201 = warm_n + (full["requests"] - full["non2xx"] - full["socket_errors"]) \
-        + at_rate["statuses"].get(201, 0)
-    refused = full["non2xx"] + sum(n for status, n in at_rate["statuses"].items() if status != 201)
+    by = dict(results)
     print()
     for name, r in results:
         print(fmt(name, r))
     print()
-    print(f"redemptions/s at full load: {full['rps']:.0f}   p50 {full['p50_ms']:.1f} ms   p99 {full['p99_ms']:.1f} ms")
-    print(f"p99 at {args.rate:.0f} redemptions/s: {at_rate['p99_ms']:.1f} ms   (target < 50 ms)")
-    print(f"bulk issue of {report['issued']:,} coupons: {bulk_seconds:.2f} s   (target < 10 s)")
+    tx = by["baseline: Flask + one write transaction"]
+    full = by["POST /pos/redemptions (full load, wrk)"]
+    print(f"redemptions/s at full load: {full['rps']:.0f}   p50 {full['p50_ms']:.1f} ms   p99 {full['p99_ms']:.1f} ms"
+          f"   ({full['rps'] / max(tx['rps'], 1e-9):.2f} of the one-transaction baseline's {tx['rps']:.0f}/s)")
+    for rate in args.rates:
+        mine, base = by[f"POST /pos/redemptions at {rate:.0f}/s"], by[f"baseline: one write transaction at {rate:.0f}/s"]
+        print(f"p50/p99 at {rate:.0f} redemptions/s: {mine['p50_ms']:.1f} / {mine['p99_ms']:.1f} ms"
+              f"   (baseline transaction at that rate: {base['p50_ms']:.1f} / {base['p99_ms']:.1f} ms)"
+              f"{'   (target: p99 < 50 ms)' if rate == 200 else ''}")
+    print(f"bulk issue of {report['issued']:,} coupons: {bulk_seconds:.2f} s   (target < 10 s); the database alone "
+          f"writing the same rows (same indexes, no foreign keys): {raw_seconds:.2f} s")
     # wrk stops with requests in flight that it does not count, so the database may hold a few more.
     print(f"redemptions in the database: {redeemed:,}; 201 answers counted: {answered_201:,}; "
           f"refused: {refused} (each request named a different coupon, so this should be 0)")
