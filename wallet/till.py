@@ -34,6 +34,8 @@ class Purchase(Base):
     amount: Mapped[Decimal]
     currency: Mapped[str] = mapped_column(String(3))
     points_awarded: Mapped[int] = mapped_column(default=0)
+    # The answer's rewards as first given, so a retried receipt is answered the same way.
+    rewards: Mapped[list] = mapped_column(default=list)
     status: Mapped[str] = mapped_column(String(16), default="completed")  # completed, refunded
     fingerprint: Mapped[str] = mapped_column(String(64))  # what was sent, to tell a retry from a clash
     cashier_id: Mapped[str | None] = mapped_column(String(32))
@@ -93,14 +95,6 @@ def _fingerprint(member_id: str, amount: Decimal, currency: str, items: list[dic
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _rewards_of(session: Session, purchase: Purchase) -> list[dict[str, Any]]:
-    grants = session.execute(select(rules.RuleGrant, rules.Rule.title).join(rules.Rule)
-                             .where(rules.RuleGrant.event_source == f"purchase:{purchase.id}")
-                             .order_by(rules.RuleGrant.id)).all()
-    return [{"rule_id": g.rule_id, "title": title, "points": g.points, "coupon": None,
-             "pending": False} for g, title in grants]
-
-
 def record_purchase(session: Session, program: Program, *, store_id: str, card_code: str, amount: Decimal,
                     currency: str, receipt_id: str, items: list[dict[str, Any]] | None = None,
                     cashier_id: str | None = None) -> PurchaseResult:
@@ -116,7 +110,8 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
     now = program.now()
     purchase = Purchase(id=new_id("pur"), store_id=store_id, member_id=card.member_id, receipt_id=receipt_id,
                         amount=amount, currency=currency, fingerprint=fingerprint, cashier_id=cashier_id,
-                        created_at=now, points_awarded=0, status="completed", channel="till", refunded_at=None)
+                        created_at=now, points_awarded=0, rewards=[], status="completed", channel="till",
+                        refunded_at=None)
     if not _insert_once(session, purchase):
         # This store already has this receipt: a retry replays it, anything else is a clash.
         existing = session.scalar(select(Purchase).where(Purchase.store_id == store_id,
@@ -124,18 +119,20 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
         if existing.fingerprint != fingerprint:
             raise Conflict("This receipt was already recorded with other details", code="receipt_conflict")
         balance = ledger.balance_of(session, existing.member_id).points
-        return PurchaseResult(existing, balance, _rewards_of(session, existing), replayed=True)
+        return PurchaseResult(existing, balance, existing.rewards, replayed=True)
     basket = _basket(session, purchase.id, items)
     pending_until = now + timedelta(days=program.pending_days) if program.pending_days else None
     event = rules.Event(trigger="purchase", member_id=card.member_id, source=f"purchase:{purchase.id}",
                         channel="till", store_id=store_id, amount=amount, currency=currency, items=basket,
                         occurred_at=now)
     grants = rules.fire(session, program, event, pending_until=pending_until)
+    rewards = json.loads(json.dumps([g.as_reward() for g in grants], default=str))
     purchase.points_awarded = sum(g.points for g in grants)
+    purchase.rewards = rewards
     session.flush()
     earned = [g.entry for g in grants if isinstance(getattr(g, "entry", None), ledger.LedgerEntry)]
     balance = max(e.balance_after for e in earned) if earned else ledger.balance_of(session, card.member_id).points
-    return PurchaseResult(purchase, balance, [g.as_reward() for g in grants])
+    return PurchaseResult(purchase, balance, rewards)
 
 
 def _card_at_store(session: Session, program: Program, code: str, store_id: str) -> Card:

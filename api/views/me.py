@@ -7,7 +7,7 @@ from datetime import date
 from flask import Response
 from marshmallow import ValidationError, fields, validate
 
-from wallet import coupons, ledger, members, qr
+from wallet import benefits, coupons, ledger, members, qr, triggers
 from wallet.errors import Invalid, InvalidToken, NotFound, Rejected
 from wallet.members import CHANNELS
 
@@ -89,10 +89,33 @@ class PointsSchema(StrictSchema):
     expiring = fields.List(fields.Nested(ExpiringSchema))
 
 
+class WalletBenefitSchema(StrictSchema):
+    id = fields.String()
+    title = fields.Method("_title")
+    multiplier = fields.String()
+    uses_left = fields.Integer(allow_none=True)
+    valid_until = fields.DateTime(allow_none=True)
+
+    def _title(self, benefit) -> str:
+        return f"Points ×{benefit.multiplier.normalize()}"
+
+
 class WalletSchema(StrictSchema):
     card = fields.Nested(CardSchema)
     points = fields.Nested(PointsSchema)
     coupons = fields.List(fields.Dict())
+    benefits = fields.List(fields.Nested(WalletBenefitSchema),
+                           metadata={"description": "multipliers the member holds for coming purchases"})
+
+
+class ReferralClaimSchema(StrictSchema):
+    referral_code = fields.String(required=True, validate=validate.Length(1, 16))
+
+
+class ReferralSchema(StrictSchema):
+    id = fields.String()
+    referrer_id = fields.String()
+    created_at = fields.DateTime()
 
 
 class CardTokenSchema(StrictSchema):
@@ -170,6 +193,7 @@ class Wallet(Resource):
                        "pending": pending, "pending_total": sum(p.points for p in pending),
                        "expiring": ledger.expiring(session, member.id, prog.now())},
             "coupons": coupons.wallet_coupons(session, prog, member.id),
+            "benefits": benefits.benefits_of(session, member.id, now=prog.now()),
         }
 
 
@@ -216,3 +240,12 @@ class Statement(Resource):
         return page(entries, args["limit"], lambda e: e.seq)
 
 
+@blp.route("/me/referral")
+class Referral(Resource):
+    decorators = [member_required]
+
+    @blp.arguments(ReferralClaimSchema)
+    @blp.response(201, ReferralSchema)
+    def post(self, data):
+        """Name the member who referred you (within 30 days of joining, once); both sides' referral rules fire."""
+        return triggers.claim_referral(db.session, program(), current_principal().id, data["referral_code"])

@@ -46,12 +46,26 @@ class PurchaseInSchema(StrictSchema):
     items = fields.List(fields.Nested(ItemSchema), load_default=list, validate=validate.Length(max=500))
 
 
+class RewardBenefitSchema(StrictSchema):
+    id = fields.String()
+    multiplier = fields.String(metadata={"example": "2"})
+    purchases = fields.Integer(allow_none=True)
+    uses_left = fields.Integer(allow_none=True)
+    valid_until = fields.String(allow_none=True)
+    applied = fields.Boolean(metadata={"description": "true: this reward is a benefit boosting this purchase"})
+
+
 class RewardSchema(StrictSchema):
+    """One rule that granted something for the event: surprise-and-delight included (``surprise``)."""
+
     rule_id = fields.String()
     title = fields.String()
     points = fields.Integer()
     coupon = fields.Dict(allow_none=True)
-    pending = fields.Boolean()
+    pending = fields.Boolean(metadata={"description": "held for the return window before it can be spent"})
+    surprise = fields.Boolean(metadata={"description": "a chance reward (the rule's probability is below 1)"})
+    grant_id = fields.String(allow_none=True)
+    benefit = fields.Nested(RewardBenefitSchema, allow_none=True)
 
 
 class PurchaseOutSchema(StrictSchema):

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 22:48:16.717918
+Create Date: 2026-11-22 23:19:20.117757
 
 """
 from alembic import op
@@ -309,6 +309,7 @@ def upgrade():
     sa.Column('amount', sa.Numeric(precision=12, scale=2), nullable=False),
     sa.Column('currency', sa.String(length=3), nullable=False),
     sa.Column('points_awarded', sa.Integer(), nullable=False),
+    sa.Column('rewards', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('fingerprint', sa.String(length=64), nullable=False),
     sa.Column('cashier_id', sa.String(length=32), nullable=True),

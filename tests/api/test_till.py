@@ -296,3 +296,4 @@ def test_maintenance_purge_forgets_old_answers(clock, client, factory, till, app
     again = client.post("/api/v1/pos/purchases", json=body, headers=h)
     assert again.status_code == 201 and "Idempotency-Replayed" not in again.headers
     assert factory.balance(member["id"]) == 5
+
