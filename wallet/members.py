@@ -219,9 +219,11 @@ def create_staff(session: Session, *, email: str, password: str, role: str, name
         raise Conflict("An account with this email already exists", code="email_taken")
     store = None
     if store_code:
-        store = session.scalar(select(Store).where(Store.code == store_code))
+        store = session.scalar(select(Store).where(Store.code == store_code.strip().upper()))
     elif store_id:
         store = session.get(Store, store_id)
+    if store is not None and store.archived_at is not None:
+        store = None  # a closed store takes no new staff
     if (store_code or store_id) and store is None:
         raise Invalid("Unknown store", code="unknown_store", errors={"store": ["Unknown store."]})
     if role == "cashier" and store is None:

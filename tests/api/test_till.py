@@ -297,3 +297,18 @@ def test_maintenance_purge_forgets_old_answers(clock, client, factory, till, app
     assert again.status_code == 201 and "Idempotency-Replayed" not in again.headers
     assert factory.balance(member["id"]) == 5
 
+
+
+def test_a_cashier_is_bound_to_an_open_store_found_by_code_in_any_case(session, factory, program):
+    from wallet import members
+    from wallet.errors import Invalid
+    from wallet.stores import Store
+    store = factory.store(code="TLV-1")
+    staff = members.create_staff(session, email="c@example.com", password="staff password", role="cashier",
+                                 store_code="tlv-1")
+    assert staff.store_id == store["id"]
+    session.get(Store, store["id"]).archived_at = program.now()
+    with pytest.raises(Invalid) as caught:
+        members.create_staff(session, email="d@example.com", password="staff password", role="cashier",
+                             store_code="TLV-1")
+    assert caught.value.code == "unknown_store"
