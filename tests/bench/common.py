@@ -41,25 +41,29 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def gunicorn(app: str, env: dict[str, str], workers: int = 4) -> Iterator[str]:
-    """Serve ``app`` with gunicorn on a free loopback port; yields the base URL."""
+def gunicorn(app: str, env: dict[str, str], workers: int = 4, ready_path: str = "/api/v1/openapi.json") -> Iterator[str]:
+    """Serve ``app`` with gunicorn on a free loopback port; yields the base URL once every worker answers."""
     port = free_port()
     log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
     proc = subprocess.Popen(
-        [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+        # --preload: the app is imported once and forked, so workers are ready together.
+        [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--preload",
          "--worker-class", "sync", "--keep-alive", "30", "--backlog", "2048", app],
         cwd=ROOT, env=os.environ | env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.time() + 30
-        while time.time() < deadline:
+        deadline = time.time() + 60
+        answered = 0
+        while answered < workers * 4:  # a few answers per worker: every one of them has booted
             try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                conn.request("GET", ready_path)
+                conn.getresponse().read()
+                conn.close()
+                answered += 1
             except OSError:
-                if proc.poll() is not None:
-                    raise RuntimeError(Path(log.name).read_text())
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError(Path(log.name).read_text()) from None
                 time.sleep(0.1)
-        time.sleep(1.0)  # let every worker import the app
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()

@@ -142,7 +142,7 @@ def main() -> None:
 
     base_url = fresh_database("loyalty_bench_baseline")
     baseline.prepare(base_url)
-    with gunicorn("tests.bench.baseline:create_app()", {"DATABASE_URL": base_url}, args.workers) as base:
+    with gunicorn("tests.bench.baseline:create_app()", {"DATABASE_URL": base_url}, args.workers, "/bare") as base:
         wrk(base + "/bare", BARE_LUA, seconds=2, connections=args.connections)
         results.append(("baseline: bare Flask JSON", wrk(base + "/bare", BARE_LUA, seconds=args.seconds,
                                                           connections=args.connections)))

@@ -166,7 +166,7 @@ def tx_baseline(args) -> list[tuple[str, dict]]:
     baseline.prepare(url)
     body = b"{}"
     headers = {"Content-Type": "application/json"}
-    with gunicorn("tests.bench.baseline:create_app()", {"DATABASE_URL": url}, args.workers) as base:
+    with gunicorn("tests.bench.baseline:create_app()", {"DATABASE_URL": url}, args.workers, "/bare") as base:
         warm(base, "/bare", args.workers)
         wrk(base + "/tx", TX_LUA, seconds=2, connections=args.connections, threads=args.threads)
         out = [("baseline: Flask + one write transaction",
