@@ -6,6 +6,7 @@ instead of a rollback per test every table is emptied after it.
 from __future__ import annotations
 
 import os
+import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -253,3 +254,24 @@ def assert_problem(response, status: int, code: str) -> dict:
     assert body["status"] == status
     assert {"type", "title", "status", "detail", "code"} <= set(body)
     return body
+
+
+def run_together(n: int, work) -> list:
+    """Run ``work(i)`` in n threads released at once by a barrier; any thread's exception fails the test."""
+    barrier = threading.Barrier(n)
+    results, errors = [None] * n, []
+
+    def run(i):
+        try:
+            barrier.wait(timeout=30)
+            results[i] = work(i)
+        except Exception as exc:  # collected: a thread's exception must fail the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    return results

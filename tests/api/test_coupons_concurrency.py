@@ -4,7 +4,6 @@ The app under test gets a pool as wide as the crowd, so all 24 transactions real
 """
 from __future__ import annotations
 
-import threading
 from collections import Counter
 
 import pytest
@@ -14,7 +13,7 @@ from api.extensions import db
 from wallet.coupons import Coupon, Offer, Redemption
 from wallet.ledger import LedgerEntry
 
-from ..conftest import assert_problem
+from ..conftest import assert_problem, run_together
 from ..wallet.test_ledger import assert_consistent
 from .test_offers import API, make_offer
 
@@ -25,27 +24,6 @@ N = 24
 @pytest.fixture
 def wide(make_app):
     return make_app(SQLALCHEMY_ENGINE_OPTIONS={"pool_size": N + 2, "max_overflow": 0})
-
-
-def together(n, work) -> list:
-    """Run ``work(i)`` in n threads released at once; a thread's exception fails the test."""
-    barrier = threading.Barrier(n)
-    results, errors = [None] * n, []
-
-    def run(i):
-        try:
-            barrier.wait(timeout=30)
-            results[i] = work(i)
-        except Exception as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors, errors
-    return results
 
 
 def scalar(app, query):
@@ -67,7 +45,7 @@ def test_24_tills_redeeming_one_coupon_give_one_success(app, wide, client, facto
                                                                         "receipt_id": f"R-{i}"},
                                        headers=tills[i]["headers"])
 
-    responses = together(N, redeem)
+    responses = run_together(N, redeem)
     assert Counter(r.status_code for r in responses) == {201: 1, 409: N - 1}
     for r in responses:
         if r.status_code == 409:
@@ -91,7 +69,7 @@ def test_24_claims_on_an_offer_with_5_left_issue_exactly_5(app, wide, client, fa
         return wide.test_client().post(f"{API}/me/coupons", json={"offer_id": offer["id"]},
                                        headers=crowd[i]["headers"])
 
-    responses = together(N, claim)
+    responses = run_together(N, claim)
     assert Counter(r.status_code for r in responses) == {201: 5, 422: N - 5}
     for r in responses:
         if r.status_code == 422:
@@ -112,7 +90,7 @@ def test_24_points_claims_on_a_balance_that_pays_for_one_spend_it_once(app, wide
         return wide.test_client().post(f"{API}/me/coupons", json={"offer_id": offer["id"]},
                                        headers=member["headers"])
 
-    responses = together(N, claim)
+    responses = run_together(N, claim)
     assert Counter(r.status_code for r in responses) == {201: 1, 422: N - 1}
     for r in responses:
         if r.status_code == 422:
@@ -137,7 +115,7 @@ def test_per_member_limit_holds_under_concurrent_claims(app, wide, client, facto
         return wide.test_client().post(f"{API}/me/coupons", json={"offer_id": offer["id"]},
                                        headers=member["headers"])
 
-    responses = together(N, claim)
+    responses = run_together(N, claim)
     assert Counter(r.status_code for r in responses) == {201: 2, 422: N - 2}
     assert {r.get_json()["code"] for r in responses if r.status_code == 422} == {"limit_reached"}
     assert scalar(app, select(func.count()).select_from(Coupon).where(Coupon.member_id == member["id"])) == 2
@@ -161,7 +139,7 @@ def test_concurrent_void_and_redeem_of_one_coupon_never_both_win(app, wide, clie
         return "redeem", c.post(f"{API}/pos/redemptions", json={"coupon": coupon["token"]},
                                 headers=cashier["headers"])
 
-    results = together(N, race)
+    results = run_together(N, race)
     voided = 0
     for i in range(0, N, 2):
         (_, redeemed), (_, void) = results[i], results[i + 1]

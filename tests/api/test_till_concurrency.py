@@ -1,8 +1,6 @@
 """Real concurrent transactions on PostgreSQL: row locks and unique constraints, not Python, keep points right."""
 from __future__ import annotations
 
-import threading
-
 import pytest
 from sqlalchemy import func, select
 
@@ -12,29 +10,10 @@ from wallet.errors import InsufficientPoints
 from wallet.ledger import LedgerEntry
 from wallet.till import Purchase
 
+from ..conftest import run_together
 from ..wallet.test_ledger import assert_consistent
 
 pytestmark = pytest.mark.postgres
-
-
-def run_together(n, work):
-    barrier = threading.Barrier(n)
-    results, errors = [None] * n, []
-
-    def run(i):
-        try:
-            barrier.wait(timeout=30)
-            results[i] = work(i)
-        except Exception as exc:  # collected: a thread's exception must fail the test
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors, errors
-    return results
 
 
 def test_32_concurrent_spends_never_overdraw(app, factory, program):

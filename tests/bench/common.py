@@ -16,8 +16,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import psycopg
 
@@ -97,7 +97,7 @@ def wrk(url: str, script: str, args: list[str] = (), seconds: int = 10, connecti
                              capture_output=True, text=True, check=True).stdout
     finally:
         os.unlink(f.name)
-    line = next(l for l in out.splitlines() if l.startswith("WRKJSON"))
+    line = next(row for row in out.splitlines() if row.startswith("WRKJSON"))
     data = json.loads(line[len("WRKJSON"):])
     return {"rps": data["requests"] / (data["duration_us"] / 1e6), "p50_ms": data["p50_us"] / 1000,
             "p99_ms": data["p99_us"] / 1000, "requests": data["requests"], "non2xx": data["non2xx"],

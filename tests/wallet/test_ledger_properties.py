@@ -3,11 +3,18 @@ and the balance always equals a simple model's (lots spent first-to-expire-first
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from api.extensions import db
 from wallet import ledger
@@ -27,7 +34,7 @@ def test_ledger_state_machine(app, factory):
             self.ctx = app.app_context()
             self.ctx.push()
             self.session = db.session
-            self.now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+            self.now = datetime(2026, 1, 1, tzinfo=UTC)
             program.clock = lambda: self.now
             self.member = factory.member()["id"]
             self.lots: dict[str, list] = {}  # entry id -> [remaining, expires_at]

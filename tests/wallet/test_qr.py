@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import io
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import zxingcpp
@@ -12,7 +12,7 @@ from wallet import qr
 from wallet.errors import InvalidToken, TokenExpired
 
 SECRET = b"k" * 32
-NOW = datetime(2026, 11, 22, 10, 0, 7, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 10, 0, 7, tzinfo=UTC)
 TTL = timedelta(minutes=5)
 CARD = "crd_01JD3M5W8ZB3Q4K2C7YV1N6T9R"
 
@@ -21,7 +21,7 @@ def test_card_token_is_short_alphanumeric_and_round_trips():
     made = qr.card_token(SECRET, CARD, NOW, TTL)
     assert len(made.token) <= 80
     assert set(made.token) <= set("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:")
-    assert made.expires_at == datetime(2026, 11, 22, 10, 5, 0, tzinfo=timezone.utc)
+    assert made.expires_at == datetime(2026, 11, 22, 10, 5, 0, tzinfo=UTC)
     assert qr.verify_card_token(SECRET, made.token, NOW + timedelta(minutes=4), TTL) == CARD
     assert CARD.split("_")[1] in made.token and "@" not in made.token  # an opaque id, nothing personal
 
