@@ -128,8 +128,10 @@ def test_why_a_member_won(client, marketer, factory, till, program, clock):
                   conditions={"min_amount": "20.00"}, per_member_limit=1, per_member_period_days=30,
                   daily_limit=100)
     answer = buy(client, till, lucky, amount="42.00", receipt="R-77")
-    assert answer["rewards"] == [{"rule_id": rule["id"], "title": "Lucky basket", "points": 25, "coupon": None,
-                                  "pending": False}]
+    [reward] = answer["rewards"]
+    assert reward["grant_id"].startswith("gnt_")
+    assert reward == {"rule_id": rule["id"], "title": "Lucky basket", "points": 25, "coupon": None,
+                      "pending": False, "surprise": True, "grant_id": reward["grant_id"]}
     client.patch(f"{RULES}/{rule['id']}", json={"reward": {"points": 99}}, headers=marketer)
     page = client.get(f"{RULES}/{rule['id']}/grants?member_id={lucky['id']}", headers=marketer).get_json()
     [grant] = page["items"]
