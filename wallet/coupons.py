@@ -823,7 +823,7 @@ def _resolve(session: Session, program: Program, scanned: str) -> Coupon:
     kind = qr.token_kind(scanned)
     if kind == "coupon":
         try:
-            coupon_id = qr.verify_coupon_token(program.secret, scanned)
+            coupon_id = qr.verify_coupon_token(program.qr_keys, scanned)
         except InvalidToken:
             # 422, not 401: the cashier's own credentials are fine; the paper in front of them is not.
             raise InvalidCoupon("This coupon's QR code is not genuine", code="invalid_coupon_token",

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Mapped, Session, make_transient_to_detached, mapped_c
 from . import ledger, qr, rules
 from .barcodes import normalise_barcode
 from .db import Base, id_column, new_id, utcnow
-from .errors import Conflict, Invalid, NotFound, Rejected
+from .errors import Conflict, Invalid, InvalidToken, NotFound, Rejected, TokenExpired
 from .members import Card, Member, card_by_number
 from .program import Program
 from .stores import Product, Store
@@ -73,11 +73,21 @@ class RefundResult:
     balance: int
 
 
+def _scanned_card_id(program: Program, code: str) -> str:
+    """The card a scanned card code names. Its failures are 422, not 401: the till's own sign-in is fine,
+    the code on the phone is not (the shopper refreshes the card screen)."""
+    try:
+        return qr.verify_card_token(program.qr_keys, code, program.now(), program.card_token_ttl)
+    except TokenExpired as error:
+        raise Rejected(error.detail, code="token_expired", errors={"card": ["The card code has expired."]}) from None
+    except InvalidToken as error:
+        raise Invalid(error.detail, code="invalid_token", errors={"card": ["Not a genuine card code."]}) from None
+
+
 def card_from_scan(session: Session, program: Program, code: str) -> Card:
     """The card a scanned QR token or a typed card number names; it must be active."""
     if qr.token_kind(code) == "card":
-        card_id = qr.verify_card_token(program.qr_keys, code, program.now(), program.card_token_ttl)
-        card = session.get(Card, card_id)
+        card = session.get(Card, _scanned_card_id(program, code))
         if card is None:
             raise NotFound("No such card", code="card_not_found")
     elif qr.token_kind(code) == "coupon":
@@ -138,7 +148,7 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
 def _card_at_store(session: Session, program: Program, code: str, store_id: str) -> Card:
     """The scanned card, checked together with the till's store in one query (the till's hot path)."""
     if qr.token_kind(code) == "card":
-        where = Card.id == qr.verify_card_token(program.qr_keys, code, program.now(), program.card_token_ttl)
+        where = Card.id == _scanned_card_id(program, code)
     elif qr.token_kind(code) is None and code.replace(" ", "").replace("-", "").isdigit():
         where = Card.number == re.sub(r"[\s-]", "", code)
     else:
@@ -207,6 +217,9 @@ def refund_purchase(session: Session, program: Program, purchase_id: str, *, sto
         requested += result.requested
         reversed_ += result.reversed
     cancelled = ledger.cancel_pending(session, source)
+    from . import coupons  # late: coupons need the till's models
+    coupons.void_coupons_from(session, program, source, member_id=purchase.member_id, actor=actor,
+                              reason=f"Refund of receipt {purchase.receipt_id}")
     if purchase.status != "refunded":
         purchase.status = "refunded"
         purchase.refunded_at = program.now()

@@ -114,9 +114,9 @@ def test_expired_and_forged_card_codes_are_refused(clock, client, factory, till,
     member = factory.member()
     token = qr.card_token(program.secret, member["card_id"], clock.now, program.card_token_ttl).token
     clock.advance(minutes=6)
-    assert_problem(buy(client, till, token), 401, "token_expired")
+    assert_problem(buy(client, till, token), 422, "token_expired")
     forged = qr.card_token(b"not-the-key" * 3, member["card_id"], clock.now, program.card_token_ttl).token
-    assert_problem(buy(client, till, forged), 401, "invalid_token")
+    assert_problem(buy(client, till, forged), 422, "invalid_token")
     assert factory.balance(member["id"]) == 0
 
 
@@ -278,7 +278,7 @@ def test_a_card_code_made_before_a_key_rotation_still_scans(clock, client, facto
     member = factory.member()
     old_key = b"r" * 32
     token = qr.card_token(old_key, member["card_id"], clock.now, program.card_token_ttl).token
-    assert_problem(buy(client, till, token), 401, "invalid_token")
+    assert_problem(buy(client, till, token), 422, "invalid_token")
     program.old_secrets = (old_key,)
     assert buy(client, till, token, receipt="R-2").status_code == 201
 
@@ -312,3 +312,22 @@ def test_a_cashier_is_bound_to_an_open_store_found_by_code_in_any_case(session, 
         members.create_staff(session, email="d@example.com", password="staff password", role="cashier",
                              store_code="TLV-1")
     assert caught.value.code == "unknown_store"
+
+
+def test_refund_voids_the_unused_reward_coupons_the_purchase_gave(client, factory, till, app, program):
+    from wallet import coupons
+    with app.app_context():
+        offer = coupons.create_offer(db.session, program, {"title": "Free croissant",
+                                                           "benefit": {"kind": "percent_off", "value": "100"}})
+        offer_id = offer.id
+        db.session.commit()
+    factory.rule(title="Croissant with a big basket", reward={"offer_id": offer_id}, conditions={"min_amount": "50"})
+    member = factory.member()
+    purchase = buy(client, till, member["card_number"], amount="60").get_json()
+    [coupon] = [r["coupon"] for r in purchase["rewards"] if r["coupon"]]
+    listed = client.get("/api/v1/me/coupons", headers=member["headers"]).get_json()["items"]
+    assert [(c["id"], c["status"]) for c in listed] == [(coupon["id"], "issued")]
+    client.post(f"/api/v1/pos/purchases/{purchase['purchase_id']}/refund", headers=till["h"])
+    listed = client.get("/api/v1/me/coupons", headers=member["headers"]).get_json()["items"]
+    assert [(c["id"], c["status"]) for c in listed] == [(coupon["id"], "void")]
+    assert factory.balance(member["id"]) == 0
