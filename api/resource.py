@@ -78,6 +78,8 @@ class Resource(MethodView):
                 if claimed is not None and response.status_code < 400:
                     idempotency.record(session, claimed, response.status_code, response.get_data(),
                                        response.content_type)
+                elif claimed is not None:
+                    session.delete(claimed)  # an error answer is not kept: a retry runs again
                 session.commit()
                 return response
             except DomainError as error:
