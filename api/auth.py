@@ -30,13 +30,6 @@ def current_principal() -> tokens.Principal:
     return g.principal
 
 
-def principal_or_none() -> tokens.Principal | None:
-    try:
-        return current_principal()
-    except Unauthorized:
-        return None
-
-
 def roles_required(*roles: str) -> Callable:
     """Only these roles may call the view: 401 without a valid token, 403 with the wrong role."""
 
@@ -60,4 +53,3 @@ member_required = roles_required("member")
 cashier_required = roles_required("cashier")
 marketer_required = roles_required("marketer", "admin")
 admin_required = roles_required("admin")
-

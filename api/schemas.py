@@ -18,15 +18,6 @@ class StrictSchema(Schema):
         unknown = RAISE
 
 
-class ProblemSchema(Schema):
-    type = fields.String()
-    title = fields.String()
-    status = fields.Integer()
-    detail = fields.String()
-    code = fields.String(metadata={"description": "Stable machine-readable error code"})
-    errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
-
-
 class ListArgs(StrictSchema):
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
     cursor = fields.String(load_default=None, validate=validate.Length(max=200))
@@ -83,4 +74,3 @@ class Money(fields.Field):
         if number.as_tuple().exponent < -2:
             raise ValidationError("At most two decimal places.")
         return number
-

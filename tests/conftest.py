@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import threading
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -240,10 +239,6 @@ class Factory:
 @pytest.fixture
 def factory(app):
     return Factory(app)
-
-
-def money(value: str) -> Decimal:
-    return Decimal(value)
 
 
 def assert_problem(response, status: int, code: str) -> dict:

@@ -150,10 +150,6 @@ def rotate_refresh_token(session: Session, ring: KeyRing, token: str, now: datet
     return principal, issue_refresh_token(session, ring, principal, now, family=row.family)
 
 
-def revoke_all(session: Session, subject: str) -> None:
-    session.execute(update(RefreshToken).where(RefreshToken.subject == subject).values(revoked=True))
-
-
 def purge_expired(session: Session, now: datetime) -> int:
     """Delete refresh tokens past their expiry; they can never be used again."""
     return session.execute(delete(RefreshToken).where(RefreshToken.expires_at < now)).rowcount
