@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from .db import Base, id_column, utcnow
+from .db import Base, add_now, id_column, utcnow
 from .errors import IdempotencyConflict, InsufficientPoints, NotFound, Rejected
 from .program import Program
 
@@ -154,8 +154,7 @@ def _move(session: Session, program: Program, *, member_id: str, delta: int, kin
                         balance_after=row.points, expires_at=expires_at, actor=actor, description=description,
                         idempotency_key=idempotency_key, reverses_id=reverses_id, rule_id=rule_id,
                         channel=channel, created_at=now)
-    session.add(entry)
-    session.flush()
+    add_now(session, entry)
     # The UPDATE bypassed the ORM: a Balance already loaded in this session must be read again.
     cached = session.identity_map.get(session.identity_key(Balance, member_id))  # type: ignore[arg-type]
     if cached is not None:
@@ -201,7 +200,8 @@ def earn(session: Session, program: Program, *, member_id: str, points: int, rea
     entry = _move(session, program, member_id=member_id, delta=points, kind=kind, reason=reason,
                   idempotency_key=idempotency_key, description=description, source=source, actor=actor,
                   expires_at=expires_at, rule_id=rule_id, channel=channel)
-    session.add(Lot(member_id=member_id, entry_id=entry.id, points=points, remaining=points, expires_at=expires_at))
+    add_now(session, Lot(member_id=member_id, entry_id=entry.id, points=points, remaining=points,
+                         expires_at=expires_at))
     return entry
 
 

@@ -46,7 +46,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from . import benefits, ledger
-from .db import Base, id_column, new_id, utcnow
+from .db import Base, add_now, id_column, new_id, utcnow
 from .errors import Invalid, NotFound, Rejected
 from .program import Program
 
@@ -165,6 +165,10 @@ class Event:
     items: list[dict[str, Any]] = field(default_factory=list)  # {barcode, category, quantity, unit_price}
     attributes: dict[str, Any] = field(default_factory=dict)
     occurred_at: datetime | None = None
+    store_timezone: str | None = None  # when the caller has read the store already (else it is looked up)
+    # The event was recorded in this transaction under a unique key (or is recorded after its rules run), so
+    # no rule can have granted for it yet: the look-up is skipped (the grants' unique key still guards).
+    fresh: bool = False
 
     def describe(self) -> dict[str, Any]:
         return {"trigger": self.trigger, "source": self.source, "channel": self.channel, "store_id": self.store_id,
@@ -397,7 +401,9 @@ class _Run:
     def store_tz(self) -> ZoneInfo:
         if self._tz is None:
             self._tz = self.program.tz
-            if self.event.store_id:
+            if self.event.store_timezone:
+                self._tz = ZoneInfo(self.event.store_timezone)
+            elif self.event.store_id:
                 from .stores import Store
                 store = self.session.get(Store, self.event.store_id)  # the till has usually loaded it already
                 if store is not None and store.timezone:
@@ -441,30 +447,34 @@ def active_rules(session: Session, trigger: str, now: datetime, rule_ids: list[s
     return list(session.scalars(_rules_query(select(Rule), trigger, now, rule_ids)))
 
 
-def _load_query(with_benefits: bool, rule_ids: list[str] | None = None) -> Any:
+def _load_query(with_benefits: bool, with_granted: bool = True, rule_ids: list[str] | None = None) -> Any:
     source, now = bindparam("source"), bindparam("now")
-    columns = [Rule, exists().where(RuleGrant.rule_id == Rule.id, RuleGrant.event_source == source)]
+    columns: list[Any] = [Rule]
+    if with_granted:
+        columns.append(exists().where(RuleGrant.rule_id == Rule.id, RuleGrant.event_source == source))
     if with_benefits:
         columns.append(exists().where(*benefits.usable_where(bindparam("member_id"), now, source)))
     return _rules_query(select(*columns), bindparam("trigger"), now, rule_ids)
 
 
 # Built once: the hot path (every purchase) binds its values instead of building the expression again.
-_LOAD = {True: _load_query(True), False: _load_query(False)}
+_LOAD = {(b, g): _load_query(b, g) for b in (True, False) for g in (True, False)}
 
 
 def _load(run: _Run, rule_ids: list[str] | None = None) -> list[Rule]:
-    """The event's rules in one round trip, each with whether it already granted for this event's source and,
-    for a purchase, whether the member holds a usable benefit (the usual answer, no, costs no second query)."""
+    """The event's rules in one round trip, each with whether it already granted for this event's source (unless
+    the event is fresh) and, for a purchase, whether the member holds a usable benefit (the usual answer, no,
+    costs no second query)."""
     event = run.event
     purchase = event.trigger == "purchase"
-    query = _LOAD[purchase] if rule_ids is None else _load_query(purchase, rule_ids)
+    granted = not event.fresh
+    query = _LOAD[purchase, granted] if rule_ids is None else _load_query(purchase, granted, rule_ids)
     params = {"trigger": event.trigger, "now": run.now, "source": event.source}
     if purchase:
         params["member_id"] = event.member_id
     rows = run.session.execute(query, params).all()
-    run._granted_before = {row[0].id for row in rows if row[1]}
-    run.has_benefits = bool(rows and purchase and rows[0][2])
+    run._granted_before = {row[0].id for row in rows if row[1]} if granted else set()
+    run.has_benefits = bool(rows and purchase and rows[0][-1])
     return [row[0] for row in rows]
 
 
@@ -521,8 +531,8 @@ def _nth_count(run: _Run, period: str) -> int | None:
     start = period_start(run.now, run.program.tz, period)
     if start is not None:
         query = query.where(Purchase.created_at >= start)
-    count = run.session.scalar(query)
-    return count if run.live else count + 1  # a dry run's purchase is not recorded
+    # The till writes a purchase after its rules have run (and a dry run's purchase is never written).
+    return run.session.scalar(query) + 1
 
 
 def period_start(now: datetime, tz: ZoneInfo, period: str) -> datetime | None:
@@ -775,7 +785,7 @@ def _write(run: _Run, grant: Grant) -> bool:
         draw=grant.draw, points=grant.points, coupon_id=(grant.coupon or {}).get("id"),
         benefit_id=grant.benefit.id if grant.benefit is not None else None,
         entry_id=getattr(grant.entry, "id", None), caps=grant.caps, day=run.day, granted_at=run.now)
-    session.add(grant.record)
+    add_now(session, grant.record)
     return True
 
 

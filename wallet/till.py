@@ -9,14 +9,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Mapped, Session, make_transient_to_detached, mapped_column
+from sqlalchemy import ForeignKey, String, UniqueConstraint, insert, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from . import ledger, qr, rules
 from .barcodes import normalise_barcode
-from .db import Base, id_column, new_id, utcnow
+from .db import Base, add_now, id_column, new_id, utcnow
 from .errors import Conflict, Invalid, InvalidToken, NotFound, Rejected, TokenExpired
 from .members import Card, Member, card_by_number
 from .program import Program
@@ -108,90 +106,92 @@ def _fingerprint(member_id: str, amount: Decimal, currency: str, items: list[dic
 def record_purchase(session: Session, program: Program, *, store_id: str, card_code: str, amount: Decimal,
                     currency: str, receipt_id: str, items: list[dict[str, Any]] | None = None,
                     cashier_id: str | None = None) -> PurchaseResult:
-    """Record a purchase once per store and receipt, and grant what the purchase rules give."""
+    """Record a purchase once per store and receipt, and grant what the purchase rules give.
+
+    The till's hot path: one read (card, store and any earlier purchase of this receipt together), the rules,
+    then the writes; the purchase row is written last, with what it earned, so it is never updated. Two tills
+    sending one receipt at once both get past the read; the second meets the (store, receipt) unique
+    constraint, its transaction is rolled back and rerun by the caller, and the rerun replays the first.
+    """
     items = items or []
     if currency != program.currency:
         raise Invalid(f"This club counts in {program.currency}", code="unsupported_currency",
                       errors={"currency": [f"Must be {program.currency}."]})
     for i, item in enumerate(items):
         item["barcode"] = normalise_barcode(item["barcode"], field=f"items.{i}.barcode")
-    card = _card_at_store(session, program, card_code, store_id)
-    fingerprint = _fingerprint(card.member_id, amount, currency, items)
-    now = program.now()
-    purchase = Purchase(id=new_id("pur"), store_id=store_id, member_id=card.member_id, receipt_id=receipt_id,
-                        amount=amount, currency=currency, fingerprint=fingerprint, cashier_id=cashier_id,
-                        created_at=now, points_awarded=0, rewards=[], status="completed", channel="till",
-                        refunded_at=None)
-    if not _insert_once(session, purchase):
+    at = _card_at_store(session, program, card_code, store_id, receipt_id)
+    fingerprint = _fingerprint(at.member_id, amount, currency, items)
+    if at.earlier_purchase_id is not None:
         # This store already has this receipt: a retry replays it, anything else is a clash.
-        existing = session.scalar(select(Purchase).where(Purchase.store_id == store_id,
-                                                         Purchase.receipt_id == receipt_id))
+        existing = session.get(Purchase, at.earlier_purchase_id)
         if existing.fingerprint != fingerprint:
             raise Conflict("This receipt was already recorded with other details", code="receipt_conflict")
         balance = ledger.balance_of(session, existing.member_id).points
         return PurchaseResult(existing, balance, existing.rewards, replayed=True)
-    basket = _basket(session, purchase.id, items)
+    now = program.now()
+    purchase_id = new_id("pur")
+    basket = _basket(session, items)
     pending_until = now + timedelta(days=program.pending_days) if program.pending_days else None
-    event = rules.Event(trigger="purchase", member_id=card.member_id, source=f"purchase:{purchase.id}",
+    event = rules.Event(trigger="purchase", member_id=at.member_id, source=f"purchase:{purchase_id}",
                         channel="till", store_id=store_id, amount=amount, currency=currency, items=basket,
-                        occurred_at=now)
+                        occurred_at=now, store_timezone=at.store_timezone, fresh=True)
     grants = rules.fire(session, program, event, pending_until=pending_until)
     rewards = json.loads(json.dumps([g.as_reward() for g in grants], default=str))
-    purchase.points_awarded = sum(g.points for g in grants)
-    purchase.rewards = rewards
-    session.flush()
+    purchase = add_now(session, Purchase(
+        id=purchase_id, store_id=store_id, member_id=at.member_id, receipt_id=receipt_id, amount=amount,
+        currency=currency, fingerprint=fingerprint, cashier_id=cashier_id, created_at=now,
+        points_awarded=sum(g.points for g in grants), rewards=rewards, status="completed", channel="till",
+        refunded_at=None))
+    if basket:
+        session.execute(insert(PurchaseItem), [{"purchase_id": purchase_id, **row} for row in basket])
     earned = [g.entry for g in grants if isinstance(getattr(g, "entry", None), ledger.LedgerEntry)]
-    balance = max(e.balance_after for e in earned) if earned else ledger.balance_of(session, card.member_id).points
+    balance = max(e.balance_after for e in earned) if earned else ledger.balance_of(session, at.member_id).points
     return PurchaseResult(purchase, balance, rewards)
 
 
-def _card_at_store(session: Session, program: Program, code: str, store_id: str) -> Card:
-    """The scanned card, checked together with the till's store in one query (the till's hot path)."""
+@dataclass
+class _CardAtStore:
+    member_id: str
+    store_timezone: str | None
+    earlier_purchase_id: str | None
+
+
+def _card_at_store(session: Session, program: Program, code: str, store_id: str, receipt_id: str) -> _CardAtStore:
+    """The scanned card, the till's store and this receipt's earlier purchase, if any, in one query."""
     if qr.token_kind(code) == "card":
         where = Card.id == _scanned_card_id(program, code)
     elif qr.token_kind(code) is None and code.replace(" ", "").replace("-", "").isdigit():
         where = Card.number == re.sub(r"[\s-]", "", code)
     else:
-        return card_from_scan(session, program, code)  # says precisely what is wrong
-    row = session.execute(select(Card, Store.active).join(Store, Store.id == store_id).where(where)).first()
+        where = Card.id == card_from_scan(session, program, code).id  # says precisely what is wrong, if anything
+    row = session.execute(
+        select(Card.member_id, Card.status, Store.active, Store.timezone, Purchase.id)
+        .select_from(Card).join(Store, Store.id == store_id)
+        .outerjoin(Purchase, (Purchase.store_id == store_id) & (Purchase.receipt_id == receipt_id))
+        .where(where)).first()
     if row is None:
         card_from_scan(session, program, code)  # raises card_not_found
         raise Rejected("This store does not take purchases", code="store_inactive")
-    card, store_active = row
-    if card.status != "active":
+    member_id, status, store_active, timezone, earlier = row
+    if status != "active":
         raise Rejected("This card is blocked", code="card_inactive")
     if not store_active:
         raise Rejected("This store does not take purchases", code="store_inactive")
-    return card
+    return _CardAtStore(member_id, timezone, earlier)
 
 
-def _insert_once(session: Session, purchase: Purchase) -> bool:
-    """Insert the purchase unless its (store, receipt) exists: one statement, no look-up first."""
-    dialect = session.get_bind().dialect.name
-    insert = {"postgresql": pg_insert, "sqlite": sqlite_insert}[dialect]
-    values = {c.key: getattr(purchase, c.key) for c in Purchase.__table__.columns}
-    inserted = session.execute(insert(Purchase).values(values)
-                               .on_conflict_do_nothing(index_elements=["store_id", "receipt_id"])
-                               .returning(Purchase.id)).first()
-    if inserted is None:
-        return False
-    make_transient_to_detached(purchase)
-    session.add(purchase)  # persistent without a reload; later changes are UPDATEs
-    return True
-
-
-def _basket(session: Session, purchase_id: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _basket(session: Session, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The basket's items, each with its product and category where the barcode is a known product."""
     if not items:
         return []
-    products = {p.barcode: p for p in session.scalars(
-        select(Product).where(Product.barcode.in_({i["barcode"] for i in items})))}
+    products = dict(session.execute(select(Product.barcode, Product).where(
+        Product.barcode.in_({i["barcode"] for i in items}))).all())
     basket = []
     for item in items:
         product = products.get(item["barcode"])
-        row = {"barcode": item["barcode"], "quantity": item["quantity"], "unit_price": item["unit_price"],
-               "category": product.category if product else None, "product_id": product.id if product else None}
-        session.add(PurchaseItem(purchase_id=purchase_id, **row))
-        basket.append(row)
+        basket.append({"barcode": item["barcode"], "quantity": item["quantity"], "unit_price": item["unit_price"],
+                       "category": product.category if product else None,
+                       "product_id": product.id if product else None})
     return basket
 
 
