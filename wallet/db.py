@@ -67,6 +67,9 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_INSERTS: dict = {}  # one INSERT statement per table, built once
+
+
 def add_now(session: Session, obj: Base) -> Base:
     """INSERT one new object at once, as one plain statement, and keep it in the session as a clean persistent
     object: the hot paths' way to write a row, without the unit of work's flush machinery.
@@ -86,7 +89,10 @@ def add_now(session: Session, obj: Base) -> Base:
         value = None if default is None else default.arg if default.is_scalar else default.arg(None)
         setattr(obj, key, value)
         values[key] = value
-    session.execute(insert(table), values)  # autoflushes what is pending first (foreign keys)
+    statement = _INSERTS.get(table)
+    if statement is None:
+        statement = _INSERTS[table] = insert(table)
+    session.execute(statement, values)  # autoflushes what is pending first (foreign keys)
     make_transient_to_detached(obj)
     session.add(obj)
     return obj

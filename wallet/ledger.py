@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint, func, select, update
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint, bindparam, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .db import Base, add_now, id_column, utcnow
@@ -107,6 +107,16 @@ class PendingPoints(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+_balances = Balance.__table__
+# Built once (every purchase runs it): move the balance by :delta unless that takes it below zero, count the
+# entry, and answer the balance and the entry's seq. The row lock it takes orders the member's movements.
+_MOVE = (update(_balances)
+         .where(_balances.c.member_id == bindparam("member"), _balances.c.points + bindparam("delta") >= 0)
+         .values(points=_balances.c.points + bindparam("delta"), seq=_balances.c.seq + 1,
+                 updated_at=bindparam("now", type_=_balances.c.updated_at.type))
+         .returning(_balances.c.points, _balances.c.seq))
+
+
 def open_account(session: Session, member_id: str) -> None:
     session.add(Balance(member_id=member_id))
 
@@ -137,13 +147,7 @@ def _move(session: Session, program: Program, *, member_id: str, delta: int, kin
           rule_id: str | None = None, channel: str | None = None) -> LedgerEntry:
     """Change the balance and append the entry in one go; the UPDATE takes the member's row lock."""
     now = program.now()
-    row = session.execute(
-        update(Balance)
-        .where(Balance.member_id == member_id, Balance.points + delta >= 0)
-        .values(points=Balance.points + delta, seq=Balance.seq + 1, updated_at=now)
-        .returning(Balance.points, Balance.seq),
-        execution_options={"synchronize_session": False},
-    ).one_or_none()
+    row = session.execute(_MOVE, {"member": member_id, "delta": delta, "now": now}).one_or_none()
     if row is None:
         points = session.scalar(select(Balance.points).where(Balance.member_id == member_id))
         if points is None:

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint, insert, select
+from sqlalchemy import ForeignKey, String, UniqueConstraint, bindparam, insert, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from . import ledger, qr, rules
@@ -156,19 +156,27 @@ class _CardAtStore:
     earlier_purchase_id: str | None
 
 
+def _card_at_store_query(by: Any) -> Any:
+    return (select(Card.member_id, Card.status, Store.active, Store.timezone, Purchase.id)
+            .select_from(Card).join(Store, Store.id == bindparam("store_id"))
+            .outerjoin(Purchase, (Purchase.store_id == bindparam("store_id"))
+                       & (Purchase.receipt_id == bindparam("receipt_id")))
+            .where(by == bindparam("card")))
+
+
+# Built once: the till's hot path binds its values instead of building the expression again.
+_CARD_AT_STORE = {"token": _card_at_store_query(Card.id), "number": _card_at_store_query(Card.number)}
+
+
 def _card_at_store(session: Session, program: Program, code: str, store_id: str, receipt_id: str) -> _CardAtStore:
     """The scanned card, the till's store and this receipt's earlier purchase, if any, in one query."""
     if qr.token_kind(code) == "card":
-        where = Card.id == _scanned_card_id(program, code)
+        by, card = "token", _scanned_card_id(program, code)
     elif qr.token_kind(code) is None and code.replace(" ", "").replace("-", "").isdigit():
-        where = Card.number == re.sub(r"[\s-]", "", code)
+        by, card = "number", re.sub(r"[\s-]", "", code)
     else:
-        where = Card.id == card_from_scan(session, program, code).id  # says precisely what is wrong, if anything
-    row = session.execute(
-        select(Card.member_id, Card.status, Store.active, Store.timezone, Purchase.id)
-        .select_from(Card).join(Store, Store.id == store_id)
-        .outerjoin(Purchase, (Purchase.store_id == store_id) & (Purchase.receipt_id == receipt_id))
-        .where(where)).first()
+        by, card = "token", card_from_scan(session, program, code).id  # says precisely what is wrong, if anything
+    row = session.execute(_CARD_AT_STORE[by], {"card": card, "store_id": store_id, "receipt_id": receipt_id}).first()
     if row is None:
         card_from_scan(session, program, code)  # raises card_not_found
         raise Rejected("This store does not take purchases", code="store_inactive")
