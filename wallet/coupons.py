@@ -23,6 +23,7 @@ import os
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import (
@@ -42,9 +43,9 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from . import ledger, qr
 from .db import Base, UTCDateTime, id_column, new_id, utcnow
@@ -232,29 +233,38 @@ def new_code() -> str:
     return new_codes(1)[0]
 
 
-_B32_TO_CROCKFORD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", CODE_ALPHABET)
 # Each symbol's share of the check sum, by its distance from the end: Luhn mod 32 without a loop per symbol.
 _CHECK_SHARE = [{ch: (f * v) // 32 + (f * v) % 32 for v, ch in enumerate(CODE_ALPHABET)}
                 for f in (2, 1) * (CODE_LENGTH // 2)]
 
 
+# A random byte's low 5 bits as a symbol (256 is a multiple of 32, so every symbol is equally likely).
+_SYMBOL_OF_BYTE = bytes(ord(CODE_ALPHABET[b % 32]) for b in range(256))
+
+
 def _random_symbols(n: int) -> str:
     """``n`` random Crockford symbols (5 bits each) from the OS's random source, in one C-level pass."""
-    raw = os.urandom((n * 5 + 7) // 8)
-    return base64.b32encode(raw).decode().translate(_B32_TO_CROCKFORD)[:n]
+    return os.urandom(n).translate(_SYMBOL_OF_BYTE).decode("ascii")
+
+
+# The same sums by pairs of symbols (a symbol at an odd distance from the end, then one at an even distance), and
+# the check symbol that completes a total: a code's check is 6 lookups.
+_PAIR_SHARE = {a + b: _CHECK_SHARE[1][a] + _CHECK_SHARE[0][b] for a in CODE_ALPHABET for b in CODE_ALPHABET}
+_FIRST_SHARE = [(ch, _CHECK_SHARE[0][ch]) for ch in _LETTERS]
+_COMPLETES = [CODE_ALPHABET[(32 - total) % 32] for total in range(32)]
 
 
 def new_codes(n: int) -> list[str]:
-    """``n`` fresh human codes at once (bulk issue): the same shape as :func:`new_code`, a few µs each."""
-    body_len = CODE_LENGTH - 2
+    """``n`` fresh human codes at once (bulk issue): the same shape as :func:`new_code`, about a µs each."""
+    body_len = CODE_LENGTH - 2  # after the letter, before the check symbol
     symbols = _random_symbols(n * body_len)
-    firsts = os.urandom(2 * n)
+    pair, first, completes = _PAIR_SHARE, _FIRST_SHARE, _COMPLETES
     codes = []
-    for i in range(n):
-        body = _LETTERS[int.from_bytes(firsts[2 * i:2 * i + 2], "big") % len(_LETTERS)] \
-            + symbols[i * body_len:(i + 1) * body_len]
-        total = sum(_CHECK_SHARE[j][ch] for j, ch in enumerate(reversed(body)))
-        codes.append(body + CODE_ALPHABET[(32 - total % 32) % 32])
+    for i, r in enumerate(memoryview(os.urandom(2 * n)).cast("H")):
+        s = symbols[i * body_len:(i + 1) * body_len]
+        letter, share = first[r % len(first)]
+        total = share + pair[s[0:2]] + pair[s[2:4]] + pair[s[4:6]] + pair[s[6:8]] + pair[s[8:10]]
+        codes.append(letter + s + completes[total % 32])
     return codes
 
 
@@ -628,7 +638,10 @@ def bulk_issue(session: Session, program: Program, offer_id: str, *, member_ids:
     skipped: Counter[str] = Counter()
 
     if all_members:
-        candidates = list(session.scalars(select(Member.id).where(Member.status == "active").order_by(Member.id)))
+        # Core, not ORM: 100,000 ids need no objects (the ORM query above has flushed what was pending).
+        members = Member.__table__
+        candidates = session.execute(select(members.c.id).where(members.c.status == "active")
+                                     .order_by(members.c.id)).scalars().all()
     else:
         wanted = list(dict.fromkeys(member_ids))
         skipped["duplicate"] = len(member_ids) - len(wanted)
@@ -652,14 +665,18 @@ def bulk_issue(session: Session, program: Program, offer_id: str, *, member_ids:
         held = dict(session.execute(select(Coupon.member_id, func.count())
                                     .where(Coupon.offer_id == offer.id, Coupon.status != "void")
                                     .group_by(Coupon.member_id)).all())
-    eligible = []
-    for member_id in candidates:
-        if member_id in already:
-            skipped["already_issued"] += 1
-        elif offer.per_member_limit is not None and held.get(member_id, 0) >= offer.per_member_limit:
-            skipped["limit_reached"] += 1
-        else:
-            eligible.append(member_id)
+    limit = offer.per_member_limit
+    if not already and limit is None:
+        eligible = list(candidates)  # the first round of an offer without a per-member limit: everyone
+    else:
+        eligible = []
+        for member_id in candidates:
+            if member_id in already:
+                skipped["already_issued"] += 1
+            elif limit is not None and held.get(member_id, 0) >= limit:
+                skipped["limit_reached"] += 1
+            else:
+                eligible.append(member_id)
     left = remaining_of(offer)
     if left is not None and len(eligible) > left:
         skipped["offer_exhausted"] += len(eligible) - left
@@ -677,32 +694,62 @@ def bulk_issue(session: Session, program: Program, offer_id: str, *, member_ids:
 
 def _insert_coupons(session: Session, program: Program, offer: Offer, member_ids: list[str], *, now: datetime,
                     key: str, actor: str) -> int:
-    """Insert one coupon per member in a few statements; on PostgreSQL each chunk is one INSERT ... SELECT
-    over arrays, so 100,000 coupons are a handful of round trips."""
+    """Insert one coupon per member: on PostgreSQL one COPY, elsewhere batched executemany.
+
+    Members, ids and codes are each sorted before they are paired (ids and codes are random, so which member
+    gets which is still random): every index of the table (id, code, offer and key and member, member) then
+    takes its new entries in ascending order, leaf page after leaf page, instead of all over the tree.
+    """
+    n = len(member_ids)
+    if not n:
+        return 0
     expires = coupon_expiry(program, offer, now)
-    postgres = session.get_bind().dialect.name == "postgresql"
-    for chunk in _chunks(member_ids, 25_000 if postgres else 2_000):
-        ids, codes = new_ids("cpn", len(chunk)), new_codes(len(chunk))
-        if postgres:
-            session.execute(_BULK_INSERT, {"ids": ids, "members": chunk, "codes": codes, "offer_id": offer.id,
-                                           "now": now, "expires": expires, "source": key[:80], "key": key,
-                                           "actor": actor})
-        else:
-            session.execute(insert(Coupon.__table__), [
-                {"id": i, "offer_id": offer.id, "member_id": m, "code": c, "status": "issued", "issued_at": now,
-                 "expires_at": expires, "source": key[:80], "issue_key": key, "actor": actor, "channel": "bulk",
-                 "points_cost": 0} for i, m, c in zip(ids, chunk, codes, strict=True)])
-    return len(member_ids)
+    member_ids = sorted(member_ids)
+    ids = sorted(new_ids("cpn", n))
+    codes = new_codes(n)
+    while len(set(codes)) < n:  # two equal codes in one batch (about 1 in 10^10 for 100,000): draw again
+        codes = new_codes(n)
+    codes.sort()
+    constant = {"offer_id": offer.id, "status": "issued", "issued_at": now, "expires_at": expires,
+                "source": key[:80], "issue_key": key, "actor": actor, "channel": "bulk", "points_cost": 0}
+    if session.get_bind().dialect.name == "postgresql":
+        _copy_coupons(session, ids, member_ids, codes, constant)
+    else:
+        for start in range(0, n, 5_000):
+            session.execute(_COUPON_INSERT, [
+                {"id": i, "member_id": m, "code": c} | constant
+                for i, m, c in zip(ids[start:start + 5_000], member_ids[start:start + 5_000],
+                                   codes[start:start + 5_000], strict=True)])
+    return n
 
 
-_BULK_INSERT = text("""
-    INSERT INTO coupons (id, offer_id, member_id, code, status, issued_at, expires_at, source, issue_key, actor,
-                         channel, points_cost)
-    SELECT t.id, :offer_id, t.member_id, t.code, 'issued', :now, :expires, :source, :key, :actor, 'bulk', 0
-    FROM unnest(CAST(:ids AS text[]), CAST(:members AS text[]), CAST(:codes AS text[])) AS t(id, member_id, code)
-""").bindparams(bindparam("now", type_=UTCDateTime()), bindparam("expires", type_=UTCDateTime()),
-                bindparam("ids", type_=ARRAY(String)), bindparam("members", type_=ARRAY(String)),
-                bindparam("codes", type_=ARRAY(String)))
+_COUPON_INSERT = insert(Coupon.__table__)
+_COPY_COLUMNS = ("offer_id", "status", "issued_at", "expires_at", "source", "issue_key", "actor", "channel",
+                 "points_cost")
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(value: Any) -> str:
+    """One field in COPY's text format (no NULLs here)."""
+    if isinstance(value, datetime):
+        value = value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ")  # the columns hold naive UTC
+    return str(value).translate(_COPY_ESCAPES)
+
+
+def _copy_coupons(session: Session, ids: list[str], member_ids: list[str], codes: list[str],
+                  constant: dict[str, Any]) -> None:
+    """PostgreSQL: the rows as one COPY in the session's transaction, sent in slices so the server writes one
+    slice while the next is formatted. COPY writes rows in batches; an INSERT writes them one at a time."""
+    tail = "\t" + "\t".join(_copy_text(constant[c]) for c in _COPY_COLUMNS) + "\n"
+    if any(ch in "".join(member_ids) for ch in "\\\t\n\r"):
+        member_ids = [_copy_text(m) for m in member_ids]  # ids this club makes never need it; others might
+    raw = session.connection().connection.driver_connection
+    columns = ", ".join(("id", "member_id", "code") + _COPY_COLUMNS)
+    with raw.cursor() as cursor, cursor.copy(f"COPY coupons ({columns}) FROM STDIN") as copy:
+        for start in range(0, len(ids), 10_000):
+            stop = start + 10_000
+            copy.write("".join([f"{i}\t{m}\t{c}{tail}" for i, m, c in
+                                zip(ids[start:stop], member_ids[start:stop], codes[start:stop], strict=True)]))
 
 
 def _chunks(items: list, size: int):
@@ -818,28 +865,76 @@ def admin_coupon(session: Session, program: Program, coupon_id: str) -> dict[str
 
 # ---------------------------------------------------------------- the till
 
-def _resolve(session: Session, program: Program, scanned: str) -> Coupon:
-    """The coupon a scanned QR token or a typed human code names."""
+# The till reads a coupon with its offer as one row (Core, no ORM objects): what the answer shows and what the
+# checks need. Statements are built once; each request only binds its values.
+_C, _O, _R = Coupon.__table__, Offer.__table__, Redemption.__table__
+_TILL_COLUMNS = (_C.c.id, _C.c.offer_id, _C.c.member_id, _C.c.status, _C.c.issued_at, _C.c.expires_at,
+                 _C.c.redeemed_at, _C.c.redeemed_store_id, _C.c.redemption_id, _O.c.title, _O.c.terms,
+                 _O.c.benefit, _O.c.stores)
+_TILL_ROW = {by: select(*_TILL_COLUMNS).join_from(_C, _O, _O.c.id == _C.c.offer_id)
+             .where(_C.c[by] == bindparam("key")) for by in ("id", "code")}
+_REDEEM_UPDATE = (update(_C).where(_C.c.id == bindparam("p_id"), _C.c.status == "issued",
+                                   _C.c.expires_at > bindparam("p_now"))
+                  .values(status="redeemed", redeemed_at=bindparam("p_now"), redeemed_store_id=bindparam("p_store"),
+                          redemption_id=bindparam("p_redemption")))
+_REDEMPTION_INSERT = insert(_R)
+
+
+def _redeem_cte(by: str):
+    """PostgreSQL: the whole redemption in one statement and one round trip. The coupon's conditional UPDATE
+    (still issued, not expired, valid in this store) decides; the redemption row is written from what it
+    returns, so both happen or neither does. No row back: refused, and :func:`_refusal` says why."""
+    return text(f"""
+        WITH won AS (
+            UPDATE coupons SET status = 'redeemed', redeemed_at = :now, redeemed_store_id = :store_id,
+                               redemption_id = :redemption_id
+            FROM offers
+            WHERE coupons.{by} = :key AND offers.id = coupons.offer_id
+              AND coupons.status = 'issued' AND coupons.expires_at > :now
+              AND (offers.stores IN (CAST('[]' AS jsonb), CAST('null' AS jsonb))
+                   OR offers.stores @> jsonb_build_array(CAST(:store_id AS text)))
+            RETURNING coupons.id, coupons.offer_id, coupons.member_id, coupons.status, coupons.issued_at,
+                      coupons.expires_at, coupons.redeemed_at, coupons.redeemed_store_id, coupons.redemption_id,
+                      offers.title, offers.terms, offers.benefit, offers.stores
+        ), made AS (
+            INSERT INTO coupon_redemptions (id, coupon_id, offer_id, member_id, store_id, cashier_id, receipt_id,
+                                            channel, redeemed_at)
+            SELECT :redemption_id, won.id, won.offer_id, won.member_id, :store_id, :cashier_id, :receipt_id,
+                   'till', :now
+            FROM won
+        )
+        SELECT * FROM won
+    """).bindparams(bindparam("now", type_=UTCDateTime())).columns(*_TILL_COLUMNS)
+
+
+_REDEEM_CTE = {by: _redeem_cte(by) for by in ("id", "code")}
+
+
+def _scanned(program: Program, scanned: str) -> tuple[str, str]:
+    """What a scanned QR token or a typed human code names: ("id", coupon id) or ("code", stored code)."""
     kind = qr.token_kind(scanned)
     if kind == "coupon":
         try:
-            coupon_id = qr.verify_coupon_token(program.qr_keys, scanned)
+            return "id", qr.verify_coupon_token(program.qr_keys, scanned)
         except InvalidToken:
             # 422, not 401: the cashier's own credentials are fine; the paper in front of them is not.
             raise InvalidCoupon("This coupon's QR code is not genuine", code="invalid_coupon_token",
                                 errors={"coupon": ["The signature does not match."]}) from None
-        coupon = session.get(Coupon, coupon_id)
-    elif kind == "card":
+    if kind == "card":
         raise InvalidCoupon("That is a loyalty card, not a coupon", code="not_a_coupon",
                             errors={"coupon": ["A loyalty card code."]})
-    else:
-        coupon = session.scalar(select(Coupon).where(Coupon.code == normalise_code(scanned)))
-    if coupon is None:
+    return "code", normalise_code(scanned)
+
+
+def _till_row(session: Session, by: str, key: str):
+    """The coupon and its offer as one row; 404 if there is no such coupon."""
+    row = session.execute(_TILL_ROW[by], {"key": key}).first()
+    if row is None:
         raise NotFound("No such coupon", code="coupon_not_found")
-    return coupon
+    return row
 
 
-def _refuse_unusable(coupon: Coupon, now: datetime) -> None:
+def _refuse_unusable(coupon, now: datetime) -> None:
     if coupon.status == "redeemed":
         raise CouponAlreadyRedeemed("This coupon was already redeemed", redeemed_at=_iso(coupon.redeemed_at),
                                     redeemed_store_id=coupon.redeemed_store_id)
@@ -850,35 +945,44 @@ def _refuse_unusable(coupon: Coupon, now: datetime) -> None:
                             expired_at=_iso(coupon.expires_at))
 
 
-def _refuse_elsewhere(session: Session, program: Program, coupon: Coupon, store_id: str | None,
-                      card: str | None) -> None:
-    stores = coupon.offer.stores or []
+def _refuse_elsewhere(session: Session, program: Program, row, store_id: str | None, card: str | None) -> None:
+    """``row`` is a till row (a coupon with its offer's ``stores``)."""
+    stores = row.stores or []
     if store_id is not None and stores and store_id not in stores:
         raise CouponNotValidHere("This coupon can't be redeemed in this store")
     if card is not None:
         from .till import card_from_scan  # late: the till imports this module
-        if card_from_scan(session, program, card).member_id != coupon.member_id:
+        if card_from_scan(session, program, card).member_id != row.member_id:
             raise CouponOwnerMismatch("This coupon belongs to another member")
 
 
-def _till_view(coupon: Coupon, now: datetime) -> dict[str, Any]:
-    offer = coupon.offer
-    return {"id": coupon.id, "offer_id": coupon.offer_id, "member_id": coupon.member_id, "title": offer.title,
-            "terms": offer.terms, "benefit": offer.benefit, "status": shown_status(coupon, now),
+def _till_view(coupon, now: datetime) -> dict[str, Any]:
+    """``coupon`` is a till row, or anything with the same attributes."""
+    return {"id": coupon.id, "offer_id": coupon.offer_id, "member_id": coupon.member_id, "title": coupon.title,
+            "terms": coupon.terms, "benefit": coupon.benefit, "status": shown_status(coupon, now),
             "issued_at": coupon.issued_at, "expires_at": coupon.expires_at, "redeemed_at": coupon.redeemed_at,
-            "stores": offer.stores or []}
+            "stores": coupon.stores or []}
+
+
+def _till_fields(coupon: Coupon) -> SimpleNamespace:
+    """An ORM coupon in the till row's shape."""
+    offer = coupon.offer
+    return SimpleNamespace(id=coupon.id, offer_id=coupon.offer_id, member_id=coupon.member_id, status=coupon.status,
+                           issued_at=coupon.issued_at, expires_at=coupon.expires_at, redeemed_at=coupon.redeemed_at,
+                           redeemed_store_id=coupon.redeemed_store_id, redemption_id=coupon.redemption_id,
+                           title=offer.title, terms=offer.terms, benefit=offer.benefit, stores=offer.stores)
 
 
 def check_redemption(session: Session, program: Program, scanned: str, *, store_id: str,
                      card: str | None = None) -> dict[str, Any]:
     """Whether redeeming now would succeed, and why not; changes nothing."""
-    coupon = _resolve(session, program, scanned)
+    row = _till_row(session, *_scanned(program, scanned))
     now = program.now()
-    result = {"redeemable": True, "code": None, "detail": None, "coupon": _till_view(coupon, now),
-              "benefit": coupon.offer.benefit}
+    result = {"redeemable": True, "code": None, "detail": None, "coupon": _till_view(row, now),
+              "benefit": row.benefit}
     try:
-        _refuse_elsewhere(session, program, coupon, store_id, card)
-        _refuse_unusable(coupon, now)
+        _refuse_elsewhere(session, program, row, store_id, card)
+        _refuse_unusable(row, now)
     except (Rejected, Conflict) as refusal:
         result.update(redeemable=False, code=refusal.code, detail=refusal.detail)
     return result
@@ -890,9 +994,9 @@ def coupon_for_till(session: Session, program: Program, code: str, store_id: str
     return _jsonable(checked["coupon"]) | {"redeemable": checked["redeemable"], "reason": checked["code"]}
 
 
-def _redemption_view(program: Program, redemption: Redemption, coupon: Coupon, now: datetime,
-                     replayed: bool = False) -> dict[str, Any]:
-    return {"id": redemption.id, "coupon": _till_view(coupon, now), "benefit": coupon.offer.benefit,
+def _redemption_view(program: Program, redemption, coupon, now: datetime, replayed: bool = False) -> dict[str, Any]:
+    """``redemption`` a Redemption (or the same attributes); ``coupon`` a till row."""
+    return {"id": redemption.id, "coupon": _till_view(coupon, now), "benefit": coupon.benefit,
             "store_id": redemption.store_id, "receipt_id": redemption.receipt_id,
             "redeemed_at": redemption.redeemed_at, "rolled_back_at": redemption.rolled_back_at,
             "rollback_until": redemption.redeemed_at + program.redemption_rollback_window,
@@ -901,33 +1005,58 @@ def _redemption_view(program: Program, redemption: Redemption, coupon: Coupon, n
 
 def redeem(session: Session, program: Program, scanned: str, *, store_id: str, cashier_id: str | None = None,
            receipt_id: str | None = None, card: str | None = None) -> dict[str, Any]:
-    """Redeem a coupon once, ever: the conditional update below is the only thing that decides."""
-    coupon = _resolve(session, program, scanned)
+    """Redeem a coupon once, ever: the conditional update below is the only thing that decides.
+
+    On PostgreSQL without a card to check this is one statement (:data:`_REDEEM_CTE`); otherwise the coupon is
+    read and checked first, then the same conditional update (and the redemption row) is written.
+    """
+    by, key = _scanned(program, scanned)
     now = program.now()
-    _refuse_elsewhere(session, program, coupon, store_id, card)
     redemption_id = new_id("rdm")
-    won = session.execute(
-        update(Coupon).where(Coupon.id == coupon.id, Coupon.status == "issued", Coupon.expires_at > now)
-        .values(status="redeemed", redeemed_at=now, redeemed_store_id=store_id, redemption_id=redemption_id),
-        execution_options=_SYNC).rowcount
-    if not won:
-        session.refresh(coupon)
-        if coupon.status == "redeemed" and receipt_id is not None:
-            # The same till sending the same receipt again (a retry after a timeout) gets the same answer.
-            live = session.get(Redemption, coupon.redemption_id)
-            if live is not None and live.store_id == store_id and live.receipt_id == receipt_id:
-                return _redemption_view(program, live, coupon, now, replayed=True)
-        _refuse_unusable(coupon, now)
-        raise CouponAlreadyRedeemed("This coupon was already redeemed")  # the state moved under us; say so
-    for key, value in (("status", "redeemed"), ("redeemed_at", now), ("redeemed_store_id", store_id),
-                       ("redemption_id", redemption_id)):
-        set_committed_value(coupon, key, value)  # what the UPDATE wrote, without reading the row again
-    redemption = Redemption(id=redemption_id, coupon_id=coupon.id, offer_id=coupon.offer_id,
-                            member_id=coupon.member_id, store_id=store_id, cashier_id=cashier_id,
-                            receipt_id=receipt_id, redeemed_at=now)
-    session.add(redemption)
-    session.flush()
+    postgres = session.get_bind().dialect.name == "postgresql"
+    row = None
+    if card is not None or not postgres:
+        row = _till_row(session, by, key)
+        _refuse_elsewhere(session, program, row, store_id, card)
+        by, key = "id", row.id
+    if postgres:
+        won = session.execute(_REDEEM_CTE[by], {"key": key, "now": now, "store_id": store_id,
+                                                "redemption_id": redemption_id, "cashier_id": cashier_id,
+                                                "receipt_id": receipt_id}).first()
+    else:
+        won = row if session.execute(_REDEEM_UPDATE, {"p_id": row.id, "p_now": now, "p_store": store_id,
+                                                      "p_redemption": redemption_id}).rowcount else None
+        if won is not None:
+            session.execute(_REDEMPTION_INSERT, {
+                "id": redemption_id, "coupon_id": row.id, "offer_id": row.offer_id, "member_id": row.member_id,
+                "store_id": store_id, "cashier_id": cashier_id, "receipt_id": receipt_id, "channel": "till",
+                "redeemed_at": now})
+    if won is None:
+        return _refusal(session, program, by, key, store_id=store_id, receipt_id=receipt_id, now=now)
+    coupon = SimpleNamespace(**won._asdict())
+    coupon.status, coupon.redeemed_at, coupon.redeemed_store_id, coupon.redemption_id = \
+        "redeemed", now, store_id, redemption_id
+    held = session.identity_map.get(identity_key(Coupon, coupon.id))
+    if held is not None:  # a Coupon this session already holds shows what the UPDATE wrote, without a read
+        for name in ("status", "redeemed_at", "redeemed_store_id", "redemption_id"):
+            set_committed_value(held, name, getattr(coupon, name))
+    redemption = SimpleNamespace(id=redemption_id, store_id=store_id, receipt_id=receipt_id, redeemed_at=now,
+                                 rolled_back_at=None)
     return _redemption_view(program, redemption, coupon, now)
+
+
+def _refusal(session: Session, program: Program, by: str, key: str, *, store_id: str, receipt_id: str | None,
+             now: datetime) -> dict[str, Any]:
+    """The conditional update changed nothing: read the coupon as it is now and say why (or replay a retry)."""
+    row = _till_row(session, by, key)
+    _refuse_elsewhere(session, program, row, store_id, None)
+    if row.status == "redeemed" and receipt_id is not None:
+        # The same till sending the same receipt again (a retry after a timeout) gets the same answer.
+        live = session.get(Redemption, row.redemption_id)
+        if live is not None and live.store_id == store_id and live.receipt_id == receipt_id:
+            return _redemption_view(program, live, row, now, replayed=True)
+    _refuse_unusable(row, now)
+    raise CouponAlreadyRedeemed("This coupon was already redeemed")  # the state moved under us; say so
 
 
 def rollback_redemption(session: Session, program: Program, redemption_id: str, *, store_id: str,
@@ -939,7 +1068,7 @@ def rollback_redemption(session: Session, program: Program, redemption_id: str, 
     coupon = session.get(Coupon, redemption.coupon_id)
     now = program.now()
     if redemption.rolled_back_at is not None:
-        return _redemption_view(program, redemption, coupon, now)
+        return _redemption_view(program, redemption, _till_fields(coupon), now)
     until = redemption.redeemed_at + program.redemption_rollback_window
     if now > until:
         raise Rejected("This redemption can no longer be rolled back", code="rollback_window_passed",
@@ -954,7 +1083,7 @@ def rollback_redemption(session: Session, program: Program, redemption_id: str, 
                         execution_options=_SYNC)
     session.refresh(redemption)
     session.refresh(coupon)
-    return _redemption_view(program, redemption, coupon, now)
+    return _redemption_view(program, redemption, _till_fields(coupon), now)
 
 
 # ---------------------------------------------------------------- void and refund

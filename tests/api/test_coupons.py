@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 
 import pytest
 import zxingcpp
@@ -287,6 +288,34 @@ def test_bulk_issue_to_every_active_member(app, client, factory, marketer):
     assert r.get_json() == {"offer_id": offer["id"], "batch": "default", "issued": 3,
                             "skipped": {"offer_exhausted": 2}}
     assert client.get(f"{API}/admin/offers/{offer['id']}", headers=marketer["headers"]).get_json()["remaining"] == 0
+
+
+def test_bulk_issued_coupons_store_what_was_asked_and_redeem(app, client, factory, marketer, clock):
+    """On PostgreSQL bulk issue writes with COPY: a batch name COPY would read as an escape, times and codes."""
+    offer = make_offer(client, marketer, coupon_valid_days=7)
+    people = [factory.member() for _ in range(3)]
+    batch = r'tab\t-back\\slash-"q"'
+    r = client.post(f"{API}/admin/offers/{offer['id']}/issue", json={"member_ids": [p["id"] for p in people],
+                                                                     "batch": batch}, headers=marketer["headers"])
+    assert r.status_code == 200 and r.get_json()["issued"] == 3, r.get_json()
+    with app.app_context():
+        given = db.session.scalars(select(Coupon).where(Coupon.offer_id == offer["id"])).all()
+        stored = {c.member_id: (c.issue_key, c.source, c.actor, c.channel, c.status, c.issued_at, c.expires_at,
+                                c.points_cost) for c in given}
+        codes = {c.member_id: c.code for c in given}
+        db.session.remove()
+    assert stored == {p["id"]: (f"bulk:{batch}", f"bulk:{batch}", f"staff:{marketer['id']}", "bulk", "issued",
+                                clock.now, clock.now + timedelta(days=7), 0) for p in people}
+    assert len(set(codes.values())) == 3
+    mine = client.get(f"{API}/me/coupons", headers=people[0]["headers"]).get_json()["items"]
+    assert [c["code"].replace("-", "") for c in mine] == [codes[people[0]["id"]]]
+    cashier = factory.staff("cashier", store_id=factory.store()["id"])
+    for coupon in (mine[0]["code"], codes[people[1]["id"]]):
+        done = client.post(f"{API}/pos/redemptions", json={"coupon": coupon}, headers=cashier["headers"])
+        assert done.status_code == 201, done.get_json()
+    again = client.post(f"{API}/admin/offers/{offer['id']}/issue", json={"all_members": True, "batch": batch},
+                        headers=marketer["headers"]).get_json()
+    assert again["skipped"].get("already_issued") == 3
 
 
 @pytest.mark.parametrize("body", [{}, {"member_ids": []}, {"member_ids": ["m"], "all_members": True},
