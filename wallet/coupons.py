@@ -928,6 +928,7 @@ def _scanned(program: Program, scanned: str) -> tuple[str, str]:
 
 def _till_row(session: Session, by: str, key: str):
     """The coupon and its offer as one row; 404 if there is no such coupon."""
+    session.flush()  # a Core read does not autoflush (nothing to do, and no cost, in a clean session)
     row = session.execute(_TILL_ROW[by], {"key": key}).first()
     if row is None:
         raise NotFound("No such coupon", code="coupon_not_found")
@@ -1013,6 +1014,7 @@ def redeem(session: Session, program: Program, scanned: str, *, store_id: str, c
     by, key = _scanned(program, scanned)
     now = program.now()
     redemption_id = new_id("rdm")
+    session.flush()  # Core statements don't autoflush: what this session changed must be in the database first
     postgres = session.get_bind().dialect.name == "postgresql"
     row = None
     if card is not None or not postgres:
