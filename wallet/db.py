@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import JSON, DateTime, MetaData, Numeric, String, TypeDecorator, inspect, insert
+from sqlalchemy import JSON, DateTime, MetaData, Numeric, String, TypeDecorator, insert, inspect
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, make_transient_to_detached, mapped_column
 

@@ -10,11 +10,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint, bindparam, func, select, update
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    String,
+    UniqueConstraint,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.orm import Mapped, Session, make_transient_to_detached, mapped_column
 
-from .db import Base, add_now, id_column, utcnow
+from .db import Base, add_now, id_column, new_id, utcnow
 from .errors import IdempotencyConflict, InsufficientPoints, NotFound, Rejected
 from .program import Program
 
@@ -114,7 +127,34 @@ _MOVE = (update(_balances)
          .where(_balances.c.member_id == bindparam("member"), _balances.c.points + bindparam("delta") >= 0)
          .values(points=_balances.c.points + bindparam("delta"), seq=_balances.c.seq + 1,
                  updated_at=bindparam("now", type_=_balances.c.updated_at.type))
-         .returning(_balances.c.points, _balances.c.seq))
+         .returning(_balances.c.points, _balances.c.seq, literal(False).label("written")))
+
+
+def _credit_pg() -> Any:
+    """PostgreSQL: _MOVE, the entry (its seq and balance_after from the move) and its lot, in one statement.
+    No row back: no such member. Parameters: _MOVE's, ``e_<column>`` for the entry, ``lot_id``."""
+    lots = Lot.__table__
+    moved = _MOVE.cte("moved")
+    computed = {"seq": moved.c.seq, "balance_after": moved.c.points}
+    columns = list(_entries.columns)
+    entry = (insert(_entries)
+             .from_select([c.key for c in columns],
+                          select(*[computed.get(c.key, bindparam(f"e_{c.key}", type_=c.type)) for c in columns])
+                          .select_from(moved))
+             .returning(_entries.c.id, _entries.c.seq, _entries.c.balance_after, _entries.c.expires_at)
+             .cte("entry"))
+    lot = (insert(lots)
+           .from_select(["id", "member_id", "entry_id", "points", "remaining", "expires_at"],
+                        select(bindparam("lot_id", type_=lots.c.id.type), bindparam("member", type_=lots.c.member_id.type),
+                               entry.c.id, bindparam("delta", type_=lots.c.points.type),
+                               bindparam("delta", type_=lots.c.points.type), entry.c.expires_at).select_from(entry))
+           .cte("lot"))
+    return (select(entry.c.balance_after.label("points"), entry.c.seq, literal(True).label("written"))
+            .add_cte(lot))
+
+
+_entries = LedgerEntry.__table__
+_CREDIT_PG = _credit_pg()
 
 
 def open_account(session: Session, member_id: str) -> None:
@@ -144,21 +184,40 @@ def _replay(session: Session, key: str, member_id: str, delta: int | None, kind:
 def _move(session: Session, program: Program, *, member_id: str, delta: int, kind: str, reason: str,
           idempotency_key: str, description: str, source: str | None, actor: str,
           expires_at: datetime | None = None, reverses_id: str | None = None,
-          rule_id: str | None = None, channel: str | None = None) -> LedgerEntry:
-    """Change the balance and append the entry in one go; the UPDATE takes the member's row lock."""
+          rule_id: str | None = None, channel: str | None = None, lot: bool = False) -> LedgerEntry:
+    """Change the balance and append the entry in one go; the UPDATE takes the member's row lock.
+
+    ``lot``: a credit also opens its lot. On PostgreSQL the balance, the entry and the lot are then written
+    by one statement (data-modifying CTEs), elsewhere by three.
+    """
     now = program.now()
-    row = session.execute(_MOVE, {"member": member_id, "delta": delta, "now": now}).one_or_none()
+    entry = LedgerEntry(id=new_id("led"), member_id=member_id, delta=delta, kind=kind, reason=reason, source=source,
+                        expires_at=expires_at, actor=actor, description=description,
+                        idempotency_key=idempotency_key, reverses_id=reverses_id, rule_id=rule_id,
+                        channel=channel, created_at=now)
+    if lot and session.get_bind().dialect.name == "postgresql":
+        values = {c.key: getattr(entry, c.key) for c in _entries.columns if c.key not in ("seq", "balance_after")}
+        row = session.execute(_CREDIT_PG, {"member": member_id, "delta": delta, "now": now, "lot_id": new_id("lot"),
+                                           **{f"e_{k}": v for k, v in values.items()}}).one_or_none()
+        lot = False  # written
+    else:
+        row = session.execute(_MOVE, {"member": member_id, "delta": delta, "now": now}).one_or_none()
     if row is None:
         points = session.scalar(select(Balance.points).where(Balance.member_id == member_id))
         if points is None:
             raise NotFound("No such member")
         raise InsufficientPoints(f"This needs {-delta} points; the balance is {points}",
                                  balance=points, required=-delta)
-    entry = LedgerEntry(member_id=member_id, seq=row.seq, delta=delta, kind=kind, reason=reason, source=source,
-                        balance_after=row.points, expires_at=expires_at, actor=actor, description=description,
-                        idempotency_key=idempotency_key, reverses_id=reverses_id, rule_id=rule_id,
-                        channel=channel, created_at=now)
-    add_now(session, entry)
+    entry.seq, entry.balance_after = row.seq, row.points
+    if lot:
+        add_now(session, entry)
+        add_now(session, Lot(member_id=member_id, entry_id=entry.id, points=delta, remaining=delta,
+                             expires_at=expires_at))
+    elif row.written:
+        make_transient_to_detached(entry)
+        session.add(entry)  # written by the statement: persistent, no INSERT at flush
+    else:
+        add_now(session, entry)
     # The UPDATE bypassed the ORM: a Balance already loaded in this session must be read again.
     cached = session.identity_map.get(session.identity_key(Balance, member_id))  # type: ignore[arg-type]
     if cached is not None:
@@ -201,12 +260,9 @@ def earn(session: Session, program: Program, *, member_id: str, points: int, rea
         return existing
     if expires_at is None:
         expires_at = default_expiry(program, program.now(), expiry_days)
-    entry = _move(session, program, member_id=member_id, delta=points, kind=kind, reason=reason,
-                  idempotency_key=idempotency_key, description=description, source=source, actor=actor,
-                  expires_at=expires_at, rule_id=rule_id, channel=channel)
-    add_now(session, Lot(member_id=member_id, entry_id=entry.id, points=points, remaining=points,
-                         expires_at=expires_at))
-    return entry
+    return _move(session, program, member_id=member_id, delta=points, kind=kind, reason=reason,
+                 idempotency_key=idempotency_key, description=description, source=source, actor=actor,
+                 expires_at=expires_at, rule_id=rule_id, channel=channel, lot=True)
 
 
 def spend(session: Session, program: Program, *, member_id: str, points: int, reason: str, idempotency_key: str,

@@ -6,7 +6,7 @@ from .idempotency import IdempotencyKey  # noqa: F401
 from .instore import CheckIn, Scan  # noqa: F401
 from .ledger import Balance, LedgerEntry, Lot, LotUse, PendingPoints  # noqa: F401
 from .members import Card, Member, Staff  # noqa: F401
-from .rules import Rule, RuleCounter, RuleGrant, RuleVersion  # noqa: F401
+from .rules import Rule, RuleCounter, RuleGrant, RulesRevision, RuleVersion  # noqa: F401
 from .stores import Product, Store  # noqa: F401
 from .till import Purchase, PurchaseItem  # noqa: F401
 from .tokens import RefreshToken  # noqa: F401

@@ -151,6 +151,64 @@ class RuleVersion(Base):
     changed_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class RulesRevision(Base):
+    """One row whose token changes with every change to any rule (created, updated, paused, resumed, archived).
+
+    A process keeps the active rules it loaded under a token and uses them for as long as the token it reads in
+    an event's own transaction is that one: the till reads the token within its first query, so a purchase needs
+    no query for its rules, yet never sees rules older than the transaction. Tokens are unique ids, not counters,
+    so two databases (or a database emptied and filled again) can never present the same token for other rules.
+    """
+
+    __tablename__ = "rules_revision"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)  # always 1
+    token: Mapped[str] = mapped_column(String(32))
+
+
+def _bump_revision(session: Session) -> None:
+    token = new_id("rev")
+    bumped = session.execute(update(RulesRevision).where(RulesRevision.id == 1).values(token=token),
+                             execution_options={"synchronize_session": False}).rowcount
+    if not bumped:
+        session.add(RulesRevision(id=1, token=token))
+
+
+def revision_column() -> Any:
+    """The rules' revision token, to read within another query (None before any rule was written)."""
+    return select(RulesRevision.token).where(RulesRevision.id == 1).scalar_subquery()
+
+
+@dataclass
+class Prefetched:
+    """What an event's caller read in its own first query: the rules' revision token, and whether the member
+    holds a usable benefit. With it, a fresh event's rules come from the process's cache (no query)."""
+
+    revision: str | None
+    has_benefits: bool
+
+
+# (revision token, {trigger: the active rules, highest priority first}): the last rules this process loaded.
+_cached: tuple[str, dict[str, list[Rule]]] | None = None
+
+
+def _cached_rules(session: Session, revision: str, trigger: str, now: datetime) -> list[Rule]:
+    """The trigger's active rules in their window at ``now``, from the cache if it holds ``revision``.
+
+    The cached rules are transient copies (never in a session), read-only to the engine."""
+    global _cached
+    cached = _cached
+    if cached is None or cached[0] != revision:
+        loaded: dict[str, list[Rule]] = {}
+        query = (select(*Rule.__table__.columns).where(Rule.status == "active")
+                 .order_by(Rule.priority.desc(), Rule.created_at, Rule.id))
+        for row in session.execute(query).mappings():
+            loaded.setdefault(row["trigger"], []).append(Rule(**row))
+        cached = _cached = (revision, loaded)
+    return [rule for rule in cached[1].get(trigger, ())
+            if (rule.starts_at is None or rule.starts_at <= now) and (rule.ends_at is None or rule.ends_at > now)]
+
+
 @dataclass
 class Event:
     """Something a member did (or that happened to them) that rules listen to."""
@@ -866,10 +924,15 @@ def _jsonsafe(value: Any) -> Any:
 
 # ---------------------------------------------------------------- the engine's entry points
 
-def fire(session: Session, program: Program, event: Event, *, pending_until: datetime | None = None) -> list[Grant]:
+def fire(session: Session, program: Program, event: Event, *, pending_until: datetime | None = None,
+         prefetched: Prefetched | None = None) -> list[Grant]:
     """Evaluate an event and grant what it earns, inside the caller's transaction; returns the grants made."""
     run = _Run(session, program, event, live=True, pending_until=pending_until)
-    rules = _load(run)
+    if prefetched is not None and prefetched.revision is not None and event.fresh:
+        rules = _cached_rules(session, prefetched.revision, event.trigger, run.now)
+        run._granted_before, run.has_benefits = set(), prefetched.has_benefits
+    else:
+        rules = _load(run)
     if not rules:
         return []
     _evaluate(run, rules)
@@ -988,6 +1051,7 @@ def resume_rule(session: Session, program: Program, rule_id: str, *, actor: str 
 
 def _record_version(session: Session, rule: Rule, change: str, fields: list[str], actor: str,
                     at: datetime) -> None:
+    _bump_revision(session)
     session.add(RuleVersion(rule_id=rule.id, version=rule.version, change=change, changed_fields=fields,
                             snapshot=rule.snapshot(), actor=actor[:48], changed_at=at))
 

@@ -9,10 +9,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint, bindparam, insert, select
+from sqlalchemy import ForeignKey, String, UniqueConstraint, bindparam, exists, insert, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from . import ledger, qr, rules
+from . import benefits, ledger, qr, rules
 from .barcodes import normalise_barcode
 from .db import Base, add_now, id_column, new_id, utcnow
 from .errors import Conflict, Invalid, InvalidToken, NotFound, Rejected, TokenExpired
@@ -119,7 +119,10 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
                       errors={"currency": [f"Must be {program.currency}."]})
     for i, item in enumerate(items):
         item["barcode"] = normalise_barcode(item["barcode"], field=f"items.{i}.barcode")
-    at = _card_at_store(session, program, card_code, store_id, receipt_id)
+    now = program.now()
+    purchase_id = new_id("pur")
+    source = f"purchase:{purchase_id}"
+    at = _card_at_store(session, program, card_code, store_id, receipt_id, now=now, source=source)
     fingerprint = _fingerprint(at.member_id, amount, currency, items)
     if at.earlier_purchase_id is not None:
         # This store already has this receipt: a retry replays it, anything else is a clash.
@@ -128,14 +131,12 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
             raise Conflict("This receipt was already recorded with other details", code="receipt_conflict")
         balance = ledger.balance_of(session, existing.member_id).points
         return PurchaseResult(existing, balance, existing.rewards, replayed=True)
-    now = program.now()
-    purchase_id = new_id("pur")
     basket = _basket(session, items)
     pending_until = now + timedelta(days=program.pending_days) if program.pending_days else None
-    event = rules.Event(trigger="purchase", member_id=at.member_id, source=f"purchase:{purchase_id}",
+    event = rules.Event(trigger="purchase", member_id=at.member_id, source=source,
                         channel="till", store_id=store_id, amount=amount, currency=currency, items=basket,
                         occurred_at=now, store_timezone=at.store_timezone, fresh=True)
-    grants = rules.fire(session, program, event, pending_until=pending_until)
+    grants = rules.fire(session, program, event, pending_until=pending_until, prefetched=at.prefetched)
     rewards = json.loads(json.dumps([g.as_reward() for g in grants], default=str))
     purchase = add_now(session, Purchase(
         id=purchase_id, store_id=store_id, member_id=at.member_id, receipt_id=receipt_id, amount=amount,
@@ -154,10 +155,13 @@ class _CardAtStore:
     member_id: str
     store_timezone: str | None
     earlier_purchase_id: str | None
+    prefetched: rules.Prefetched
 
 
 def _card_at_store_query(by: Any) -> Any:
-    return (select(Card.member_id, Card.status, Store.active, Store.timezone, Purchase.id)
+    usable_benefit = exists().where(*benefits.usable_where(Card.member_id, bindparam("now"), bindparam("source")))
+    return (select(Card.member_id, Card.status, Store.active, Store.timezone, Purchase.id,
+                   rules.revision_column(), usable_benefit)
             .select_from(Card).join(Store, Store.id == bindparam("store_id"))
             .outerjoin(Purchase, (Purchase.store_id == bindparam("store_id"))
                        & (Purchase.receipt_id == bindparam("receipt_id")))
@@ -168,24 +172,27 @@ def _card_at_store_query(by: Any) -> Any:
 _CARD_AT_STORE = {"token": _card_at_store_query(Card.id), "number": _card_at_store_query(Card.number)}
 
 
-def _card_at_store(session: Session, program: Program, code: str, store_id: str, receipt_id: str) -> _CardAtStore:
-    """The scanned card, the till's store and this receipt's earlier purchase, if any, in one query."""
+def _card_at_store(session: Session, program: Program, code: str, store_id: str, receipt_id: str, *,
+                   now: datetime, source: str) -> _CardAtStore:
+    """The scanned card, the till's store and this receipt's earlier purchase, if any, in one query; with them,
+    what the rules engine would otherwise look up (the rules' revision, whether the member holds a benefit)."""
     if qr.token_kind(code) == "card":
         by, card = "token", _scanned_card_id(program, code)
     elif qr.token_kind(code) is None and code.replace(" ", "").replace("-", "").isdigit():
         by, card = "number", re.sub(r"[\s-]", "", code)
     else:
         by, card = "token", card_from_scan(session, program, code).id  # says precisely what is wrong, if anything
-    row = session.execute(_CARD_AT_STORE[by], {"card": card, "store_id": store_id, "receipt_id": receipt_id}).first()
+    row = session.execute(_CARD_AT_STORE[by], {"card": card, "store_id": store_id, "receipt_id": receipt_id,
+                                               "now": now, "source": source}).first()
     if row is None:
         card_from_scan(session, program, code)  # raises card_not_found
         raise Rejected("This store does not take purchases", code="store_inactive")
-    member_id, status, store_active, timezone, earlier = row
+    member_id, status, store_active, timezone, earlier, revision, has_benefits = row
     if status != "active":
         raise Rejected("This card is blocked", code="card_inactive")
     if not store_active:
         raise Rejected("This store does not take purchases", code="store_inactive")
-    return _CardAtStore(member_id, timezone, earlier)
+    return _CardAtStore(member_id, timezone, earlier, rules.Prefetched(revision, bool(has_benefits)))
 
 
 def _basket(session: Session, items: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,0 +1,117 @@
+"""The till's hot path: a purchase reads once and writes what it earned, and the rules it evaluates come from the
+process's cache only while the rules' revision read in the purchase's own transaction says they are current."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import event
+
+from api.extensions import db
+from wallet import rules
+from wallet.rules import Rule
+
+RULES = "/api/v1/admin/rules"
+
+
+@pytest.fixture
+def till(factory):
+    store = factory.store()
+    cashier = factory.staff("cashier", store_id=store["id"])
+    return {"store": store, "h": cashier["headers"], "n": 0}
+
+
+@pytest.fixture
+def marketer(factory):
+    return factory.staff("marketer")["headers"]
+
+
+def buy(client, till, member, amount="10.00"):
+    till["n"] += 1
+    body = {"card": member["card_number"], "amount": amount, "currency": "ILS", "receipt_id": f"R-{till['n']}"}
+    r = client.post("/api/v1/pos/purchases", json=body, headers=till["h"])
+    assert r.status_code == 201, r.get_json()
+    return r.get_json()
+
+
+def statements_of(app, work) -> list[str]:
+    """The SQL statements ``work`` sends, each cut to its first words (BEGIN, COMMIT and savepoints left out)."""
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, *_):
+        head = " ".join(statement.split()[:3])
+        if not head.upper().startswith(("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")):
+            seen.append(head)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        work()
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    return seen
+
+
+def test_a_purchase_reads_once_and_writes_what_it_earned(app, client, factory, till, is_postgres):
+    factory.rule(title="1 point per shekel", reward={"points_per_currency_unit": 1})
+    member = factory.member()
+    buy(client, till, member)  # loads the rules into the cache
+    sent = statements_of(app, lambda: buy(client, till, member))
+    writes = (["WITH moved AS"] if is_postgres else
+              ["UPDATE balances SET", "INSERT INTO ledger_entries", "INSERT INTO points_lots"])
+    assert sent == ["SELECT cards.member_id, cards.status,", *writes, "INSERT INTO rule_grants",
+                    "INSERT INTO purchases"]
+
+
+def test_rule_changes_reach_the_very_next_purchase(client, factory, till, marketer):
+    rule_id = factory.rule(title="Points", reward={"points_per_currency_unit": 1})
+    member = factory.member()
+    assert buy(client, till, member)["points_awarded"] == 10
+    assert client.patch(f"{RULES}/{rule_id}", json={"reward": {"points_per_currency_unit": 3}},
+                        headers=marketer).status_code == 200
+    assert buy(client, till, member)["points_awarded"] == 30
+    assert client.post(f"{RULES}/{rule_id}/pause", headers=marketer).status_code == 200
+    assert buy(client, till, member)["rewards"] == []
+    assert client.post(f"{RULES}/{rule_id}/resume", headers=marketer).status_code == 200
+    assert buy(client, till, member)["points_awarded"] == 30
+    assert client.delete(f"{RULES}/{rule_id}", headers=marketer).status_code == 204
+    assert buy(client, till, member)["rewards"] == []
+    created = client.post(RULES, json={"title": "Flat 7", "trigger": "purchase", "reward": {"points": 7}},
+                          headers=marketer)
+    assert created.status_code == 201, created.get_json()
+    body = buy(client, till, member)
+    assert [(r["title"], r["points"]) for r in body["rewards"]] == [("Flat 7", 7)]
+    assert body["balance"] == 10 + 30 + 30 + 7
+
+
+def test_rules_cached_under_another_revision_are_never_used(client, factory, till, monkeypatch):
+    factory.rule(title="Real rule", reward={"points": 5})
+    member = factory.member()
+    ghost = Rule(id="rul_GHOST", title="Ghost", trigger="purchase", conditions={}, reward={"points": 999},
+                 probability=1.0, priority=100, stackable=True, status="active", version=1)
+    monkeypatch.setattr(rules, "_cached", ("rev_FROM_ANOTHER_DATABASE", {"purchase": [ghost]}))
+    body = buy(client, till, member)
+    assert [(r["title"], r["points"]) for r in body["rewards"]] == [("Real rule", 5)]
+    assert rules._cached[0] != "rev_FROM_ANOTHER_DATABASE"  # reloaded under the database's revision
+
+
+def test_a_cached_rule_applies_only_inside_its_window(client, factory, till, clock):
+    now = clock()
+    factory.rule(title="Weekend sale", reward={"points": 4}, starts_at=now + timedelta(hours=1),
+                 ends_at=now + timedelta(hours=2))
+    member = factory.member()
+    assert buy(client, till, member)["rewards"] == []
+    clock.advance(hours=1)
+    assert buy(client, till, member)["points_awarded"] == 4
+    clock.advance(hours=1)
+    assert buy(client, till, member)["rewards"] == []
+
+
+def test_cached_rules_are_copies_outside_any_session(app, client, factory, till):
+    factory.rule(title="Points", reward={"points_per_currency_unit": 1})
+    buy(client, till, factory.member())
+    cached = [rule for group in rules._cached[1].values() for rule in group]
+    assert [rule.title for rule in cached] == ["Points"]
+    from sqlalchemy import inspect
+    assert all(inspect(rule).transient for rule in cached)
