@@ -18,7 +18,6 @@ redemption's conditional update refuses it, so no job has to run for expiry to h
 """
 from __future__ import annotations
 
-import base64
 import os
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -26,6 +25,7 @@ from decimal import Decimal, InvalidOperation
 from types import SimpleNamespace
 from typing import Any
 
+import psycopg
 from sqlalchemy import (
     CheckConstraint,
     ForeignKey,
@@ -43,6 +43,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
@@ -744,12 +745,17 @@ def _copy_coupons(session: Session, ids: list[str], member_ids: list[str], codes
     if any(ch in "".join(member_ids) for ch in "\\\t\n\r"):
         member_ids = [_copy_text(m) for m in member_ids]  # ids this club makes never need it; others might
     raw = session.connection().connection.driver_connection
-    columns = ", ".join(("id", "member_id", "code") + _COPY_COLUMNS)
-    with raw.cursor() as cursor, cursor.copy(f"COPY coupons ({columns}) FROM STDIN") as copy:
-        for start in range(0, len(ids), 10_000):
-            stop = start + 10_000
-            copy.write("".join([f"{i}\t{m}\t{c}{tail}" for i, m, c in
-                                zip(ids[start:stop], member_ids[start:stop], codes[start:stop], strict=True)]))
+    statement = f"COPY coupons ({', '.join(('id', 'member_id', 'code') + _COPY_COLUMNS)}) FROM STDIN"
+    try:
+        with raw.cursor() as cursor, cursor.copy(statement) as copy:
+            for start in range(0, len(ids), 10_000):
+                stop = start + 10_000
+                copy.write("".join([f"{i}\t{m}\t{c}{tail}" for i, m, c in
+                                    zip(ids[start:stop], member_ids[start:stop], codes[start:stop], strict=True)]))
+    except psycopg.Error as error:
+        # As SQLAlchemy would have raised it: a unique violation (a code already taken) is an IntegrityError,
+        # which the request's retry answers by drawing new codes.
+        raise DBAPIError.instance(statement, None, error, psycopg.Error) from error
 
 
 def _chunks(items: list, size: int):

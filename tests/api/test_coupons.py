@@ -10,7 +10,7 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from api.extensions import db
-from wallet import qr
+from wallet import coupons, qr
 from wallet.coupons import Coupon
 from wallet.ledger import LedgerEntry
 from wallet.tokens import Principal
@@ -316,6 +316,29 @@ def test_bulk_issued_coupons_store_what_was_asked_and_redeem(app, client, factor
     again = client.post(f"{API}/admin/offers/{offer['id']}/issue", json={"all_members": True, "batch": batch},
                         headers=marketer["headers"]).get_json()
     assert again["skipped"].get("already_issued") == 3
+
+
+def test_bulk_issue_that_draws_a_code_already_taken_runs_again(client, factory, marketer, monkeypatch):
+    offer = make_offer(client, marketer)
+    taken = claim(client, factory.member(), offer["id"]).get_json()["code"].replace("-", "")
+    people = [factory.member() for _ in range(3)]
+    draws, real = [], coupons.new_codes
+
+    def unlucky(n):
+        draws.append(n)
+        fresh = real(n)
+        return [taken, *fresh[1:]] if len(draws) == 1 else fresh
+
+    monkeypatch.setattr(coupons, "new_codes", unlucky)
+    r = client.post(f"{API}/admin/offers/{offer['id']}/issue", json={"member_ids": [p["id"] for p in people]},
+                    headers=marketer["headers"])
+    assert r.status_code == 200 and r.get_json()["issued"] == 3, r.get_json()
+    assert draws == [3, 3]  # the unique code index refused the first draw; the request ran again
+    assert offer_coupons(client, marketer, offer["id"]) == 4
+
+
+def offer_coupons(client, marketer, offer_id: str) -> int:
+    return len(client.get(f"{API}/admin/coupons?offer_id={offer_id}", headers=marketer["headers"]).get_json()["items"])
 
 
 @pytest.mark.parametrize("body", [{}, {"member_ids": []}, {"member_ids": ["m"], "all_members": True},
