@@ -4,6 +4,7 @@ Environment variables are listed in :mod:`api.config` (and the README).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -11,11 +12,15 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask, redirect
+from flask import Flask, redirect, request
+from flask.sessions import SecureCookieSessionInterface
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_smorest import Api
+from marshmallow import Schema
 from sqlalchemy import event
+from webargs import core as webargs_core
+from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from wallet import members
@@ -27,6 +32,51 @@ from .blueprints import ALL
 from .extensions import db, migrate
 
 API_TITLE = "Loyalty API"
+PARSED_BODY = "loyalty.parsed_json"  # request.environ key: the body the guard parsed, for the arguments parser
+
+
+class _Parser(FlaskParser):
+    """webargs' parser, minus two costs it pays on every request: it instantiates the argument schema class
+    anew (marshmallow deep-copies every field), and it parses the JSON body that ``_guard_bodies`` has parsed
+    already. A schema's load keeps no state between calls, so one instance per class serves every request."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._instances: dict[type, Schema] = {}
+
+    def _get_schema(self, argmap, req):
+        if isinstance(argmap, type) and issubclass(argmap, Schema):
+            schema = self._instances.get(argmap)
+            if schema is None:
+                schema = self._instances.setdefault(argmap, argmap())
+            return schema
+        return super()._get_schema(argmap, req)
+
+    def _raw_load_json(self, req):
+        if not is_json_request(req):
+            return webargs_core.missing
+        parsed = req.environ.get(PARSED_BODY)
+        if parsed is not None:
+            return parsed[0]
+        return webargs_core.parse_json(req.get_data(cache=True))
+
+
+# Before any view module is imported (create_app imports them): flask-smorest's ``arguments`` decorator binds
+# the blueprint's parser when it decorates.
+_PARSER = _Parser()
+for _blueprint in ALL:
+    _blueprint.ARGUMENTS_PARSER = _PARSER
+
+
+class _Sessions(SecureCookieSessionInterface):
+    """Flask's cookie sessions, without building a signing serializer for requests that carry no session
+    cookie (all of them: this API keeps no cookie session). Same answers as the parent class."""
+
+    def open_session(self, app, request):
+        if app.secret_key and ("HTTP_COOKIE" not in request.environ
+                               or not request.cookies.get(self.get_cookie_name(app))):
+            return self.session_class()
+        return super().open_session(app, request)
 
 
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
@@ -52,6 +102,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(__import__("pathlib").Path(__file__).parent.parent / "migrations"))
     # One limiter and one Api per app: their state (storage, enabled flag, spec) belongs to the app, and a
     # module-level instance re-initialised by a second create_app would change the first app's behaviour.
+    app.session_interface = _Sessions()
     limiter = Limiter(key_func=get_remote_address, headers_enabled=True)
     limiter.init_app(app)
     app.extensions["loyalty.limiter"] = limiter
@@ -76,6 +127,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     _document_errors(smorest)
     errors.register(app)
     _guard_bodies(app)
+    _limit_only_limited_blueprints(app, limiter)
 
     @app.get("/")
     def index():
@@ -167,33 +219,94 @@ def _operation_id(method: str, path: str) -> str:
     return words[0] + "".join(w[:1].upper() + w[1:] for w in words[1:] if w)
 
 
-def _guard_bodies(app: Flask) -> None:
-    """Refuse, before any view runs, bodies and parameters that no schema should have to think about."""
-    from flask import request
+def _limit_only_limited_blueprints(app: Flask, limiter: Limiter) -> None:
+    """flask-limiter's hooks work out, on every request, which limits apply. Here the only limits are on
+    blueprints (/auth): a request outside a limited blueprint has none, and its hooks find nothing to do, at
+    some cost. Skip them there. With any other kind of limit (default, application, meta, or on a single route,
+    whenever it is added) the hooks run on every request as before, and a flask-limiter whose internals are
+    not as expected keeps its hooks untouched."""
+    if not limiter.enabled:
+        return
+    manager = limiter.limit_manager
 
+    def other_limits() -> bool:  # read afresh each time: set_default_limits and the like replace these
+        return bool(manager._default_limits or manager._application_limits or manager._decorated_limits or
+                    manager._endpoint_hints or limiter._meta_limits or limiter._marked_for_limiting)
+    try:
+        if other_limits():
+            return
+        manager._blueprint_limits.keys()
+        check = limiter._check_request_limit
+        release = limiter._Limiter__release_context
+    except AttributeError:
+        return
+    before = app.before_request_funcs.get(None, [])
+    after = app.after_request_funcs.get(None, [])
+    teardown = app.teardown_request_funcs.get(None, [])
+    inject = [f for f in after if isinstance(f, functools.partial) and f.args == (limiter,)]
+    if before.count(check) != 1 or teardown.count(release) != 1 or len(inject) != 1:
+        return
+
+    def applies() -> bool:
+        if other_limits():
+            return True
+        blueprint = request.blueprint
+        return blueprint is not None and not manager._blueprint_limits.keys().isdisjoint(blueprint.split("."))
+
+    def check_limits():
+        return check() if applies() else None
+
+    def inject_headers(response):
+        return inject[0](response) if applies() else response
+
+    def release_context(exc=None):
+        if applies():
+            release(exc)
+
+    before[before.index(check)] = check_limits
+    after[after.index(inject[0])] = inject_headers
+    teardown[teardown.index(release)] = release_context
+
+
+def _guard_bodies(app: Flask) -> None:
+    """Refuse, before any view runs, bodies and parameters that no schema should have to think about.
+    The parsed body is left in the environ for the arguments parser, which then need not parse it again."""
     from .errors import problem
 
     @app.before_request
     def _guard():
-        if request.routing_exception is not None:
+        req = request._get_current_object()  # one proxy lookup, not one per attribute
+        if req.routing_exception is not None:
             return None  # 404/405 answer first, whatever the body
-        bad = {f"path.{k}": v for k, v in (request.view_args or {}).items() if isinstance(v, str)}
-        bad |= {f"query.{k}": v for k, v in request.args.items(multi=True)}
-        errors = {name: [UNSTORABLE] for name, value in bad.items() if _unstorable(value)}
-        has_body = bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
-        if request.method in ("POST", "PUT", "PATCH") and has_body:
-            if not request.is_json:
+        errors = {}
+        if req.view_args:
+            errors = {f"path.{k}": [UNSTORABLE] for k, v in req.view_args.items()
+                      if isinstance(v, str) and _unstorable(v)}
+        if req.query_string:
+            query = {f"query.{k}": v for k, v in req.args.items(multi=True)}  # a repeated name: its last value
+            errors |= {name: [UNSTORABLE] for name, value in query.items() if _unstorable(value)}
+        has_body = bool(req.content_length) or "chunked" in req.headers.get("Transfer-Encoding", "").lower()
+        if has_body and req.method in ("POST", "PUT", "PATCH"):
+            if not req.is_json:
                 return problem(415, "unsupported_media_type", "Unsupported Media Type",
                                "Send the body as application/json")
             try:
-                body = json.loads(request.get_data(cache=True))
-                errors |= {name or "_body": [UNSTORABLE] for name in _unstorable_fields(body)}
+                data = req.get_data(cache=True)
+                encoding = json.detect_encoding(data)
+                body = json.loads(data.decode(encoding, "surrogatepass"))  # what json.loads(data) does
+                bad = _unstorable_fields(body)
             except (RecursionError, _TooDeep):
                 return problem(400, "malformed_json", "Bad Request", "The JSON body is nested too deeply",
                                {"_body": ["Nested too deeply."]})
             except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
                 return problem(400, "malformed_json", "Bad Request", "The body is not valid JSON",
                                {"_body": ["Invalid JSON body."]})
+            if bad:
+                errors |= {name or "_body": [UNSTORABLE] for name in bad}
+            elif encoding == "utf-8":
+                # webargs decodes strict UTF-8 only; with no NUL or surrogate anywhere (bad is empty) its parse
+                # of these bytes gives this very value. Other encodings it refuses: let it, as before.
+                req.environ[PARSED_BODY] = (body,)
         if errors:
             return problem(422, "validation_error", "Unprocessable Entity",
                            "Some fields are not valid: " + ", ".join(sorted(errors)), errors)
@@ -202,6 +315,7 @@ def _guard_bodies(app: Flask) -> None:
 
 UNSTORABLE = "Must not contain NUL characters or unpaired surrogates."
 MAX_DEPTH = 32  # no body this API reads nests deeper than a few levels
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class _TooDeep(Exception):
@@ -210,7 +324,7 @@ class _TooDeep(Exception):
 
 def _unstorable(text: str) -> bool:
     """NUL and lone surrogates: neither PostgreSQL text nor UTF-8 can hold them."""
-    return "\x00" in text or any("\ud800" <= c <= "\udfff" for c in text)
+    return _UNSTORABLE.search(text) is not None
 
 
 def _unstorable_fields(value: Any, path: str = "", depth: int = 0) -> list[str]:
@@ -221,11 +335,15 @@ def _unstorable_fields(value: Any, path: str = "", depth: int = 0) -> list[str]:
     if isinstance(value, dict):
         out = []
         for key, item in value.items():
-            name = f"{path}.{key}" if path else str(key)
             if _unstorable(key):
                 out.append(path or "_body")
-            else:
-                out.extend(_unstorable_fields(item, name, depth + 1))
+            elif depth >= MAX_DEPTH:
+                raise _TooDeep  # as the call for this item would
+            elif isinstance(item, str):  # the common leaf, without a call and a path string per field
+                if _unstorable(item):
+                    out.append(f"{path}.{key}" if path else str(key))
+            elif isinstance(item, (dict, list)):
+                out.extend(_unstorable_fields(item, f"{path}.{key}" if path else str(key), depth + 1))
         return out
     if isinstance(value, list):
         return [p for i, item in enumerate(value) for p in _unstorable_fields(item, f"{path}.{i}" if path else str(i),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,6 +29,10 @@ class KeyRing:
     audience: str = "loyalty-api"
     access_ttl: timedelta = timedelta(minutes=15)
     refresh_ttl: timedelta = timedelta(days=30)
+    # Access tokens this ring verified: token -> (exp, principal). Everything _decode checks but the expiry
+    # depends only on the token and the ring's keys, so a hit need only compare exp with the clock again.
+    _verified: dict[str, tuple[int, Principal]] = field(default_factory=dict, init=False, repr=False,
+                                                         compare=False, hash=False)
 
     @staticmethod
     def kid(key: bytes) -> str:
@@ -112,9 +116,26 @@ def issue_access_token(ring: KeyRing, principal: Principal, now: datetime) -> st
     return _encode(ring, claims, ACCESS_TYP)
 
 
+VERIFIED_CACHE_SIZE = 4096
+
+
 def verify_access_token(ring: KeyRing, token: str, now: datetime) -> Principal:
+    cached = ring._verified.get(token)
+    if cached is not None:
+        exp, principal = cached
+        if exp <= now.timestamp():  # the same test as _decode's, against the same clock
+            raise TokenExpired("The token has expired")
+        return principal
     claims = _decode(ring, token, ACCESS_TYP, now)
-    return Principal(id=claims["sub"], role=claims.get("role", ""), store_id=claims.get("store"))
+    principal = Principal(id=claims["sub"], role=claims.get("role", ""), store_id=claims.get("store"))
+    verified = ring._verified
+    while len(verified) >= VERIFIED_CACHE_SIZE:  # bounded: forget the oldest
+        try:
+            del verified[next(iter(verified))]
+        except (KeyError, RuntimeError, StopIteration):  # another thread changed it meanwhile
+            break
+    verified[token] = (claims["exp"], principal)
+    return principal
 
 
 def issue_refresh_token(session: Session, ring: KeyRing, principal: Principal, now: datetime,
