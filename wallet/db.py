@@ -5,6 +5,7 @@ import os
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import JSON, DateTime, MetaData, Numeric, String, TypeDecorator, insert, inspect
 from sqlalchemy.dialects.postgresql import JSONB
@@ -92,7 +93,15 @@ def add_now(session: Session, obj: Base) -> Base:
     statement = _INSERTS.get(table)
     if statement is None:
         statement = _INSERTS[table] = insert(table)
-    session.execute(statement, values)  # autoflushes what is pending first (foreign keys)
+    execute(session, statement, values)
     make_transient_to_detached(obj)
     session.add(obj)
     return obj
+
+
+def execute(session: Session, statement: Any, params: Any = None) -> Any:
+    """Run a statement on the session's connection, as Core: the rows as they come, none of the ORM's result
+    handling (about a third less work per statement). What is pending in the session is flushed first, as the
+    ORM's autoflush would (a row written here may refer to it)."""
+    session.flush()
+    return session.connection().execute(statement, params)

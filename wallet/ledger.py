@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, make_transient_to_detached, mapped_column
 
-from .db import Base, add_now, id_column, new_id, utcnow
+from .db import Base, add_now, execute, id_column, new_id, utcnow
 from .errors import IdempotencyConflict, InsufficientPoints, NotFound, Rejected
 from .program import Program
 
@@ -197,11 +197,11 @@ def _move(session: Session, program: Program, *, member_id: str, delta: int, kin
                         channel=channel, created_at=now)
     if lot and session.get_bind().dialect.name == "postgresql":
         values = {c.key: getattr(entry, c.key) for c in _entries.columns if c.key not in ("seq", "balance_after")}
-        row = session.execute(_CREDIT_PG, {"member": member_id, "delta": delta, "now": now, "lot_id": new_id("lot"),
+        row = execute(session, _CREDIT_PG, {"member": member_id, "delta": delta, "now": now, "lot_id": new_id("lot"),
                                            **{f"e_{k}": v for k, v in values.items()}}).one_or_none()
         lot = False  # written
     else:
-        row = session.execute(_MOVE, {"member": member_id, "delta": delta, "now": now}).one_or_none()
+        row = execute(session, _MOVE, {"member": member_id, "delta": delta, "now": now}).one_or_none()
     if row is None:
         points = session.scalar(select(Balance.points).where(Balance.member_id == member_id))
         if points is None:

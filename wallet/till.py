@@ -14,7 +14,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from . import benefits, ledger, qr, rules
 from .barcodes import normalise_barcode
-from .db import Base, add_now, id_column, new_id, utcnow
+from .db import Base, add_now, execute, id_column, new_id, utcnow
 from .errors import Conflict, Invalid, InvalidToken, NotFound, Rejected, TokenExpired
 from .members import Card, Member, card_by_number
 from .program import Program
@@ -182,7 +182,7 @@ def _card_at_store(session: Session, program: Program, code: str, store_id: str,
         by, card = "number", re.sub(r"[\s-]", "", code)
     else:
         by, card = "token", card_from_scan(session, program, code).id  # says precisely what is wrong, if anything
-    row = session.execute(_CARD_AT_STORE[by], {"card": card, "store_id": store_id, "receipt_id": receipt_id,
+    row = execute(session, _CARD_AT_STORE[by], {"card": card, "store_id": store_id, "receipt_id": receipt_id,
                                                "now": now, "source": source}).first()
     if row is None:
         card_from_scan(session, program, code)  # raises card_not_found
