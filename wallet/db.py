@@ -50,14 +50,14 @@ class Base(DeclarativeBase):
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # every 10 bits as two characters
+_SHIFTS = range(120, -1, -10)  # 13 pairs: the 128 bits, with two leading zero bits as in a ULID
+
+
 def new_id(prefix: str) -> str:
     """A time-ordered, unguessable id (ULID layout: 48-bit ms clock + 80 random bits), e.g. ``mem_01J...``."""
     value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
-    chars = []
-    for _ in range(26):
-        chars.append(_CROCKFORD[value & 31])
-        value >>= 5
-    return f"{prefix}_{''.join(reversed(chars))}"
+    return prefix + "_" + "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
 
 
 def id_column(prefix: str) -> Mapped[str]:

@@ -19,10 +19,13 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     bindparam,
+    false,
     func,
     insert,
-    literal,
+    literal_column,
+    null,
     select,
+    true,
     update,
 )
 from sqlalchemy.orm import Mapped, Session, make_transient_to_detached, mapped_column
@@ -124,18 +127,22 @@ _balances = Balance.__table__
 # Built once (every purchase runs it): move the balance by :delta unless that takes it below zero, count the
 # entry, and answer the balance and the entry's seq. The row lock it takes orders the member's movements.
 _MOVE = (update(_balances)
-         .where(_balances.c.member_id == bindparam("member"), _balances.c.points + bindparam("delta") >= 0)
-         .values(points=_balances.c.points + bindparam("delta"), seq=_balances.c.seq + 1,
+         .where(_balances.c.member_id == bindparam("member"), _balances.c.points + bindparam("delta") >= literal_column("0"))
+         .values(points=_balances.c.points + bindparam("delta"), seq=_balances.c.seq + literal_column("1"),
                  updated_at=bindparam("now", type_=_balances.c.updated_at.type))
-         .returning(_balances.c.points, _balances.c.seq, literal(False).label("written")))
+         .returning(_balances.c.points, _balances.c.seq, false().label("written")))
 
 
 def _credit_pg() -> Any:
     """PostgreSQL: _MOVE, the entry (its seq and balance_after from the move) and its lot, in one statement.
-    No row back: no such member. Parameters: _MOVE's, ``e_<column>`` for the entry, ``lot_id``."""
+    No row back: no such member. Parameters: _MOVE's (member, delta, now), ``e_<column>`` for the rest of the
+    entry, ``lot_id``."""
     lots = Lot.__table__
     moved = _MOVE.cte("moved")
-    computed = {"seq": moved.c.seq, "balance_after": moved.c.points}
+    computed = {"seq": moved.c.seq, "balance_after": moved.c.points, "reverses_id": null(),
+                "member_id": bindparam("member", type_=_entries.c.member_id.type),
+                "delta": bindparam("delta", type_=_entries.c.delta.type),
+                "created_at": bindparam("now", type_=_entries.c.created_at.type)}
     columns = list(_entries.columns)
     entry = (insert(_entries)
              .from_select([c.key for c in columns],
@@ -149,7 +156,7 @@ def _credit_pg() -> Any:
                                entry.c.id, bindparam("delta", type_=lots.c.points.type),
                                bindparam("delta", type_=lots.c.points.type), entry.c.expires_at).select_from(entry))
            .cte("lot"))
-    return (select(entry.c.balance_after.label("points"), entry.c.seq, literal(True).label("written"))
+    return (select(entry.c.balance_after.label("points"), entry.c.seq, true().label("written"))
             .add_cte(lot))
 
 
@@ -196,9 +203,11 @@ def _move(session: Session, program: Program, *, member_id: str, delta: int, kin
                         idempotency_key=idempotency_key, reverses_id=reverses_id, rule_id=rule_id,
                         channel=channel, created_at=now)
     if lot and session.get_bind().dialect.name == "postgresql":
-        values = {c.key: getattr(entry, c.key) for c in _entries.columns if c.key not in ("seq", "balance_after")}
-        row = execute(session, _CREDIT_PG, {"member": member_id, "delta": delta, "now": now, "lot_id": new_id("lot"),
-                                           **{f"e_{k}": v for k, v in values.items()}}).one_or_none()
+        row = execute(session, _CREDIT_PG, {
+            "member": member_id, "delta": delta, "now": now, "lot_id": new_id("lot"), "e_id": entry.id,
+            "e_kind": kind, "e_reason": reason, "e_source": source, "e_expires_at": expires_at, "e_actor": actor,
+            "e_description": description, "e_idempotency_key": idempotency_key, "e_rule_id": rule_id,
+            "e_channel": channel}).one_or_none()
         lot = False  # written
     else:
         row = execute(session, _MOVE, {"member": member_id, "delta": delta, "now": now}).one_or_none()
