@@ -90,10 +90,7 @@ def add_now(session: Session, obj: Base) -> Base:
         value = None if default is None else default.arg if default.is_scalar else default.arg(None)
         setattr(obj, key, value)
         values[key] = value
-    statement = _INSERTS.get(table)
-    if statement is None:
-        statement = _INSERTS[table] = insert(table)
-    execute(session, statement, values)
+    insert_row(session, table, values)
     make_transient_to_detached(obj)
     session.add(obj)
     return obj
@@ -105,3 +102,11 @@ def execute(session: Session, statement: Any, params: Any = None) -> Any:
     ORM's autoflush would (a row written here may refer to it)."""
     session.flush()
     return session.connection().execute(statement, params)
+
+
+def insert_row(session: Session, table: Any, values: dict[str, Any]) -> None:
+    """INSERT one row now, from a dict of every column's value: a row the hot path writes and never reads back."""
+    statement = _INSERTS.get(table)
+    if statement is None:
+        statement = _INSERTS[table] = insert(table)
+    execute(session, statement, values)

@@ -46,7 +46,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from . import benefits, ledger
-from .db import Base, add_now, id_column, new_id, utcnow
+from .db import Base, id_column, insert_row, new_id, utcnow
 from .errors import Invalid, NotFound, Rejected
 from .program import Program
 
@@ -255,7 +255,7 @@ class Grant:
     benefit: benefits.MemberBenefit | None = None  # the benefit this grant gave, or the one it used
     kind: str = "rule"  # "rule": the rule granted now; "benefit": a benefit the member held boosted this purchase
     caps: dict[str, Any] = field(default_factory=dict)
-    record: RuleGrant | None = None
+    grant_id: str | None = None  # the RuleGrant written for it
 
     @property
     def surprise(self) -> bool:
@@ -264,7 +264,7 @@ class Grant:
     def as_reward(self) -> dict[str, Any]:
         """The member's view: which rule rewarded them and with what (``rewards`` in API.md)."""
         out = {"rule_id": self.rule.id, "title": self.rule.title, "points": self.points, "coupon": self.coupon,
-               "pending": self.pending, "surprise": self.surprise, "grant_id": getattr(self.record, "id", None)}
+               "pending": self.pending, "surprise": self.surprise, "grant_id": self.grant_id}
         if self.benefit is not None:
             out["benefit"] = benefit_summary(self.benefit) | {"applied": self.kind == "benefit"}
         return out
@@ -837,14 +837,29 @@ def _write(run: _Run, grant: Grant) -> bool:
     if benefits.is_benefit(rule.reward):
         grant.benefit = benefits.grant(session, member_id=event.member_id, rule_id=rule.id, grant_id=grant_id,
                                        reward=rule.reward, source=event.source, now=run.now)
-    grant.record = RuleGrant(
-        id=grant_id, rule_id=rule.id, rule_version=rule.version, rule_snapshot=rule.snapshot(),
-        member_id=event.member_id, trigger=event.trigger, event_source=event.source, event=_event_record(run),
-        draw=grant.draw, points=grant.points, coupon_id=(grant.coupon or {}).get("id"),
-        benefit_id=grant.benefit.id if grant.benefit is not None else None,
-        entry_id=getattr(grant.entry, "id", None), caps=grant.caps, day=run.day, granted_at=run.now)
-    add_now(session, grant.record)
+    insert_row(session, _grants, {
+        "id": grant_id, "rule_id": rule.id, "rule_version": rule.version, "rule_snapshot": _snapshot(rule),
+        "member_id": event.member_id, "trigger": event.trigger, "event_source": event.source,
+        "event": _event_record(run), "draw": grant.draw, "points": grant.points,
+        "coupon_id": (grant.coupon or {}).get("id"), "benefit_id": grant.benefit.id if grant.benefit is not None else None,
+        "entry_id": getattr(grant.entry, "id", None), "caps": grant.caps, "day": run.day, "granted_at": run.now})
+    grant.grant_id = grant_id
     return True
+
+
+_grants = RuleGrant.__table__
+_SNAPSHOTS: dict[tuple[str, int], dict[str, Any]] = {}
+
+
+def _snapshot(rule: Rule) -> dict[str, Any]:
+    """``rule.snapshot()``, kept per rule and version (a version is never changed; an edit makes a new one)."""
+    key = (rule.id, rule.version)
+    snapshot = _SNAPSHOTS.get(key)
+    if snapshot is None:
+        if len(_SNAPSHOTS) > 1000:
+            _SNAPSHOTS.clear()
+        snapshot = _SNAPSHOTS[key] = rule.snapshot()
+    return snapshot
 
 
 def _event_record(run: _Run) -> dict[str, Any]:
