@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, MetaData, Numeric, String, TypeDecorator, insert, inspect
+from sqlalchemy import JSON, DateTime, MetaData, Numeric, String, TypeDecorator, bindparam, insert, inspect
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, make_transient_to_detached, mapped_column
 
@@ -91,6 +91,12 @@ def add_now(session: Session, obj: Base) -> Base:
         setattr(obj, key, value)
         values[key] = value
     insert_row(session, table, values)
+    return attach(session, obj)
+
+
+def attach(session: Session, obj: Base) -> Base:
+    """Keep an object whose row was just written by a statement in the session as persistent and clean (no
+    INSERT at flush). Every column must be set on it."""
     make_transient_to_detached(obj)
     session.add(obj)
     return obj
@@ -110,3 +116,42 @@ def insert_row(session: Session, table: Any, values: dict[str, Any]) -> None:
     if statement is None:
         statement = _INSERTS[table] = insert(table)
     execute(session, statement, values)
+
+
+Rows = list[tuple[Any, dict[str, Any]]]  # (table, every column's value), rows to INSERT
+_MULTI_INSERTS: dict[tuple[str, ...], Any] = {}
+
+
+def insert_rows(session: Session, rows: Rows) -> None:
+    """INSERT rows into one or more tables now: on PostgreSQL in one statement however many (each row but the
+    last in a data-modifying CTE; foreign keys are checked at the end of the statement), elsewhere one INSERT
+    each. For rows that nothing in the same statement reads."""
+    if len(rows) < 2 or session.get_bind().dialect.name != "postgresql":
+        for table, values in rows:
+            insert_row(session, table, values)
+        return
+    key = tuple(table.name for table, _ in rows)
+    statement = _MULTI_INSERTS.get(key)
+    if statement is None:
+        def row(i: int, table: Any) -> Any:
+            return insert(table).values({c.key: bindparam(f"r{i}_{c.key}", type_=c.type) for c in table.columns})
+        *first, (last_table, _) = rows
+        statement = row(len(first), last_table).add_cte(
+            *[row(i, table).cte(f"row{i}") for i, (table, _) in enumerate(first)])
+        _MULTI_INSERTS[key] = statement
+    execute(session, statement, {f"r{i}_{k}": v for i, (_, values) in enumerate(rows) for k, v in values.items()})
+
+
+def iso(value: datetime | None) -> str | None:
+    """A time as the API writes it: ISO 8601 in UTC with ``Z``, e.g. ``2026-11-22T10:00:00Z``.
+
+    Exactly what ``isoformat`` gives for the UTC instant (so microseconds appear when the value has any), with
+    ``Z`` for ``+00:00``. An aware value in another zone is converted to UTC; None stays None. A naive datetime
+    is refused (ValueError), as ``UTCDateTime`` refuses one: every datetime here is aware."""
+    if value is None:
+        return None
+    if value.tzinfo is not UTC:
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r} has no UTC instant to write")
+        value = value.astimezone(UTC)
+    return value.isoformat()[:-6] + "Z"

@@ -46,7 +46,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from . import benefits, ledger
-from .db import Base, id_column, insert_row, new_id, utcnow
+from .db import Base, Rows, id_column, insert_rows, iso, new_id, utcnow
 from .errors import Invalid, NotFound, Rejected
 from .program import Program
 
@@ -233,7 +233,7 @@ class Event:
                 "amount": str(self.amount) if self.amount is not None else None, "currency": self.currency,
                 "items": len(self.items),
                 "categories": sorted({i["category"] for i in self.items if i.get("category")}),
-                "occurred_at": self.occurred_at.isoformat() if self.occurred_at else None,
+                "occurred_at": iso(self.occurred_at),
                 **{k: v for k, v in self.attributes.items() if _jsonable(v)}}
 
 
@@ -291,8 +291,7 @@ class Evaluation:
 
 def benefit_summary(benefit: benefits.MemberBenefit) -> dict[str, Any]:
     return {"id": benefit.id, "multiplier": str(benefit.multiplier.normalize()), "purchases": benefit.purchases,
-            "uses_left": benefit.uses_left, "valid_until": benefit.valid_until.isoformat() if benefit.valid_until
-            else None}
+            "uses_left": benefit.uses_left, "valid_until": iso(benefit.valid_until)}
 
 
 # ---------------------------------------------------------------- validation (used by admin CRUD)
@@ -452,6 +451,7 @@ class _Run:
         self._locked = False
         self._granted_before: set[str] | None = None
         self.has_benefits: bool | None = None  # None: not asked yet
+        self.rows: Rows = []  # the grants' audit rows, written together when the evaluation is done
 
     def skip(self, rule: Rule, reason: str, detail: Any = None) -> None:
         self.skipped.append(Skip(rule, reason, detail))
@@ -837,12 +837,12 @@ def _write(run: _Run, grant: Grant) -> bool:
     if benefits.is_benefit(rule.reward):
         grant.benefit = benefits.grant(session, member_id=event.member_id, rule_id=rule.id, grant_id=grant_id,
                                        reward=rule.reward, source=event.source, now=run.now)
-    insert_row(session, _grants, {
+    run.rows.append((_grants, {
         "id": grant_id, "rule_id": rule.id, "rule_version": rule.version, "rule_snapshot": _snapshot(rule),
         "member_id": event.member_id, "trigger": event.trigger, "event_source": event.source,
         "event": _event_record(run), "draw": grant.draw, "points": grant.points,
         "coupon_id": (grant.coupon or {}).get("id"), "benefit_id": grant.benefit.id if grant.benefit is not None else None,
-        "entry_id": getattr(grant.entry, "id", None), "caps": grant.caps, "day": run.day, "granted_at": run.now})
+        "entry_id": getattr(grant.entry, "id", None), "caps": grant.caps, "day": run.day, "granted_at": run.now}))
     grant.grant_id = grant_id
     return True
 
@@ -865,7 +865,7 @@ def _snapshot(rule: Rule) -> dict[str, Any]:
 def _event_record(run: _Run) -> dict[str, Any]:
     record = run.event.describe()
     if record["occurred_at"] is None:
-        record["occurred_at"] = run.now.isoformat()
+        record["occurred_at"] = iso(run.now)
     if run._tz is not None:  # a day or hour condition was read in this timezone: keep what it saw
         record["local_time"] = run.now.astimezone(run._tz).strftime("%a %Y-%m-%d %H:%M")
         record["timezone"] = str(run._tz)
@@ -929,7 +929,7 @@ def _jsonsafe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_jsonsafe(v) for v in value]
     if isinstance(value, datetime):
-        return value.isoformat()
+        return iso(value)
     if isinstance(value, (Decimal, date)):
         return str(value)
     if isinstance(value, float) and not math.isfinite(value):
@@ -940,8 +940,11 @@ def _jsonsafe(value: Any) -> Any:
 # ---------------------------------------------------------------- the engine's entry points
 
 def fire(session: Session, program: Program, event: Event, *, pending_until: datetime | None = None,
-         prefetched: Prefetched | None = None) -> list[Grant]:
-    """Evaluate an event and grant what it earns, inside the caller's transaction; returns the grants made."""
+         prefetched: Prefetched | None = None, rows: Rows | None = None) -> list[Grant]:
+    """Evaluate an event and grant what it earns, inside the caller's transaction; returns the grants made.
+
+    ``rows``: the caller writes the grants' audit rows itself, with rows of its own (``db.insert_rows``), before
+    its transaction ends; they are appended to this list instead of written here."""
     run = _Run(session, program, event, live=True, pending_until=pending_until)
     if prefetched is not None and prefetched.revision is not None and event.fresh:
         rules = _cached_rules(session, prefetched.revision, event.trigger, run.now)
@@ -951,6 +954,10 @@ def fire(session: Session, program: Program, event: Event, *, pending_until: dat
     if not rules:
         return []
     _evaluate(run, rules)
+    if rows is not None:
+        rows.extend(run.rows)
+    else:
+        insert_rows(session, run.rows)
     if run.grants:
         session.flush()
     return run.grants
@@ -1143,7 +1150,7 @@ def explain(grant: RuleGrant) -> str:
     amount = f" of {event['amount']} {event.get('currency') or ''}".rstrip() if event.get("amount") else ""
     text = (f"Rule \"{rule.get('title')}\" (version {grant.rule_version}) granted {' and '.join(what) or 'nothing'} "
             f"to member {grant.member_id} for {grant.trigger} {grant.event_source}{amount}{where} "
-            f"at {grant.granted_at.isoformat()}")
+            f"at {iso(grant.granted_at)}")
     local = f" ({event['local_time']} local time)" if event.get("local_time") else ""
     conditions = _conditions_text(rule.get("conditions") or {})
     text += f": it met the conditions ({conditions}){local}" if conditions else ": the rule has no conditions"

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from . import benefits, ledger, qr, rules
 from .barcodes import normalise_barcode
-from .db import Base, add_now, execute, id_column, new_id, utcnow
+from .db import Base, Rows, attach, execute, id_column, insert_rows, new_id, utcnow
 from .errors import Conflict, Invalid, InvalidToken, NotFound, Rejected, TokenExpired
 from .members import Card, Member, card_by_number
 from .program import Program
@@ -136,13 +136,15 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
     event = rules.Event(trigger="purchase", member_id=at.member_id, source=source,
                         channel="till", store_id=store_id, amount=amount, currency=currency, items=basket,
                         occurred_at=now, store_timezone=at.store_timezone, fresh=True)
-    grants = rules.fire(session, program, event, pending_until=pending_until, prefetched=at.prefetched)
+    rows: Rows = []  # the grants' audit rows, written with the purchase in one statement
+    grants = rules.fire(session, program, event, pending_until=pending_until, prefetched=at.prefetched, rows=rows)
     rewards = json.loads(json.dumps([g.as_reward() for g in grants], default=str))
-    purchase = add_now(session, Purchase(
-        id=purchase_id, store_id=store_id, member_id=at.member_id, receipt_id=receipt_id, amount=amount,
-        currency=currency, fingerprint=fingerprint, cashier_id=cashier_id, created_at=now,
-        points_awarded=sum(g.points for g in grants), rewards=rewards, status="completed", channel="till",
-        refunded_at=None))
+    values = {"id": purchase_id, "store_id": store_id, "member_id": at.member_id, "receipt_id": receipt_id,
+              "amount": amount, "currency": currency, "points_awarded": sum(g.points for g in grants),
+              "rewards": rewards, "status": "completed", "fingerprint": fingerprint, "cashier_id": cashier_id,
+              "channel": "till", "created_at": now, "refunded_at": None}
+    insert_rows(session, [*rows, (Purchase.__table__, values)])
+    purchase = attach(session, Purchase(**values))
     if basket:
         session.execute(insert(PurchaseItem), [{"purchase_id": purchase_id, **row} for row in basket])
     earned = [g.entry for g in grants if isinstance(getattr(g, "entry", None), ledger.LedgerEntry)]

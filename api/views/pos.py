@@ -112,7 +112,8 @@ class Purchases(Resource):
     @blp.response(201, PurchaseOutSchema)
     def post(self, data):
         """Record a purchase and award its points; one receipt per store counts once."""
-        return till.record_purchase(db.session, program(), store_id=_store(), card_code=data["card"],
+        # The session itself, not Flask-SQLAlchemy's scoped proxy: the hot path calls it a few dozen times.
+        return till.record_purchase(db.session(), program(), store_id=_store(), card_code=data["card"],
                                     amount=data["amount"], currency=data["currency"], receipt_id=data["receipt_id"],
                                     items=data["items"], cashier_id=current_principal().id)
 
