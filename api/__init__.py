@@ -283,8 +283,11 @@ def _guard_bodies(app: Flask) -> None:
             errors = {f"path.{k}": [UNSTORABLE] for k, v in req.view_args.items()
                       if isinstance(v, str) and _unstorable(v)}
         if req.query_string:
-            query = {f"query.{k}": v for k, v in req.args.items(multi=True)}  # a repeated name: its last value
-            errors |= {name: [UNSTORABLE] for name, value in query.items() if _unstorable(value)}
+            for name, value in req.args.items(multi=True):  # every value of a repeated name, not only one
+                if _unstorable(name):
+                    errors["query"] = [UNSTORABLE]  # not a name to echo back as a key
+                elif _unstorable(value):
+                    errors[f"query.{name}"] = [UNSTORABLE]
         has_body = bool(req.content_length) or "chunked" in req.headers.get("Transfer-Encoding", "").lower()
         if has_body and req.method in ("POST", "PUT", "PATCH"):
             if not req.is_json:
