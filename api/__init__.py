@@ -9,10 +9,11 @@ import hashlib
 import hmac
 import json
 import re
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from flask import Flask, redirect, request
+from flask.json.provider import DefaultJSONProvider
 from flask.sessions import SecureCookieSessionInterface
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -24,6 +25,7 @@ from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from wallet import members
+from wallet.db import iso
 from wallet.program import Program
 from wallet.tokens import KeyRing
 
@@ -66,6 +68,19 @@ class _Parser(FlaskParser):
 _PARSER = _Parser()
 for _blueprint in ALL:
     _blueprint.ARGUMENTS_PARSER = _PARSER
+
+
+class _JSON(DefaultJSONProvider):
+    """Flask's JSON, but a datetime that reaches it unformatted is written as the contract says (ISO 8601 in UTC
+    with ``Z``, :func:`wallet.db.iso`), and a date as ``YYYY-MM-DD``, not as an HTTP date (RFC 822)."""
+
+    @staticmethod
+    def default(o: Any) -> Any:
+        if isinstance(o, datetime):
+            return iso(o)
+        if isinstance(o, date):
+            return o.isoformat()
+        return DefaultJSONProvider.default(o)
 
 
 class _Sessions(SecureCookieSessionInterface):
@@ -112,6 +127,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     with app.app_context():
         _tune_engine(db.engine)
 
+    app.json = _JSON(app)
     app.json.sort_keys = False
     smorest = Api()
     smorest.init_app(app, spec_kwargs={"components": {"securitySchemes": {

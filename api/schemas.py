@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
+from wallet.db import iso
 from wallet.errors import Invalid
 
 
@@ -50,6 +52,49 @@ def page(items: list, limit: int, cursor_of) -> dict[str, Any]:
     more = len(items) > limit
     items = items[:limit]
     return {"items": items, "next_cursor": encode_cursor(cursor_of(items[-1])) if more and items else None}
+
+
+class Time(fields.AwareDateTime):
+    """A time, ISO 8601 in UTC with ``Z`` (the contract's ``2026-11-22T10:00:00Z``): see :func:`wallet.db.iso`
+    (microseconds only when the value has any; another zone is converted to UTC; a naive value is refused, as
+    ``UTCDateTime`` refuses one). Read as before: ISO 8601 with ``Z`` or an offset; a time without one is
+    refused (422)."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return iso(value)
+
+
+_OLD_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?\+00:00")
+
+
+def zulu(value: Any) -> Any:
+    """Times kept as strings in stored JSON before the API wrote ``Z`` (a member's consents, a rule's snapshots, a
+    grant's event) said ``+00:00``: answer them with ``Z``, as every other time. Anything else is left as it is."""
+    if isinstance(value, str):
+        return value[:-6] + "Z" if len(value) >= 25 and _OLD_TIME.fullmatch(value) else value
+    if isinstance(value, dict):
+        return {k: zulu(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [zulu(v) for v in value]
+    return value
+
+
+class StoredJSON(fields.Dict):
+    """A JSON object from the database, its times (strings) answered with ``Z``: see :func:`zulu`."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return super()._serialize(zulu(value), attr, obj, **kwargs)
+
+
+class StoredTime(fields.String):
+    """A time kept as a string in stored JSON, answered with ``Z``: see :func:`zulu`."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("metadata", {}).setdefault("format", "date-time")
+        super().__init__(**kwargs)
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return zulu(super()._serialize(value, attr, obj, **kwargs))
 
 
 class Money(fields.Field):

@@ -15,6 +15,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from . import coupons as coupons_module
+from .db import iso
 from .errors import Invalid
 from .instore import CheckIn, Scan
 from .ledger import LedgerEntry
@@ -99,7 +100,7 @@ def _coupon_sources() -> list[_Source]:
             title = getattr(offer, "title", None) or "a coupon"
             return ActivityItem(c.id, "coupon", c.issued_at, getattr(c, "channel", None), f"Coupon: {title}".replace("{", "{{").replace("}", "}}"), None, None,
                                 {"coupon_id": c.id, "offer_id": c.offer_id, "status": getattr(c, "status", None),
-                                 "expires_at": _iso(getattr(c, "expires_at", None)),
+                                 "expires_at": iso(getattr(c, "expires_at", None)),
                                  "points_cost": getattr(c, "points_cost", None), "source": getattr(c, "source", None)})
 
         out.append(_Source("coupon", coupon, coupon.issued_at, coupon.member_id, channel, coupon_item))
@@ -116,10 +117,6 @@ def _coupon_sources() -> list[_Source]:
         out.append(_Source("coupon_redeemed", redemption, redemption.redeemed_at, redemption.member_id,
                            getattr(redemption, "channel", None), redemption_item))
     return out
-
-
-def _iso(at: datetime | None) -> str | None:
-    return at.isoformat() if at is not None else None
 
 
 def _after(source: _Source, cursor: tuple[datetime, str, str] | None) -> list:

@@ -49,7 +49,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from . import ledger, qr
-from .db import Base, UTCDateTime, id_column, new_id, utcnow
+from .db import Base, UTCDateTime, id_column, iso, new_id, utcnow
 from .errors import Conflict, Invalid, InvalidToken, NotFound, Rejected
 from .ledger import Balance, LedgerEntry
 from .members import Member
@@ -461,7 +461,7 @@ def _check_open(offer: Offer, now: datetime) -> None:
     if not offer.active or offer.archived_at is not None:
         raise OfferNotActive("This offer is not running")
     if offer.valid_from is not None and now < offer.valid_from:
-        raise OfferNotActive("This offer has not started yet", starts_at=offer.valid_from.isoformat())
+        raise OfferNotActive("This offer has not started yet", starts_at=iso(offer.valid_from))
     if (offer.valid_until is not None and now >= offer.valid_until) or \
             (offer.coupon_expires_at is not None and now >= offer.coupon_expires_at):
         raise OfferNotActive("This offer has ended")
@@ -771,15 +771,11 @@ def shown_status(coupon: Coupon, now: datetime) -> str:
     return coupon.status
 
 
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
 def coupon_summary(coupon: Coupon) -> dict[str, Any]:
     """A coupon as other answers show it (a rule's reward): no code or token, which are the member's alone."""
     offer = coupon.offer
     return {"id": coupon.id, "offer_id": coupon.offer_id, "title": offer.title, "benefit": offer.benefit,
-            "status": coupon.status, "issued_at": _iso(coupon.issued_at), "expires_at": _iso(coupon.expires_at)}
+            "status": coupon.status, "issued_at": iso(coupon.issued_at), "expires_at": iso(coupon.expires_at)}
 
 
 def _member_view(program: Program, coupon: Coupon, now: datetime) -> dict[str, Any]:
@@ -795,7 +791,7 @@ def _member_view(program: Program, coupon: Coupon, now: datetime) -> dict[str, A
 
 
 def _jsonable(view: dict[str, Any]) -> dict[str, Any]:
-    return {k: _iso(v) if isinstance(v, datetime) else v for k, v in view.items()}
+    return {k: iso(v) if isinstance(v, datetime) else v for k, v in view.items()}
 
 
 def wallet_coupons(session: Session, program: Program, member_id: str) -> list[dict[str, Any]]:
@@ -943,13 +939,13 @@ def _till_row(session: Session, by: str, key: str):
 
 def _refuse_unusable(coupon, now: datetime) -> None:
     if coupon.status == "redeemed":
-        raise CouponAlreadyRedeemed("This coupon was already redeemed", redeemed_at=_iso(coupon.redeemed_at),
+        raise CouponAlreadyRedeemed("This coupon was already redeemed", redeemed_at=iso(coupon.redeemed_at),
                                     redeemed_store_id=coupon.redeemed_store_id)
     if coupon.status == "void":
         raise CouponVoid("This coupon was cancelled")
     if coupon.expires_at <= now:
         raise CouponExpired(f"This coupon expired on {coupon.expires_at:%Y-%m-%d}",
-                            expired_at=_iso(coupon.expires_at))
+                            expired_at=iso(coupon.expires_at))
 
 
 def _refuse_elsewhere(session: Session, program: Program, row, store_id: str | None, card: str | None) -> None:
@@ -1080,7 +1076,7 @@ def rollback_redemption(session: Session, program: Program, redemption_id: str, 
     until = redemption.redeemed_at + program.redemption_rollback_window
     if now > until:
         raise Rejected("This redemption can no longer be rolled back", code="rollback_window_passed",
-                       rollback_until=_iso(until))
+                       rollback_until=iso(until))
     won = session.execute(update(Redemption).where(Redemption.id == redemption.id,
                                                    Redemption.rolled_back_at.is_(None))
                           .values(rolled_back_at=now, rolled_back_by=actor[:48]), execution_options=_SYNC).rowcount

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from . import rules
 from .barcodes import normalise_barcode
-from .db import Base, id_column, utcnow
+from .db import Base, id_column, iso, utcnow
 from .errors import Invalid, NotFound, Rejected
 from .ledger import Balance
 from .program import Program
@@ -211,7 +211,7 @@ def check_in(session: Session, program: Program, *, member_id: str, store_id: st
         _refuse(session, attempt, COOLDOWN,
                 f"You checked in here at {last.created_at.astimezone(store.tz):%H:%M}; "
                 f"the next check-in counts from {local:%Y-%m-%d %H:%M} store time",
-                next_check_in_at=_iso(next_at), next_check_in_local=local.isoformat())
+                next_check_in_at=iso(next_at), next_check_in_local=local.isoformat())
     attempt.status = "accepted"
     attempt.visit_number = (last.visit_number if last else 0) + 1
     session.add(attempt)
@@ -234,10 +234,6 @@ def _refuse(session: Session, attempt: CheckIn, reason: str, detail: str, **extr
     session.flush()
     # commit=True: the refusal is kept (fraud review) although the request fails.
     raise Rejected(detail, code=reason, commit=True, check_in_id=attempt.id, **extra)
-
-
-def _iso(at: datetime) -> str:
-    return at.isoformat().replace("+00:00", "Z")
 
 
 def list_check_ins(session: Session, *, member_id: str | None = None, store_id: str | None = None,

@@ -11,7 +11,7 @@ from sqlalchemy import ForeignKey, String, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .db import Base, id_column, utcnow
+from .db import Base, id_column, iso, utcnow
 from .errors import Conflict, Invalid, NotFound, Unauthorized
 from .program import Program
 
@@ -158,7 +158,7 @@ def register_member(session: Session, program: Program, *, email: str, password:
         referred_by_id=referrer.id if referrer else None, created_at=now,
     )
     member.preferences = {c: c in ("email", "push") for c in CHANNELS} | (preferences or {})
-    member.consents = {k: {"granted": bool(v), "at": now.isoformat()} for k, v in (consents or {}).items()}
+    member.consents = {k: {"granted": bool(v), "at": iso(now)} for k, v in (consents or {}).items()}
     session.add(member)
     session.flush()
     session.add(Card(member_id=member.id, number=new_card_number(), issued_at=now))
@@ -185,7 +185,7 @@ def update_member(session: Session, program: Program, member: Member, changes: d
         consents = dict(member.consents)
         for k, v in changes["consents"].items():
             if consents.get(k, {}).get("granted") != bool(v):
-                consents[k] = {"granted": bool(v), "at": now.isoformat()}
+                consents[k] = {"granted": bool(v), "at": iso(now)}
         member.consents = consents
     session.flush()
     return member

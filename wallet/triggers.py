@@ -31,7 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, aliased, mapped_column
 
 from . import rules
-from .db import Base, id_column, utcnow
+from .db import Base, id_column, iso, utcnow
 from .errors import Conflict, Invalid, NotFound, Rejected
 from .members import Member
 from .program import Program
@@ -188,7 +188,7 @@ def inactivity_batch(session: Session, program: Program, *, days: int, limit: in
     for member_id in ids:
         anchor = last[member_id]
         source = f"inactivity:{days}:{member_id}:{anchor:%Y%m%dT%H%M%S}"
-        detail = {"inactive_days": days, "last_activity_at": anchor.isoformat()}
+        detail = {"inactive_days": days, "last_activity_at": iso(anchor)}
         event = rules.Event(trigger="inactivity", member_id=member_id, source=source, channel="job",
                             occurred_at=now, attributes=dict(detail))
         batch.tally.add(_celebrate(session, program, event, detail=detail, threshold_days=days, anchor_at=anchor))

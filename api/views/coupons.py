@@ -9,7 +9,7 @@ from ..auth import cashier_required, current_principal, marketer_required, membe
 from ..blueprints import admin, me, pos
 from ..extensions import db
 from ..resource import Resource
-from ..schemas import ListArgs, StrictSchema, decode_cursor, page, page_schema
+from ..schemas import ListArgs, StrictSchema, Time, decode_cursor, page, page_schema
 from ..state import program
 from .me import QR_DOC, QrArgs, qr_response
 
@@ -32,13 +32,13 @@ class OfferSchema(StrictSchema):
     benefit = fields.Dict(required=True, metadata=BENEFIT_DOC)
     points_cost = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(1, 10_000_000),
                                  metadata={"description": "set: a rewards-catalogue item bought with points"})
-    valid_from = fields.AwareDateTime(load_default=None, allow_none=True)
-    valid_until = fields.AwareDateTime(load_default=None, allow_none=True)
+    valid_from = Time(load_default=None, allow_none=True)
+    valid_until = Time(load_default=None, allow_none=True)
     coupon_valid_days = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(1, 3660),
                                        metadata={"description": "how long a claimed coupon stays valid "
                                                                 "(default: the programme's)"})
-    coupon_expires_at = fields.AwareDateTime(load_default=None, allow_none=True,
-                                             metadata={"description": "a last day for every coupon of the offer"})
+    coupon_expires_at = Time(load_default=None, allow_none=True,
+                             metadata={"description": "a last day for every coupon of the offer"})
     per_member_limit = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(1, 1000))
     total_limit = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(1, 100_000_000))
     stores = fields.List(fields.String(validate=validate.Length(1, 32)), load_default=list,
@@ -50,10 +50,10 @@ class OfferSchema(StrictSchema):
     active = fields.Boolean(load_default=True)
     issued = fields.Integer(attribute="issued_count", dump_only=True)
     remaining = fields.Integer(dump_only=True, allow_none=True, metadata={"description": "null: no total limit"})
-    archived_at = fields.DateTime(dump_only=True, allow_none=True)
+    archived_at = Time(dump_only=True, allow_none=True)
     created_by = fields.String(dump_only=True)
-    created_at = fields.DateTime(dump_only=True)
-    updated_at = fields.DateTime(dump_only=True)
+    created_at = Time(dump_only=True)
+    updated_at = Time(dump_only=True)
 
     @validates_schema
     def _window(self, data, **_) -> None:
@@ -111,10 +111,10 @@ class MemberOfferSchema(StrictSchema):
     image_url = fields.String(allow_none=True)
     benefit = fields.Dict(metadata=BENEFIT_DOC)
     points_cost = fields.Integer(allow_none=True)
-    valid_from = fields.DateTime(allow_none=True)
-    valid_until = fields.DateTime(allow_none=True)
+    valid_from = Time(allow_none=True)
+    valid_until = Time(allow_none=True)
     coupon_valid_days = fields.Integer(allow_none=True)
-    coupon_expires_at = fields.DateTime(allow_none=True)
+    coupon_expires_at = Time(allow_none=True)
     stores = fields.List(fields.String())
     remaining = fields.Integer(allow_none=True, metadata={"description": "coupons left; null: no limit"})
     per_member_limit = fields.Integer(allow_none=True)
@@ -144,10 +144,10 @@ class CouponSchema(StrictSchema):
     token = fields.String(allow_none=True, metadata={"description": "what the QR code carries, while usable"})
     stores = fields.List(fields.String())
     points_cost = fields.Integer()
-    issued_at = fields.DateTime()
-    expires_at = fields.DateTime()
-    redeemed_at = fields.DateTime(allow_none=True)
-    voided_at = fields.DateTime(allow_none=True)
+    issued_at = Time()
+    expires_at = Time()
+    redeemed_at = Time(allow_none=True)
+    voided_at = Time(allow_none=True)
 
 
 class CouponListArgs(ListArgs):
@@ -184,9 +184,9 @@ class TillCouponSchema(StrictSchema):
     terms = fields.String()
     benefit = fields.Dict(metadata=BENEFIT_DOC)
     status = fields.String()
-    issued_at = fields.DateTime()
-    expires_at = fields.DateTime()
-    redeemed_at = fields.DateTime(allow_none=True)
+    issued_at = Time()
+    expires_at = Time()
+    redeemed_at = Time(allow_none=True)
     stores = fields.List(fields.String())
 
 
@@ -210,9 +210,9 @@ class RedemptionSchema(StrictSchema):
     store_id = fields.String()
     receipt_id = fields.String(allow_none=True)
     status = fields.String(metadata={"description": "redeemed or rolled_back"})
-    redeemed_at = fields.DateTime()
-    rolled_back_at = fields.DateTime(allow_none=True)
-    rollback_until = fields.DateTime()
+    redeemed_at = Time()
+    rolled_back_at = Time(allow_none=True)
+    rollback_until = Time()
 
 
 class ValidationSchema(StrictSchema):

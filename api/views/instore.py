@@ -12,7 +12,7 @@ from ..blueprints import admin as admin_blp
 from ..blueprints import me as blp
 from ..extensions import db
 from ..resource import Resource
-from ..schemas import ListArgs, Money, StrictSchema, decode_cursor, page, page_schema
+from ..schemas import ListArgs, Money, StrictSchema, Time, decode_cursor, page, page_schema
 from ..state import program
 from .pos import RewardSchema
 from .stores import Latitude, Longitude, Number
@@ -72,12 +72,12 @@ class CheckInSchema(StrictSchema):
     visit_number = fields.Integer(allow_none=True, metadata={"description": "the member's n-th visit to this store"})
     points_awarded = fields.Integer()
     channel = fields.String()
-    created_at = fields.DateTime()
+    created_at = Time()
 
 
 class CheckedInSchema(CheckInSchema):
     store = fields.Nested(StoreBriefSchema)
-    next_check_in_at = fields.DateTime(metadata={"description": "when the next check-in here can count"})
+    next_check_in_at = Time(metadata={"description": "when the next check-in here can count"})
 
 
 class VisitsSchema(StrictSchema):
@@ -199,7 +199,7 @@ class ScanSchema(StrictSchema):
     first_scan = fields.Boolean(metadata={"description": "the member's first scan of this product"})
     points_awarded = fields.Integer()
     channel = fields.String()
-    created_at = fields.DateTime()
+    created_at = Time()
 
 
 class AdminScanSchema(ScanSchema):
@@ -273,7 +273,7 @@ class ActivityArgs(ListArgs):
 class ActivityItemSchema(StrictSchema):
     id = fields.String()
     kind = fields.String(metadata={"description": ", ".join(activity.KINDS)})
-    occurred_at = fields.DateTime()
+    occurred_at = Time()
     channel = fields.String(allow_none=True)
     summary = fields.String()
     points = fields.Integer(allow_none=True, metadata={"description": "points earned (events) or moved (points)"})

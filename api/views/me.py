@@ -15,7 +15,7 @@ from ..auth import current_principal, member_required
 from ..blueprints import me as blp
 from ..extensions import db
 from ..resource import Resource
-from ..schemas import ListArgs, StrictSchema, decode_cursor, page, page_schema
+from ..schemas import ListArgs, StoredTime, StrictSchema, Time, decode_cursor, page, page_schema
 from ..state import program
 
 
@@ -30,7 +30,7 @@ class CardSchema(CardBriefSchema):
 
 class ConsentSchema(StrictSchema):
     granted = fields.Boolean()
-    at = fields.String(metadata={"description": "when this consent was given or withdrawn"})
+    at = StoredTime(metadata={"description": "when this consent was given or withdrawn"})
 
 
 class MemberSchema(StrictSchema):
@@ -45,7 +45,7 @@ class MemberSchema(StrictSchema):
     preferences = fields.Dict(keys=fields.String(), values=fields.Boolean())
     consents = fields.Dict(keys=fields.String(), values=fields.Nested(ConsentSchema))
     card = fields.Nested(CardBriefSchema)
-    created_at = fields.DateTime()
+    created_at = Time()
 
 
 PHONE = validate.Regexp(r"^\+?[0-9 ()-]{6,20}$", error="Not a phone number.")
@@ -73,12 +73,12 @@ class MemberPatchSchema(StrictSchema):
 
 class ExpiringSchema(StrictSchema):
     points = fields.Integer()
-    expires_at = fields.DateTime()
+    expires_at = Time()
 
 
 class PendingSchema(StrictSchema):
     points = fields.Integer()
-    available_at = fields.DateTime()
+    available_at = Time()
     description = fields.String()
 
 
@@ -94,7 +94,7 @@ class WalletBenefitSchema(StrictSchema):
     title = fields.Method("_title")
     multiplier = fields.String()
     uses_left = fields.Integer(allow_none=True)
-    valid_until = fields.DateTime(allow_none=True)
+    valid_until = Time(allow_none=True)
 
     def _title(self, benefit) -> str:
         return f"Points ×{benefit.multiplier.normalize()}"
@@ -115,12 +115,12 @@ class ReferralClaimSchema(StrictSchema):
 class ReferralSchema(StrictSchema):
     id = fields.String()
     referrer_id = fields.String()
-    created_at = fields.DateTime()
+    created_at = Time()
 
 
 class CardTokenSchema(StrictSchema):
     token = fields.String()
-    expires_at = fields.DateTime()
+    expires_at = Time()
 
 
 class LedgerEntrySchema(StrictSchema):
@@ -129,8 +129,8 @@ class LedgerEntrySchema(StrictSchema):
     kind = fields.String()
     reason = fields.String()
     balance_after = fields.Integer()
-    created_at = fields.DateTime()
-    expires_at = fields.DateTime(allow_none=True)
+    created_at = Time()
+    expires_at = Time(allow_none=True)
     description = fields.String()
     reverses = fields.String(attribute="reverses_id", allow_none=True)
     channel = fields.String(allow_none=True)

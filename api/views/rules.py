@@ -14,7 +14,7 @@ from ..auth import current_principal, marketer_required
 from ..blueprints import admin as blp
 from ..extensions import db
 from ..resource import Resource
-from ..schemas import ListArgs, Money, StrictSchema, decode_cursor, page, page_schema
+from ..schemas import ListArgs, Money, StoredJSON, StrictSchema, Time, decode_cursor, page, page_schema
 from ..state import program
 
 REWARD_HELP = ('{"points": 10}, {"points_per_currency_unit": 1} (optionally "basis": "matching_items"), '
@@ -43,8 +43,8 @@ class RuleSchema(StrictSchema):
     priority = fields.Integer(load_default=0, validate=validate.Range(-1000, 1000))
     stackable = fields.Boolean(load_default=True)
     status = fields.String(load_default="active", validate=validate.OneOf(rules.STATUSES))
-    starts_at = fields.AwareDateTime(load_default=None, allow_none=True)
-    ends_at = fields.AwareDateTime(load_default=None, allow_none=True)
+    starts_at = Time(load_default=None, allow_none=True)
+    ends_at = Time(load_default=None, allow_none=True)
     per_member_limit = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(1))
     per_member_period_days = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(1, 3660))
     daily_limit = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(1),
@@ -54,8 +54,8 @@ class RuleSchema(StrictSchema):
     points_budget = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(1))
     points_expiry_days = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(1, 3660))
     version = fields.Integer(dump_only=True)
-    created_at = fields.DateTime(dump_only=True)
-    updated_at = fields.DateTime(dump_only=True)
+    created_at = Time(dump_only=True)
+    updated_at = Time(dump_only=True)
 
     @validates_schema
     def _window(self, data, **_) -> None:
@@ -79,9 +79,9 @@ class RuleVersionSchema(StrictSchema):
     version = fields.Integer()
     change = fields.String(metadata={"description": "created, updated, paused, resumed or archived"})
     changed_fields = fields.List(fields.String())
-    snapshot = fields.Dict(metadata={"description": "the rule as it was after this change"})
+    snapshot = StoredJSON(metadata={"description": "the rule as it was after this change"})
     actor = fields.String()
-    changed_at = fields.DateTime()
+    changed_at = Time()
 
 
 class RuleVersionListSchema(StrictSchema):
@@ -101,7 +101,7 @@ class SimulateSchema(StrictSchema):
     store_id = fields.String(load_default=None)
     amount = Money(load_default=None)
     items = fields.List(fields.Nested(SimulateItemSchema), load_default=list, validate=validate.Length(max=500))
-    at = fields.AwareDateTime(load_default=None, metadata={"description": "when the event happens; default now"})
+    at = Time(load_default=None, metadata={"description": "when the event happens; default now"})
     attributes = fields.Dict(load_default=dict, metadata={"example": {"side": "referrer"}})
     rule_ids = fields.List(fields.String(), load_default=None, validate=validate.Length(1, 100),
                            metadata={"description": "evaluate only these rules, even paused ones (test a draft)"})
@@ -115,11 +115,11 @@ class BenefitSchema(StrictSchema):
     multiplier = fields.Decimal(as_string=True)
     purchases = fields.Integer(allow_none=True)
     uses_left = fields.Integer(allow_none=True)
-    valid_from = fields.DateTime()
-    valid_until = fields.DateTime(allow_none=True)
+    valid_from = Time()
+    valid_until = Time(allow_none=True)
     status = fields.String()
     source = fields.String()
-    created_at = fields.DateTime()
+    created_at = Time()
 
 
 class SimulatedGrantSchema(StrictSchema):
@@ -157,11 +157,11 @@ class GrantSchema(StrictSchema):
     id = fields.String()
     rule_id = fields.String()
     rule_version = fields.Integer()
-    rule_snapshot = fields.Dict(metadata={"description": "the rule as it was when it granted"})
+    rule_snapshot = StoredJSON(metadata={"description": "the rule as it was when it granted"})
     member_id = fields.String()
     trigger = fields.String()
     event_source = fields.String()
-    event = fields.Dict()
+    event = StoredJSON()
     draw = fields.Float(allow_none=True, metadata={"description": "the random draw; it won because it was below "
                                                                   "the probability (null: no chance involved)"})
     probability = fields.Function(lambda g: g.rule_snapshot.get("probability"))
@@ -171,7 +171,7 @@ class GrantSchema(StrictSchema):
     entry_id = fields.String(allow_none=True)
     caps = fields.Dict(metadata={"description": "each cap it counted against: used (including it) and limit"})
     day = fields.Date()
-    granted_at = fields.DateTime()
+    granted_at = Time()
     explanation = fields.Function(rules.explain)
 
 

@@ -16,7 +16,7 @@ from ..blueprints import admin as blp
 from ..blueprints import me as me_blp
 from ..extensions import db
 from ..resource import Resource
-from ..schemas import ListArgs, Money, StrictSchema, decode_cursor, encode_cursor, page, page_schema
+from ..schemas import ListArgs, Money, StrictSchema, Time, decode_cursor, encode_cursor, page, page_schema
 from ..state import program
 
 
@@ -74,8 +74,8 @@ class StoreSchema(StrictSchema):
                                               metadata={"description": "one accepted check-in per member per this "
                                                                        "many minutes (elapsed time)"})
     active = fields.Boolean(load_default=True)
-    created_at = fields.DateTime(dump_only=True)
-    updated_at = fields.DateTime(dump_only=True)
+    created_at = Time(dump_only=True)
+    updated_at = Time(dump_only=True)
 
 
 class StorePatchSchema(StoreSchema):
@@ -212,8 +212,8 @@ class ProductSchema(StrictSchema):
                                 validate=validate.Length(max=stores.MAX_COMPLEMENTARY),
                                 metadata={"description": "ids of products to suggest with this one, in order"})
     active = fields.Boolean(load_default=True)
-    created_at = fields.DateTime(dump_only=True)
-    updated_at = fields.DateTime(dump_only=True)
+    created_at = Time(dump_only=True)
+    updated_at = Time(dump_only=True)
 
 
 class ProductPatchSchema(ProductSchema):

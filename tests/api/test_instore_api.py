@@ -71,8 +71,8 @@ def test_a_check_in_inside_the_radius(client, app, factory, shop):
     assert check_in["store"] == {"id": store["id"], "code": "TLV", "name": store["name"]}
     assert check_in["distance_m"] == pytest.approx(150, abs=0.01)
     assert (check_in["visit_number"], check_in["accuracy_m"], check_in["points_awarded"]) == (1, 12.5, 10)
-    assert check_in["created_at"] == "2026-11-22T10:00:00+00:00"
-    assert check_in["next_check_in_at"] == "2026-11-22T14:00:00+00:00"
+    assert check_in["created_at"] == "2026-11-22T10:00:00Z"
+    assert check_in["next_check_in_at"] == "2026-11-22T14:00:00Z"
     assert factory.balance(shop["member"]["id"]) == 10
 
 

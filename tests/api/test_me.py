@@ -56,7 +56,7 @@ def test_patch_preferences_merges(client, member):
 
 
 def test_patch_consents_keeps_the_time_of_each_change(client, factory, member, clock):
-    registered_at = clock.now.isoformat()
+    registered_at = "2026-11-22T10:00:00Z"
     assert client.get(ME, headers=member["headers"]).get_json()["consents"] == {
         "marketing": {"granted": True, "at": registered_at}}
     clock.advance(days=3)
@@ -65,10 +65,10 @@ def test_patch_consents_keeps_the_time_of_each_change(client, factory, member, c
     consents = r.get_json()["consents"]
     # an unchanged consent keeps the time it was given; a new one gets now
     assert consents["marketing"] == {"granted": True, "at": registered_at}
-    assert consents["profiling"] == {"granted": True, "at": clock.now.isoformat()}
+    assert consents["profiling"] == {"granted": True, "at": "2026-11-25T10:00:00Z"}
     clock.advance(minutes=5)
     r = client.patch(ME, json={"consents": {"marketing": False}}, headers=headers)
-    assert r.get_json()["consents"]["marketing"] == {"granted": False, "at": clock.now.isoformat()}
+    assert r.get_json()["consents"]["marketing"] == {"granted": False, "at": "2026-11-25T10:05:00Z"}
     assert r.get_json()["consents"]["profiling"]["granted"] is True
 
 

@@ -55,7 +55,7 @@ def test_create_an_offer_with_every_field(app, client, factory, marketer):
     assert body["id"].startswith("off_")
     assert body["benefit"] == {"kind": "free_item", "sku": "COF-250"}
     assert (body["points_cost"], body["issued"], body["remaining"], body["stores"]) == (300, 0, 100, [store["id"]])
-    assert body["valid_until"] == "2026-12-31T22:00:00+00:00"
+    assert body["valid_until"] == "2026-12-31T22:00:00Z"
     assert body["created_by"] == f"staff:{marketer['id']}" and body["archived_at"] is None
     got = client.get(f"{API}/admin/offers/{body['id']}", headers=marketer["headers"]).get_json()
     assert got == body

@@ -145,7 +145,7 @@ def test_why_a_member_won(client, marketer, factory, till, program, clock):
                              "daily_limit": {"used": 1, "limit": 100, "day": "2026-11-22"}}
     assert grant["explanation"] == (
         f'Rule "Lucky basket" (version 1) granted 25 points to member {lucky["id"]} for purchase '
-        f'purchase:{answer["purchase_id"]} of 42.00 ILS at store {till["store"]["id"]} at 2026-11-22T10:00:00+00:00: '
+        f'purchase:{answer["purchase_id"]} of 42.00 ILS at store {till["store"]["id"]} at 2026-11-22T10:00:00Z: '
         f"it met the conditions (amount at least 20.00); the draw {grant['draw']:.4f} was below the probability 0.5; "
         "within its caps (1 of 1 for this member in 30 days, 1 of 100 on 2026-11-22).")
     same = client.get(f"/api/v1/admin/grants/{grant['id']}", headers=marketer).get_json()

@@ -41,13 +41,13 @@ def test_store_lifecycle(client, app, marketer, clock):
     assert r.status_code == 201, r.get_json()
     store = r.get_json()
     assert store == STORE | {"id": store["id"], "code": "TLV-DIZ", "active": True,
-                             "created_at": "2026-11-22T10:00:00+00:00", "updated_at": "2026-11-22T10:00:00+00:00"}
+                             "created_at": "2026-11-22T10:00:00Z", "updated_at": "2026-11-22T10:00:00Z"}
     assert client.get(f"{STORES}/{store['id']}", headers=marketer).get_json() == store
     clock.advance(hours=1)
     r = client.patch(f"{STORES}/{store['id']}", json={"radius_m": 300, "active": False}, headers=marketer)
     assert r.status_code == 200
     assert (r.get_json()["radius_m"], r.get_json()["active"], r.get_json()["updated_at"]) == \
-        (300, False, "2026-11-22T11:00:00+00:00")
+        (300, False, "2026-11-22T11:00:00Z")
     assert_problem(client.post(STORES, json=STORE, headers=marketer), 409, "store_code_taken")
     assert client.delete(f"{STORES}/{store['id']}", headers=marketer).status_code == 204
     assert_problem(client.get(f"{STORES}/{store['id']}", headers=marketer), 404, "store_not_found")
