@@ -34,6 +34,13 @@ def fresh_database(name: str) -> str:
     return f"postgresql+psycopg://{PG.split('://', 1)[1]}/{name}"
 
 
+def settle() -> None:
+    """Write PostgreSQL's dirty pages out now (CHECKPOINT), so a checkpoint due in the next seconds doesn't land
+    inside one measurement and not another: every measured run starts from the same state."""
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -89,6 +96,7 @@ def wrk(url: str, script: str, args: list[str] = (), seconds: int = 10, connecti
     """Full-speed load with wrk; returns requests/s, p50/p99 in ms and error counts."""
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk")
+    settle()
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script + WRK_DONE)
     try:
@@ -108,6 +116,7 @@ def paced(base_url: str, request: Callable[[int], tuple[str, str, bytes, dict]],
           workers: int = 16) -> dict:
     """Send ``rate`` requests a second for ``seconds``; latency counts from each request's scheduled time,
     so a slow server cannot hide its queueing (no coordinated omission)."""
+    settle()
     host, port = base_url.split("://", 1)[1].split(":")
     total = int(rate * seconds)
     start = time.perf_counter() + 0.2
