@@ -56,7 +56,8 @@ class BenefitUse(Base):
     """One purchase a benefit boosted: the audit of every use."""
 
     __tablename__ = "benefit_uses"
-    __table_args__ = (UniqueConstraint("benefit_id", "event_source"),)
+    __table_args__ = (UniqueConstraint("benefit_id", "event_source"),
+                      Index("ix_benefit_uses_event_source", "event_source"))
 
     id: Mapped[str] = id_column("bnu")
     benefit_id: Mapped[str] = mapped_column(ForeignKey("member_benefits.id"))
@@ -66,6 +67,7 @@ class BenefitUse(Base):
     points: Mapped[int]
     entry_id: Mapped[str | None] = mapped_column(String(32))
     used_at: Mapped[datetime] = mapped_column(default=utcnow)
+    returned_at: Mapped[datetime | None]  # the purchase was refunded: the benefit got this use back
 
 
 def is_benefit(reward: dict[str, Any]) -> bool:
@@ -130,6 +132,28 @@ def consume(session: Session, benefit: MemberBenefit) -> bool:
         return False
     session.expire(benefit, ["uses_left"])
     return True
+
+
+def give_back_uses(session: Session, source: str, now: datetime) -> int:
+    """A refunded purchase (``source``) no longer counts against the benefits it used: each use is given back
+    to its benefit, once however often the refund is repeated or raced. Returns how many were given back."""
+    returned = 0
+    for use_id, benefit_id in session.execute(select(BenefitUse.id, BenefitUse.benefit_id)
+                                              .where(BenefitUse.event_source == source,
+                                                     BenefitUse.returned_at.is_(None))).all():
+        won = session.execute(update(BenefitUse).where(BenefitUse.id == use_id, BenefitUse.returned_at.is_(None))
+                              .values(returned_at=now), execution_options={"synchronize_session": False}).rowcount
+        if not won:
+            continue  # a concurrent refund gave it back
+        session.execute(update(MemberBenefit)
+                        .where(MemberBenefit.id == benefit_id, MemberBenefit.uses_left.is_not(None))
+                        .values(uses_left=MemberBenefit.uses_left + 1),
+                        execution_options={"synchronize_session": False})
+        benefit = session.identity_map.get(session.identity_key(MemberBenefit, benefit_id))  # type: ignore[arg-type]
+        if benefit is not None:
+            session.expire(benefit, ["uses_left"])
+        returned += 1
+    return returned
 
 
 def record_use(session: Session, benefit: MemberBenefit, *, source: str, base_points: int, points: int,

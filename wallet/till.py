@@ -69,6 +69,7 @@ class RefundResult:
     points_not_reversed: int
     pending_cancelled: int
     balance: int
+    benefit_uses_returned: int = 0
 
 
 def _scanned_card_id(program: Program, code: str) -> str:
@@ -234,6 +235,7 @@ def refund_purchase(session: Session, program: Program, purchase_id: str, *, sto
         requested += result.requested
         reversed_ += result.reversed
     cancelled = ledger.cancel_pending(session, source)
+    uses_returned = benefits.give_back_uses(session, source, program.now())
     from . import coupons  # late: coupons need the till's models
     coupons.void_coupons_from(session, program, source, member_id=purchase.member_id, actor=actor,
                               reason=f"Refund of receipt {purchase.receipt_id}")
@@ -242,7 +244,7 @@ def refund_purchase(session: Session, program: Program, purchase_id: str, *, sto
         purchase.refunded_at = program.now()
     session.flush()
     balance = ledger.balance_of(session, purchase.member_id).points
-    return RefundResult(purchase, reversed_, requested - reversed_, cancelled, balance)
+    return RefundResult(purchase, reversed_, requested - reversed_, cancelled, balance, uses_returned)
 
 
 def identify(session: Session, program: Program, code: str, store_id: str | None = None) -> dict[str, Any]:

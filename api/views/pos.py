@@ -87,6 +87,8 @@ class RefundOutSchema(StrictSchema):
     points_not_reversed = fields.Integer(metadata={"description": "already spent, so not taken back"})
     pending_cancelled = fields.Integer()
     balance = fields.Integer()
+    benefit_uses_returned = fields.Integer(metadata={"description": "uses of the member's benefits (\"double points on "
+                                                                    "your next 3 purchases\") given back"})
 
 
 def _store() -> str:

@@ -177,3 +177,28 @@ def test_the_window_is_stored_from_the_grant(session, program, clock, member):
     [granted] = rules.fire(session, program, event(member.id))
     assert granted.benefit.valid_until == clock.now + timedelta(days=3)
     assert granted.benefit.uses_left is None and granted.benefit.purchases is None
+
+
+def test_a_refund_gives_the_benefit_its_use_back_once(session, program, store, member, earning):
+    make_rule(session, program, title="Double your next 2", trigger="check_in", reward={"multiplier": 2, "purchases": 2})
+    [granted] = rules.fire(session, program, event(member.id))
+    first = buy(session, program, store, member, "10.00")
+    assert first.purchase.points_awarded == 20
+    benefit_id = granted.benefit.id
+    assert session.get(MemberBenefit, benefit_id).uses_left == 1
+    refund = till.refund_purchase(session, program, first.purchase.id, store_id=store.id, actor="staff:test")
+    assert (refund.points_reversed, refund.benefit_uses_returned) == (20, 1)
+    assert session.get(MemberBenefit, benefit_id).uses_left == 2
+    again = till.refund_purchase(session, program, first.purchase.id, store_id=store.id, actor="staff:test")
+    assert again.benefit_uses_returned == 0 and session.get(MemberBenefit, benefit_id).uses_left == 2
+    [use] = benefits.uses_of(session, benefit_id)
+    assert use.returned_at == program.now()
+    # both uses are there to be had again
+    awarded = [buy(session, program, store, member, "10.00").purchase.points_awarded for _ in range(3)]
+    assert awarded == [20, 20, 10]
+
+
+def test_a_refund_of_a_purchase_that_used_no_benefit_gives_nothing_back(session, program, store, member, earning):
+    result = buy(session, program, store, member, "10.00")
+    refund = till.refund_purchase(session, program, result.purchase.id, store_id=store.id, actor="staff:test")
+    assert (refund.points_reversed, refund.benefit_uses_returned) == (10, 0)
