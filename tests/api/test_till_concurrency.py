@@ -129,3 +129,34 @@ def test_concurrent_expiry_runs_expire_each_lot_once(app, factory, program, cloc
         for m in members:
             assert ledger.balance_of(db.session, m["id"]).points == 0
             assert_consistent(db.session, m["id"])
+
+
+def test_8_concurrent_refunds_give_a_benefit_its_use_back_once(app, factory, program):
+    from wallet import rules
+    from wallet.benefits import MemberBenefit
+
+    store = factory.store()
+    cashier = factory.staff("cashier", store_id=store["id"])
+    factory.rule(title="1 point per shekel", reward={"points_per_currency_unit": 1})
+    factory.rule(title="Double your next 3", trigger="check_in", reward={"multiplier": 2, "purchases": 3})
+    member = factory.member()
+    with app.app_context():
+        [granted] = rules.fire(db.session, program, rules.Event(trigger="check_in", member_id=member["id"],
+                                                                source="check_in:refund-race"))
+        benefit_id = granted.benefit.id
+        db.session.commit()
+    body = {"card": member["card_number"], "amount": "40.00", "currency": "ILS", "receipt_id": "R-race"}
+    bought = app.test_client().post("/api/v1/pos/purchases", json=body, headers=cashier["headers"]).get_json()
+    assert bought["points_awarded"] == 80
+
+    def refund(_):
+        r = app.test_client().post(f"/api/v1/pos/purchases/{bought['purchase_id']}/refund", headers=cashier["headers"])
+        return r.status_code, r.get_json()
+
+    results = run_together(8, refund)
+    assert {status for status, _ in results} == {200}, results
+    assert sum(answer["benefit_uses_returned"] for _, answer in results) == 1
+    with app.app_context():
+        assert db.session.get(MemberBenefit, benefit_id).uses_left == 3
+        assert ledger.balance_of(db.session, member["id"]).points == 0
+        assert_consistent(db.session, member["id"])
