@@ -49,7 +49,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from . import ledger, qr
-from .db import Base, UTCDateTime, id_column, iso, new_id, utcnow
+from .db import Base, UTCDateTime, execute, id_column, iso, new_id, on_postgres, utcnow
 from .errors import Conflict, Invalid, InvalidToken, NotFound, Rejected
 from .ledger import Balance, LedgerEntry
 from .members import Member
@@ -713,7 +713,7 @@ def _insert_coupons(session: Session, program: Program, offer: Offer, member_ids
     codes.sort()
     constant = {"offer_id": offer.id, "status": "issued", "issued_at": now, "expires_at": expires,
                 "source": key[:80], "issue_key": key, "actor": actor, "channel": "bulk", "points_cost": 0}
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgres(session):
         _copy_coupons(session, ids, member_ids, codes, constant)
     else:
         for start in range(0, n, 5_000):
@@ -930,8 +930,7 @@ def _scanned(program: Program, scanned: str) -> tuple[str, str]:
 
 def _till_row(session: Session, by: str, key: str):
     """The coupon and its offer as one row; 404 if there is no such coupon."""
-    session.flush()  # a Core read does not autoflush (nothing to do, and no cost, in a clean session)
-    row = session.execute(_TILL_ROW[by], {"key": key}).first()
+    row = execute(session, _TILL_ROW[by], {"key": key}).first()
     if row is None:
         raise NotFound("No such coupon", code="coupon_not_found")
     return row
@@ -1017,7 +1016,7 @@ def redeem(session: Session, program: Program, scanned: str, *, store_id: str, c
     now = program.now()
     redemption_id = new_id("rdm")
     session.flush()  # Core statements don't autoflush: what this session changed must be in the database first
-    postgres = session.get_bind().dialect.name == "postgresql"
+    postgres = on_postgres(session)
     row = None
     if card is not None or not postgres:
         row = _till_row(session, by, key)

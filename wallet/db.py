@@ -102,6 +102,11 @@ def attach(session: Session, obj: Base) -> Base:
     return obj
 
 
+def on_postgres(session: Session) -> bool:
+    """Whether the session's database is PostgreSQL (where a few hot paths take a one-statement route)."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
 def execute(session: Session, statement: Any, params: Any = None) -> Any:
     """Run a statement on the session's connection, as Core: the rows as they come, none of the ORM's result
     handling (about a third less work per statement). What is pending in the session is flushed first, as the
@@ -126,7 +131,7 @@ def insert_rows(session: Session, rows: Rows) -> None:
     """INSERT rows into one or more tables now: on PostgreSQL in one statement however many (each row but the
     last in a data-modifying CTE; foreign keys are checked at the end of the statement), elsewhere one INSERT
     each. For rows that nothing in the same statement reads."""
-    if len(rows) < 2 or session.get_bind().dialect.name != "postgresql":
+    if len(rows) < 2 or not on_postgres(session):
         for table, values in rows:
             insert_row(session, table, values)
         return

@@ -19,18 +19,16 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     bindparam,
-    false,
     func,
     insert,
     literal_column,
     null,
     select,
-    true,
     update,
 )
-from sqlalchemy.orm import Mapped, Session, make_transient_to_detached, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from .db import Base, add_now, execute, id_column, new_id, utcnow
+from .db import Base, add_now, attach, execute, id_column, new_id, on_postgres, utcnow
 from .errors import IdempotencyConflict, InsufficientPoints, NotFound, Rejected
 from .program import Program
 
@@ -124,13 +122,14 @@ class PendingPoints(Base):
 
 
 _balances = Balance.__table__
+_entries = LedgerEntry.__table__
 # Built once (every purchase runs it): move the balance by :delta unless that takes it below zero, count the
 # entry, and answer the balance and the entry's seq. The row lock it takes orders the member's movements.
 _MOVE = (update(_balances)
          .where(_balances.c.member_id == bindparam("member"), _balances.c.points + bindparam("delta") >= literal_column("0"))
          .values(points=_balances.c.points + bindparam("delta"), seq=_balances.c.seq + literal_column("1"),
                  updated_at=bindparam("now", type_=_balances.c.updated_at.type))
-         .returning(_balances.c.points, _balances.c.seq, false().label("written")))
+         .returning(_balances.c.points, _balances.c.seq))
 
 
 def _credit_pg() -> Any:
@@ -156,11 +155,9 @@ def _credit_pg() -> Any:
                                entry.c.id, bindparam("delta", type_=lots.c.points.type),
                                bindparam("delta", type_=lots.c.points.type), entry.c.expires_at).select_from(entry))
            .cte("lot"))
-    return (select(entry.c.balance_after.label("points"), entry.c.seq, true().label("written"))
-            .add_cte(lot))
+    return select(entry.c.balance_after.label("points"), entry.c.seq).add_cte(lot)
 
 
-_entries = LedgerEntry.__table__
 _CREDIT_PG = _credit_pg()
 
 
@@ -202,13 +199,13 @@ def _move(session: Session, program: Program, *, member_id: str, delta: int, kin
                         expires_at=expires_at, actor=actor, description=description,
                         idempotency_key=idempotency_key, reverses_id=reverses_id, rule_id=rule_id,
                         channel=channel, created_at=now)
-    if lot and session.get_bind().dialect.name == "postgresql":
+    in_one = lot and on_postgres(session)
+    if in_one:
         row = execute(session, _CREDIT_PG, {
             "member": member_id, "delta": delta, "now": now, "lot_id": new_id("lot"), "e_id": entry.id,
             "e_kind": kind, "e_reason": reason, "e_source": source, "e_expires_at": expires_at, "e_actor": actor,
             "e_description": description, "e_idempotency_key": idempotency_key, "e_rule_id": rule_id,
             "e_channel": channel}).one_or_none()
-        lot = False  # written
     else:
         row = execute(session, _MOVE, {"member": member_id, "delta": delta, "now": now}).one_or_none()
     if row is None:
@@ -218,15 +215,13 @@ def _move(session: Session, program: Program, *, member_id: str, delta: int, kin
         raise InsufficientPoints(f"This needs {-delta} points; the balance is {points}",
                                  balance=points, required=-delta)
     entry.seq, entry.balance_after = row.seq, row.points
-    if lot:
-        add_now(session, entry)
-        add_now(session, Lot(member_id=member_id, entry_id=entry.id, points=delta, remaining=delta,
-                             expires_at=expires_at))
-    elif row.written:
-        make_transient_to_detached(entry)
-        session.add(entry)  # written by the statement: persistent, no INSERT at flush
+    if in_one:
+        attach(session, entry)  # written by the statement: persistent, no INSERT at flush
     else:
         add_now(session, entry)
+        if lot:
+            add_now(session, Lot(member_id=member_id, entry_id=entry.id, points=delta, remaining=delta,
+                                 expires_at=expires_at))
     # The UPDATE bypassed the ORM: a Balance already loaded in this session must be read again.
     cached = session.identity_map.get(session.identity_key(Balance, member_id))  # type: ignore[arg-type]
     if cached is not None:
