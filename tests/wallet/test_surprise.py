@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import random
-import threading
 from datetime import UTC, datetime
 
 import pytest
@@ -15,6 +14,7 @@ from wallet import rules
 from wallet.ledger import LedgerEntry
 from wallet.rules import RuleCounter, RuleGrant
 
+from ..conftest import run_together
 from .test_rules import balance, event, grants, make_member, make_rule
 
 
@@ -233,29 +233,20 @@ def test_simulate_reports_a_reached_cap(session, program, clock, member):
 
 def _fire_at_once(app, program, events: list[rules.Event]) -> list[int]:
     """Fire each event in its own thread, session and transaction, all released together."""
-    barrier = threading.Barrier(len(events))
-    granted = [0] * len(events)
-    failures = []
 
-    def worker(i: int) -> None:
+    def fire(i: int) -> int:
         with app.app_context():
             try:
-                barrier.wait(timeout=30)
-                granted[i] = len(rules.fire(db.session, program, events[i]))
+                granted = len(rules.fire(db.session, program, events[i]))
                 db.session.commit()
-            except Exception as error:  # noqa: BLE001  (reported below)
+                return granted
+            except Exception:
                 db.session.rollback()
-                failures.append(error)
+                raise
             finally:
                 db.session.remove()
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(events))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not failures, failures
-    return granted
+    return run_together(len(events), fire)
 
 
 def _grant_count(app, rule_id: str) -> tuple[int, int]:
@@ -339,21 +330,13 @@ def test_32_tills_at_once_through_the_api(app, program, factory, client):
     people = [factory.member() for _ in range(32)]
     factory.rule(title="1 per shekel", reward={"points_per_currency_unit": 1})
     surprise = factory.rule(title="Big surprise", reward={"points": 100}, probability=1, daily_limit=5)
-    barrier = threading.Barrier(32)
-    answers = [None] * 32
 
-    def till(i: int) -> None:
-        local = app.test_client()
-        barrier.wait(timeout=30)
-        answers[i] = local.post("/api/v1/pos/purchases", headers=cashier["headers"], json={
+    def till(i: int):
+        return app.test_client().post("/api/v1/pos/purchases", headers=cashier["headers"], json={
             "card": people[i]["card_number"], "amount": "20.00", "currency": program.currency,
             "receipt_id": f"race-{i}"})
 
-    threads = [threading.Thread(target=till, args=(i,)) for i in range(32)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    answers = run_together(32, till)
     assert [a.status_code for a in answers] == [201] * 32, [a.get_json() for a in answers if a.status_code != 201]
     surprised = [a.get_json() for a in answers if any(r["rule_id"] == surprise for r in a.get_json()["rewards"])]
     assert len(surprised) == 5
