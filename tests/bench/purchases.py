@@ -26,10 +26,12 @@ FAST_HASH = "pbkdf2:sha256:1000"
 PURCHASE_LUA = r"""
 local cards = {}
 local counter = 0
-local tid = 0
+local next_tid = 0
 setup = function(thread)
-  thread:set("tid", tid)
-  tid = tid + 1
+  -- a global in the thread's own Lua state: each wrk thread sends its own receipts (a local here would be 0 in
+  -- every thread, and the threads would send the same receipts: half the "purchases" would be replays)
+  thread:set("tid", next_tid)
+  next_tid = next_tid + 1
 end
 init = function(args)
   for line in io.lines(args[1]) do cards[#cards + 1] = line end
