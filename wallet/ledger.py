@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from .db import Base, add_now, attach, execute, id_column, new_id, on_postgres, utcnow
+from .db import Base, add_now, execute, id_column, new_id, on_postgres, utcnow
 from .errors import IdempotencyConflict, InsufficientPoints, NotFound, Rejected
 from .program import Program
 
@@ -192,7 +192,8 @@ def _move(session: Session, program: Program, *, member_id: str, delta: int, kin
     """Change the balance and append the entry in one go; the UPDATE takes the member's row lock.
 
     ``lot``: a credit also opens its lot. On PostgreSQL the balance, the entry and the lot are then written
-    by one statement (data-modifying CTEs), elsewhere by three.
+    by one statement (data-modifying CTEs), elsewhere by three. The entry is handed back as written; it need not
+    be in the session (the one statement's is not: a later look-up reads its row).
     """
     now = program.now()
     entry = LedgerEntry(id=new_id("led"), member_id=member_id, delta=delta, kind=kind, reason=reason, source=source,
@@ -215,9 +216,7 @@ def _move(session: Session, program: Program, *, member_id: str, delta: int, kin
         raise InsufficientPoints(f"This needs {-delta} points; the balance is {points}",
                                  balance=points, required=-delta)
     entry.seq, entry.balance_after = row.seq, row.points
-    if in_one:
-        attach(session, entry)  # written by the statement: persistent, no INSERT at flush
-    else:
+    if not in_one:  # in one: the statement wrote it; the entry is handed back as written, not kept in the session
         add_now(session, entry)
         if lot:
             add_now(session, Lot(member_id=member_id, entry_id=entry.id, points=delta, remaining=delta,
