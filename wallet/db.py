@@ -58,9 +58,18 @@ _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # every 10 bits as two
 _SHIFTS = range(120, -1, -10)  # 13 pairs: the 128 bits, with two leading zero bits as in a ULID
 
 
+_last_id = [0]  # the last id's value in this process
+
+
 def new_id(prefix: str) -> str:
-    """A time-ordered, unguessable id (ULID layout: 48-bit ms clock + 80 random bits), e.g. ``mem_01J...``."""
+    """A time-ordered, unguessable id (ULID layout: 48-bit ms clock + 80 random bits), e.g. ``mem_01J...``.
+
+    Within a process each id sorts after the one before, also in the same millisecond (ULID's monotonic mode,
+    with a random step instead of +1), so "order by id" is the order things were made in."""
     value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    if value <= _last_id[0]:
+        value = _last_id[0] + 1 + int.from_bytes(os.urandom(4), "big")
+    _last_id[0] = value
     return prefix + "_" + "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
 
 
@@ -142,6 +151,8 @@ def _compile(statement: Any, dialect: Any, keys: frozenset[str]) -> _Compiled:
     compiled = statement.compile(dialect=dialect, column_keys=sorted(keys))
     if "POSTCOMPILE" in compiled.string:
         raise ValueError("db.execute takes statements whose SQL is fixed (no expanding IN lists)")
+    if compiled.insert_prefetch or compiled.update_prefetch:
+        raise ValueError("db.execute runs no Python-side column defaults: give every column's value")
     binds, fixed = {}, {}
     for bind, name in compiled.bind_names.items():
         processor = bind.type.dialect_impl(dialect).bind_processor(dialect)

@@ -139,7 +139,7 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
                         occurred_at=now, store_timezone=at.store_timezone, fresh=True)
     rows: Rows = []  # the grants' audit rows, written with the purchase in one statement
     grants = rules.fire(session, program, event, pending_until=pending_until, prefetched=at.prefetched, rows=rows)
-    rewards = json.loads(json.dumps([g.as_reward() for g in grants], default=str))
+    rewards = [g.as_reward() for g in grants]  # JSON as they are (times already written as ISO strings)
     values = {"id": purchase_id, "store_id": store_id, "member_id": at.member_id, "receipt_id": receipt_id,
               "amount": amount, "currency": currency, "points_awarded": sum(g.points for g in grants),
               "rewards": rewards, "status": "completed", "fingerprint": fingerprint, "cashier_id": cashier_id,
