@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from .db import Base, add_now, execute, id_column, new_id, on_postgres, utcnow
+from .db import Base, add_now, as_written, execute, id_column, new_id, on_postgres, utcnow
 from .errors import IdempotencyConflict, InsufficientPoints, NotFound, Rejected
 from .program import Program
 
@@ -132,7 +132,7 @@ _MOVE = (update(_balances)
          .returning(_balances.c.points, _balances.c.seq))
 
 
-def _credit_pg() -> Any:
+def _credit_pg() -> tuple[Any, tuple[str, ...]]:
     """PostgreSQL: _MOVE, the entry (its seq and balance_after from the move) and its lot, in one statement.
     No row back: no such member. Parameters: _MOVE's (member, delta, now), ``e_<column>`` for the rest of the
     entry, ``lot_id``."""
@@ -155,10 +155,12 @@ def _credit_pg() -> Any:
                                entry.c.id, bindparam("delta", type_=lots.c.points.type),
                                bindparam("delta", type_=lots.c.points.type), entry.c.expires_at).select_from(entry))
            .cte("lot"))
-    return select(entry.c.balance_after.label("points"), entry.c.seq).add_cte(lot)
+    statement = select(entry.c.balance_after.label("points"), entry.c.seq).add_cte(lot)
+    return statement, tuple(c.key for c in columns if c.key not in computed)
 
 
-_CREDIT_PG = _credit_pg()
+# The statement, and the entry's columns it binds as e_<column> (the others come from the balance's move).
+_CREDIT_PG, _CREDIT_PG_ENTRY = _credit_pg()
 
 
 def open_account(session: Session, member_id: str) -> None:
@@ -196,17 +198,14 @@ def _move(session: Session, program: Program, *, member_id: str, delta: int, kin
     be in the session (the one statement's is not: a later look-up reads its row).
     """
     now = program.now()
-    entry = LedgerEntry(id=new_id("led"), member_id=member_id, delta=delta, kind=kind, reason=reason, source=source,
-                        expires_at=expires_at, actor=actor, description=description,
-                        idempotency_key=idempotency_key, reverses_id=reverses_id, rule_id=rule_id,
-                        channel=channel, created_at=now)
+    values = {"id": new_id("led"), "member_id": member_id, "delta": delta, "kind": kind, "reason": reason,
+              "source": source, "expires_at": expires_at, "actor": actor, "description": description,
+              "idempotency_key": idempotency_key, "reverses_id": reverses_id, "rule_id": rule_id, "channel": channel,
+              "created_at": now}
     in_one = lot and on_postgres(session)
     if in_one:
-        row = execute(session, _CREDIT_PG, {
-            "member": member_id, "delta": delta, "now": now, "lot_id": new_id("lot"), "e_id": entry.id,
-            "e_kind": kind, "e_reason": reason, "e_source": source, "e_expires_at": expires_at, "e_actor": actor,
-            "e_description": description, "e_idempotency_key": idempotency_key, "e_rule_id": rule_id,
-            "e_channel": channel}).one_or_none()
+        row = execute(session, _CREDIT_PG, {"member": member_id, "delta": delta, "now": now, "lot_id": new_id("lot"),
+                                            **{f"e_{key}": values[key] for key in _CREDIT_PG_ENTRY}}).one_or_none()
     else:
         row = execute(session, _MOVE, {"member": member_id, "delta": delta, "now": now}).one_or_none()
     if row is None:
@@ -215,9 +214,11 @@ def _move(session: Session, program: Program, *, member_id: str, delta: int, kin
             raise NotFound("No such member")
         raise InsufficientPoints(f"This needs {-delta} points; the balance is {points}",
                                  balance=points, required=-delta)
-    entry.seq, entry.balance_after = row.seq, row.points
-    if not in_one:  # in one: the statement wrote it; the entry is handed back as written, not kept in the session
-        add_now(session, entry)
+    values["seq"], values["balance_after"] = row.seq, row.points
+    if in_one:  # the statement wrote it: handed back as written, not kept in the session
+        entry = as_written(LedgerEntry, values)
+    else:
+        entry = add_now(session, LedgerEntry(**values))
         if lot:
             add_now(session, Lot(member_id=member_id, entry_id=entry.id, points=delta, remaining=delta,
                                  expires_at=expires_at))

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from . import benefits, ledger, qr, rules
 from .barcodes import normalise_barcode
-from .db import Base, Rows, execute, id_column, insert_rows, new_id, utcnow
+from .db import Base, Rows, as_written, execute, id_column, insert_rows, new_id, utcnow
 from .errors import Conflict, Invalid, InvalidToken, NotFound, Rejected, TokenExpired
 from .members import Card, Member, card_by_number
 from .program import Program
@@ -145,7 +145,7 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
               "rewards": rewards, "status": "completed", "fingerprint": fingerprint, "cashier_id": cashier_id,
               "channel": "till", "created_at": now, "refunded_at": None}
     insert_rows(session, [*rows, (Purchase.__table__, values)])
-    purchase = Purchase(**values)  # as written, for the answer; not kept in the session (nothing reads it again)
+    purchase = as_written(Purchase, values)  # for the answer; not kept in the session (nothing reads it again)
     if basket:
         session.execute(insert(PurchaseItem), [{"purchase_id": purchase_id, **row} for row in basket])
     earned = [g.entry for g in grants if isinstance(getattr(g, "entry", None), ledger.LedgerEntry)]
