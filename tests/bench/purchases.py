@@ -1,6 +1,6 @@
 """Benchmark: POST /pos/purchases on gunicorn + PostgreSQL, against two baselines served the same way.
 
-    .venv/bin/python -m tests.bench.purchases [--members 2000] [--seconds 10] [--rounds 3] [--workers 4]
+    .venv/bin/python -m tests.bench.purchases [--members 2000] [--seconds 10] [--rounds 5] [--round-seconds 6]
 
 Prints purchases/s and p50/p99 at full load (wrk), p50/p99 at a paced 200 purchases/s, the p50 of a purchase
 when the ledger holds 10 thousand and 1 million entries, and the same full-load figures for a bare Flask
@@ -139,7 +139,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--members", type=int, default=2000)
     parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=3, help="full-load rounds of baseline, then purchases")
+    parser.add_argument("--rounds", type=int, default=5, help="full-load rounds of baseline, then purchases")
+    parser.add_argument("--round-seconds", type=int, default=6, help="each full-load measurement in a round")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--skip-million", action="store_true", help="skip the 1-million-entry ledger figure")
@@ -156,7 +157,7 @@ def main() -> None:
     env = {"DATABASE_URL": url, "LOYALTY_SECRET_KEY": SECRET, "LOYALTY_ACCESS_TOKEN_MINUTES": "600"}
     with tempfile.NamedTemporaryFile("w", suffix=".cards", delete=False) as f:
         f.write("\n".join(cards) + "\n")
-    load = {"seconds": args.seconds, "connections": args.connections}
+    load = {"seconds": args.round_seconds, "connections": args.connections}
     try:
         # Both servers up at once (the idle one costs nothing), so the baseline and the purchases can be measured
         # in alternating rounds: this machine's speed drifts by 20% within minutes, and a ratio of two figures
@@ -165,7 +166,8 @@ def main() -> None:
                 gunicorn("api:create_app()", env, args.workers) as api:
             target = api + "/api/v1/pos/purchases"
             wrk(base + "/bare", BARE_LUA, seconds=2, connections=args.connections)
-            results.append(("baseline: bare Flask JSON", wrk(base + "/bare", BARE_LUA, **load)))
+            results.append(("baseline: bare Flask JSON", wrk(base + "/bare", BARE_LUA, seconds=args.seconds,
+                                                              connections=args.connections)))
             size = seed_ledger(url, 10_000)
             paced(api, purchase_requests(cards, token, "warm"), 100, 3)
             results.append((f"purchase p50, ledger of {size:,} entries",
