@@ -5,7 +5,7 @@ import os
 import time
 from collections import namedtuple
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -232,7 +232,15 @@ def insert_row(session: Session, table: Any, values: dict[str, Any]) -> None:
 
 
 Rows = list[tuple[Any, dict[str, Any]]]  # (table, every column's value), rows to INSERT
-_MULTI_INSERTS: dict[tuple[str, ...], Any] = {}
+_MULTI_INSERTS: dict[tuple[Any, ...], Any] = {}
+
+
+def _row_insert(i: int, table: Any) -> Any:
+    return insert(table).values({c.key: bindparam(f"r{i}_{c.key}", type_=c.type) for c in table.columns})
+
+
+def _row_params(rows: Rows) -> dict[str, Any]:
+    return {f"r{i}_{k}": v for i, (_, values) in enumerate(rows) for k, v in values.items()}
 
 
 def insert_rows(session: Session, rows: Rows) -> None:
@@ -246,13 +254,46 @@ def insert_rows(session: Session, rows: Rows) -> None:
     key = tuple(table.name for table, _ in rows)
     statement = _MULTI_INSERTS.get(key)
     if statement is None:
-        def row(i: int, table: Any) -> Any:
-            return insert(table).values({c.key: bindparam(f"r{i}_{c.key}", type_=c.type) for c in table.columns})
         *first, (last_table, _) = rows
-        statement = row(len(first), last_table).add_cte(
-            *[row(i, table).cte(f"row{i}") for i, (table, _) in enumerate(first)])
+        statement = _row_insert(len(first), last_table).add_cte(
+            *[_row_insert(i, table).cte(f"row{i}") for i, (table, _) in enumerate(first)])
         _MULTI_INSERTS[key] = statement
-    execute(session, statement, {f"r{i}_{k}": v for i, (_, values) in enumerate(rows) for k, v in values.items()})
+    execute(session, statement, _row_params(rows))
+
+
+@dataclass
+class Lead:
+    """A statement put off to lead a batch's rows: a SELECT (with data-modifying CTEs) that returns at most one
+    row, which ``done`` is given once the batch is written (None if it returned none)."""
+
+    statement: Any
+    params: dict[str, Any]
+    done: Callable[[Any], None]
+
+
+@dataclass
+class Batch:
+    """What a hot path writes at its end, together: rows to INSERT, and on PostgreSQL at most one statement put
+    off to lead them (the ledger's credit), so that all of it is one statement, one round trip (:func:`write`).
+
+    Nothing in the transaction may read what the batch holds before it is written."""
+
+    rows: Rows = field(default_factory=list)
+    lead: Lead | None = None
+
+
+def write(session: Session, batch: Batch) -> None:
+    """Write a batch now: its lead with its rows as CTEs of the lead's statement (PostgreSQL), or its rows alone."""
+    lead = batch.lead
+    if lead is None:
+        insert_rows(session, batch.rows)
+        return
+    key = (lead.statement, *(table.name for table, _ in batch.rows))
+    statement = _MULTI_INSERTS.get(key)
+    if statement is None:
+        statement = _MULTI_INSERTS[key] = lead.statement.add_cte(
+            *[_row_insert(i, table).cte(f"row{i}") for i, (table, _) in enumerate(batch.rows)])
+    lead.done(execute(session, statement, {**lead.params, **_row_params(batch.rows)}).one_or_none())
 
 
 def iso(value: datetime | None) -> str | None:

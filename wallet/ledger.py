@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from .db import Base, add_now, as_written, execute, id_column, new_id, on_postgres, utcnow
+from .db import Base, Batch, Lead, add_now, as_written, execute, id_column, new_id, on_postgres, utcnow
 from .errors import IdempotencyConflict, InsufficientPoints, NotFound, Rejected
 from .program import Program
 
@@ -190,43 +190,54 @@ def _replay(session: Session, key: str, member_id: str, delta: int | None, kind:
 def _move(session: Session, program: Program, *, member_id: str, delta: int, kind: str, reason: str,
           idempotency_key: str, description: str, source: str | None, actor: str,
           expires_at: datetime | None = None, reverses_id: str | None = None,
-          rule_id: str | None = None, channel: str | None = None, lot: bool = False) -> LedgerEntry:
+          rule_id: str | None = None, channel: str | None = None, lot: bool = False,
+          batch: Batch | None = None) -> LedgerEntry:
     """Change the balance and append the entry in one go; the UPDATE takes the member's row lock.
 
     ``lot``: a credit also opens its lot. On PostgreSQL the balance, the entry and the lot are then written
     by one statement (data-modifying CTEs), elsewhere by three. The entry is handed back as written; it need not
     be in the session (the one statement's is not: a later look-up reads its row).
+
+    ``batch``: on PostgreSQL that one statement may be put off to lead the caller's batch (if no other leads it
+    yet), written with its rows by ``db.write``; until then the entry's ``seq`` and ``balance_after`` are None.
     """
     now = program.now()
     values = {"id": new_id("led"), "member_id": member_id, "delta": delta, "kind": kind, "reason": reason,
               "source": source, "expires_at": expires_at, "actor": actor, "description": description,
               "idempotency_key": idempotency_key, "reverses_id": reverses_id, "rule_id": rule_id, "channel": channel,
               "created_at": now}
-    in_one = lot and on_postgres(session)
-    if in_one:
-        row = execute(session, _CREDIT_PG, {"member": member_id, "delta": delta, "now": now, "lot_id": new_id("lot"),
-                                            **{f"e_{key}": values[key] for key in _CREDIT_PG_ENTRY}}).one_or_none()
-    else:
-        row = execute(session, _MOVE, {"member": member_id, "delta": delta, "now": now}).one_or_none()
+    if lot and on_postgres(session):  # the statement writes the entry: handed back as written, not in the session
+        entry = as_written(LedgerEntry, values)
+        params = {"member": member_id, "delta": delta, "now": now, "lot_id": new_id("lot"),
+                  **{f"e_{key}": values[key] for key in _CREDIT_PG_ENTRY}}
+        if batch is not None and batch.lead is None:
+            batch.lead = Lead(_CREDIT_PG, params, lambda row: _moved(session, entry, row))
+        else:
+            _moved(session, entry, execute(session, _CREDIT_PG, params).one_or_none())
+        return entry
+    entry = LedgerEntry(**values)
+    _moved(session, entry, execute(session, _MOVE, {"member": member_id, "delta": delta, "now": now}).one_or_none())
+    add_now(session, entry)
+    if lot:
+        add_now(session, Lot(member_id=member_id, entry_id=entry.id, points=delta, remaining=delta,
+                             expires_at=expires_at))
+    return entry
+
+
+def _moved(session: Session, entry: LedgerEntry, row: Any) -> None:
+    """What the balance's move answered (its points and the entry's seq), or no row: refused."""
     if row is None:
-        points = session.scalar(select(Balance.points).where(Balance.member_id == member_id))
+        points = session.scalar(select(Balance.points).where(Balance.member_id == entry.member_id))
         if points is None:
             raise NotFound("No such member")
-        raise InsufficientPoints(f"This needs {-delta} points; the balance is {points}",
-                                 balance=points, required=-delta)
-    values["seq"], values["balance_after"] = row.seq, row.points
-    if in_one:  # the statement wrote it: handed back as written, not kept in the session
-        entry = as_written(LedgerEntry, values)
-    else:
-        entry = add_now(session, LedgerEntry(**values))
-        if lot:
-            add_now(session, Lot(member_id=member_id, entry_id=entry.id, points=delta, remaining=delta,
-                                 expires_at=expires_at))
+        raise InsufficientPoints(f"This needs {-entry.delta} points; the balance is {points}",
+                                 balance=points, required=-entry.delta)
+    # set as loaded values (no change to flush: the row is written)
+    entry.__dict__["seq"], entry.__dict__["balance_after"] = row.seq, row.points
     # The UPDATE bypassed the ORM: a Balance already loaded in this session must be read again.
-    cached = session.identity_map.get(session.identity_key(Balance, member_id))  # type: ignore[arg-type]
+    cached = session.identity_map.get(session.identity_key(Balance, entry.member_id))  # type: ignore[arg-type]
     if cached is not None:
         session.expire(cached)
-    return entry
 
 
 def _take_from_lots(session: Session, entry: LedgerEntry, points: int, first_lot_ids: list[str] = ()) -> None:
@@ -251,11 +262,12 @@ def _take_from_lots(session: Session, entry: LedgerEntry, points: int, first_lot
 def earn(session: Session, program: Program, *, member_id: str, points: int, reason: str, idempotency_key: str,
          description: str, source: str | None = None, actor: str = "system", expires_at: datetime | None = None,
          expiry_days: int | None = None, rule_id: str | None = None, channel: str | None = None,
-         kind: str = "earn", fresh: bool = False) -> LedgerEntry:
+         kind: str = "earn", fresh: bool = False, batch: Batch | None = None) -> LedgerEntry:
     """Credit points as a new lot (expiring per the programme unless told otherwise).
 
     ``fresh``: the caller's event was inserted in this transaction under a unique constraint, so no movement
     with this key can exist yet; the look-up is skipped (the key's unique index still guards).
+    ``batch``: the credit may be put off to be written with the caller's batch (see ``_move``).
     """
     if points <= 0:
         raise ValueError("earn takes a positive number of points")
@@ -266,7 +278,7 @@ def earn(session: Session, program: Program, *, member_id: str, points: int, rea
         expires_at = default_expiry(program, program.now(), expiry_days)
     return _move(session, program, member_id=member_id, delta=points, kind=kind, reason=reason,
                  idempotency_key=idempotency_key, description=description, source=source, actor=actor,
-                 expires_at=expires_at, rule_id=rule_id, channel=channel, lot=True)
+                 expires_at=expires_at, rule_id=rule_id, channel=channel, lot=True, batch=batch)
 
 
 def spend(session: Session, program: Program, *, member_id: str, points: int, reason: str, idempotency_key: str,

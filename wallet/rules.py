@@ -46,7 +46,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from . import benefits, ledger
-from .db import Base, Rows, id_column, insert_rows, iso, new_id, utcnow
+from .db import Base, Batch, Rows, id_column, insert_rows, iso, new_id, utcnow
 from .errors import Invalid, NotFound, Rejected
 from .program import Program
 
@@ -452,6 +452,7 @@ class _Run:
         self._granted_before: set[str] | None = None
         self.has_benefits: bool | None = None  # None: not asked yet
         self.rows: Rows = []  # the grants' audit rows, written together when the evaluation is done
+        self.batch: Batch | None = None  # the caller's, when it writes the rows (and maybe a credit) itself
 
     def skip(self, rule: Rule, reason: str, detail: Any = None) -> None:
         self.skipped.append(Skip(rule, reason, detail))
@@ -884,7 +885,7 @@ def _credit(run: _Run, points: int, *, key: str, reason: str, description: str, 
     return ledger.earn(run.session, run.program, member_id=event.member_id, points=points, reason=reason,
                        idempotency_key=key, description=description, source=event.source,
                        expiry_days=rule.points_expiry_days, rule_id=rule.id, channel=event.channel,
-                       actor=f"rule:{rule.id}", fresh=True)
+                       actor=f"rule:{rule.id}", fresh=True, batch=run.batch)
 
 
 def _apply_benefits(run: _Run, base: int) -> None:
@@ -940,12 +941,15 @@ def _jsonsafe(value: Any) -> Any:
 # ---------------------------------------------------------------- the engine's entry points
 
 def fire(session: Session, program: Program, event: Event, *, pending_until: datetime | None = None,
-         prefetched: Prefetched | None = None, rows: Rows | None = None) -> list[Grant]:
+         prefetched: Prefetched | None = None, batch: Batch | None = None) -> list[Grant]:
     """Evaluate an event and grant what it earns, inside the caller's transaction; returns the grants made.
 
-    ``rows``: the caller writes the grants' audit rows itself, with rows of its own (``db.insert_rows``), before
-    its transaction ends; they are appended to this list instead of written here."""
+    ``batch``: the caller writes the grants' audit rows itself, with its own, in one go (``db.write``) before
+    its transaction ends: they are added to the batch instead of written here, and so may be a points credit
+    (the ledger puts one off to lead the batch). Until then, what the grants' entries say of the balance is None.
+    """
     run = _Run(session, program, event, live=True, pending_until=pending_until)
+    run.batch = batch
     if prefetched is not None and prefetched.revision is not None and event.fresh:
         rules = _cached_rules(session, prefetched.revision, event.trigger, run.now)
         run._granted_before, run.has_benefits = set(), prefetched.has_benefits
@@ -954,8 +958,8 @@ def fire(session: Session, program: Program, event: Event, *, pending_until: dat
     if not rules:
         return []
     _evaluate(run, rules)
-    if rows is not None:
-        rows.extend(run.rows)
+    if batch is not None:
+        batch.rows.extend(run.rows)
     else:
         insert_rows(session, run.rows)
     if run.grants:

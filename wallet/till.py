@@ -14,7 +14,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from . import benefits, ledger, qr, rules
 from .barcodes import normalise_barcode
-from .db import Base, Rows, as_written, execute, id_column, insert_rows, new_id, utcnow
+from .db import Base, Batch, as_written, execute, id_column, new_id, utcnow, write
 from .errors import Conflict, Invalid, InvalidToken, NotFound, Rejected, TokenExpired
 from .members import Card, Member, card_by_number
 from .program import Program
@@ -110,7 +110,8 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
     """Record a purchase once per store and receipt, and grant what the purchase rules give.
 
     The till's hot path: one read (card, store and any earlier purchase of this receipt together), the rules,
-    then the writes; the purchase row is written last, with what it earned, so it is never updated. Two tills
+    then the writes, on PostgreSQL as one statement (the points credit, the grants and the purchase: a
+    ``db.Batch``); the purchase row is written last, with what it earned, so it is never updated. Two tills
     sending one receipt at once both get past the read; the second meets the (store, receipt) unique
     constraint, its transaction is rolled back and rerun by the caller, and the rerun replays the first.
     """
@@ -137,14 +138,16 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
     event = rules.Event(trigger="purchase", member_id=at.member_id, source=source,
                         channel="till", store_id=store_id, amount=amount, currency=currency, items=basket,
                         occurred_at=now, store_timezone=at.store_timezone, fresh=True)
-    rows: Rows = []  # the grants' audit rows, written with the purchase in one statement
-    grants = rules.fire(session, program, event, pending_until=pending_until, prefetched=at.prefetched, rows=rows)
+    # The grants' audit rows and the purchase, written in one statement; on PostgreSQL with the points credit.
+    batch = Batch()
+    grants = rules.fire(session, program, event, pending_until=pending_until, prefetched=at.prefetched, batch=batch)
     rewards = [g.as_reward() for g in grants]  # JSON as they are (times already written as ISO strings)
     values = {"id": purchase_id, "store_id": store_id, "member_id": at.member_id, "receipt_id": receipt_id,
               "amount": amount, "currency": currency, "points_awarded": sum(g.points for g in grants),
               "rewards": rewards, "status": "completed", "fingerprint": fingerprint, "cashier_id": cashier_id,
               "channel": "till", "created_at": now, "refunded_at": None}
-    insert_rows(session, [*rows, (Purchase.__table__, values)])
+    batch.rows.append((Purchase.__table__, values))
+    write(session, batch)
     purchase = as_written(Purchase, values)  # for the answer; not kept in the session (nothing reads it again)
     if basket:
         session.execute(insert(PurchaseItem), [{"purchase_id": purchase_id, **row} for row in basket])
