@@ -26,17 +26,32 @@ BIN = Path(sys.executable).parent
 PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
 
 
+_DATABASES: list[str] = []  # made by fresh_database in this run
+
+
 def fresh_database(name: str) -> str:
     """Drop and create ``name``; returns its SQLAlchemy URL."""
     with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
+    if name not in _DATABASES:
+        _DATABASES.append(name)
     return f"postgresql+psycopg://{PG.split('://', 1)[1]}/{name}"
 
 
 def settle() -> None:
-    """Write PostgreSQL's dirty pages out now (CHECKPOINT), so a checkpoint due in the next seconds doesn't land
-    inside one measurement and not another: every measured run starts from the same state."""
+    """Before a measured run: ANALYZE the benchmark's databases, then write PostgreSQL's dirty pages out
+    (CHECKPOINT), so every measured run starts from the same state.
+
+    ANALYZE does what autovacuum does on a production server, and this machine's server runs with autovacuum
+    off. Without it a table's statistics stay as they were when it was last analyzed (the purchases table:
+    empty), and a connection's prepared statements keep plans made for that size: a sequential scan of the
+    purchases on every purchase, slower with every purchase made (a run saw 541, then 539, 408, 375 and 331
+    purchases/s). ANALYZE also makes those plans be made again. The CHECKPOINT keeps a checkpoint due in the
+    next seconds from landing inside one measurement and not another."""
+    for name in _DATABASES:
+        with psycopg.connect(f"{PG}/{name}", autocommit=True) as conn:
+            conn.execute("ANALYZE")
     with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
         conn.execute("CHECKPOINT")
 
