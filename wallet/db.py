@@ -4,7 +4,8 @@ from __future__ import annotations
 import os
 import time
 from collections import namedtuple
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -130,6 +131,31 @@ def on_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+@contextmanager
+def own_transaction(session: Session) -> Iterator[None]:
+    """On PostgreSQL, while nothing has yet begun in the database for the session's transaction, each statement
+    run inside is its own transaction (the driver's autocommit): no BEGIN and COMMIT round trips. For reads,
+    which need no transaction around them (at READ COMMITTED each statement reads its own snapshot anyway), and
+    for a single statement that is all its transaction writes (one statement is atomic on its own). Once anything
+    has begun (a write, a read in a transaction), or on another database, it changes nothing.
+
+    What is pending in the session is flushed first, so that it is not written outside the transaction."""
+    session.flush()
+    if not on_postgres(session):
+        yield
+        return
+    driver = session.connection().connection.dbapi_connection
+    if driver.autocommit or driver.info.transaction_status.name != "IDLE":
+        yield
+        return
+    driver.autocommit = True
+    try:
+        yield
+    finally:
+        if not driver.closed:
+            driver.autocommit = False
+
+
 class Result(list):
     """The rows a statement answered (named tuples), with the two look-ups the hot paths ask of a result."""
 
@@ -235,8 +261,14 @@ Rows = list[tuple[Any, dict[str, Any]]]  # (table, every column's value), rows t
 _MULTI_INSERTS: dict[tuple[Any, ...], Any] = {}
 
 
-def _row_insert(i: int, table: Any) -> Any:
-    return insert(table).values({c.key: bindparam(f"r{i}_{c.key}", type_=c.type) for c in table.columns})
+def _row_insert(i: int, table: Any, keys: Any) -> Any:
+    return insert(table).values({c.key: bindparam(f"r{i}_{c.key}", type_=c.type) for c in table.columns
+                                 if c.key in keys})
+
+
+def _shape(rows: Rows) -> tuple[Any, ...]:
+    """What a statement for these rows depends on: each row's table and columns."""
+    return tuple((table.name, *values) for table, values in rows)
 
 
 def _row_params(rows: Rows) -> dict[str, Any]:
@@ -246,17 +278,18 @@ def _row_params(rows: Rows) -> dict[str, Any]:
 def insert_rows(session: Session, rows: Rows) -> None:
     """INSERT rows into one or more tables now: on PostgreSQL in one statement however many (each row but the
     last in a data-modifying CTE; foreign keys are checked at the end of the statement), elsewhere one INSERT
-    each. For rows that nothing in the same statement reads."""
+    each, in order. For rows that nothing in the same statement reads. A row gives the columns it sets (a column
+    it leaves out, such as an autoincrement key, gets the database's default)."""
     if len(rows) < 2 or not on_postgres(session):
         for table, values in rows:
             insert_row(session, table, values)
         return
-    key = tuple(table.name for table, _ in rows)
+    key = _shape(rows)
     statement = _MULTI_INSERTS.get(key)
     if statement is None:
-        *first, (last_table, _) = rows
-        statement = _row_insert(len(first), last_table).add_cte(
-            *[_row_insert(i, table).cte(f"row{i}") for i, (table, _) in enumerate(first)])
+        *first, (last_table, last_values) = rows
+        statement = _row_insert(len(first), last_table, last_values).add_cte(
+            *[_row_insert(i, table, values).cte(f"row{i}") for i, (table, values) in enumerate(first)])
         _MULTI_INSERTS[key] = statement
     execute(session, statement, _row_params(rows))
 
@@ -288,11 +321,11 @@ def write(session: Session, batch: Batch) -> None:
     if lead is None:
         insert_rows(session, batch.rows)
         return
-    key = (lead.statement, *(table.name for table, _ in batch.rows))
+    key = (lead.statement, *_shape(batch.rows))
     statement = _MULTI_INSERTS.get(key)
     if statement is None:
         statement = _MULTI_INSERTS[key] = lead.statement.add_cte(
-            *[_row_insert(i, table).cte(f"row{i}") for i, (table, _) in enumerate(batch.rows)])
+            *[_row_insert(i, table, values).cte(f"row{i}") for i, (table, values) in enumerate(batch.rows)])
     lead.done(execute(session, statement, {**lead.params, **_row_params(batch.rows)}).one_or_none())
 
 

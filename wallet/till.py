@@ -9,12 +9,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint, bindparam, exists, insert, select
+from sqlalchemy import ForeignKey, String, UniqueConstraint, bindparam, exists, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from . import benefits, ledger, qr, rules
 from .barcodes import normalise_barcode
-from .db import Base, Batch, as_written, execute, id_column, new_id, utcnow, write
+from .db import Base, Batch, as_written, execute, id_column, new_id, own_transaction, utcnow, write
 from .errors import Conflict, Invalid, InvalidToken, NotFound, Rejected, TokenExpired
 from .members import Card, Member, card_by_number
 from .program import Program
@@ -52,6 +52,9 @@ class PurchaseItem(Base):
     category: Mapped[str | None] = mapped_column(String(64))
     quantity: Mapped[int]
     unit_price: Mapped[Decimal]
+
+
+_items = PurchaseItem.__table__
 
 
 @dataclass
@@ -133,7 +136,8 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
             raise Conflict("This receipt was already recorded with other details", code="receipt_conflict")
         balance = ledger.balance_of(session, existing.member_id).points
         return PurchaseResult(existing, balance, existing.rewards, replayed=True)
-    basket = _basket(session, items)
+    with own_transaction(session):  # a read
+        basket = _basket(session, items)
     pending_until = now + timedelta(days=program.pending_days) if program.pending_days else None
     event = rules.Event(trigger="purchase", member_id=at.member_id, source=source,
                         channel="till", store_id=store_id, amount=amount, currency=currency, items=basket,
@@ -147,10 +151,11 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
               "rewards": rewards, "status": "completed", "fingerprint": fingerprint, "cashier_id": cashier_id,
               "channel": "till", "created_at": now, "refunded_at": None}
     batch.rows.append((Purchase.__table__, values))
-    write(session, batch)
+    batch.rows.extend((_items, {"purchase_id": purchase_id, **row}) for row in basket)
+    # When the rules wrote nothing else, this one statement is the whole transaction: its own, no BEGIN/COMMIT.
+    with own_transaction(session):
+        write(session, batch)
     purchase = as_written(Purchase, values)  # for the answer; not kept in the session (nothing reads it again)
-    if basket:
-        session.execute(insert(PurchaseItem), [{"purchase_id": purchase_id, **row} for row in basket])
     earned = [g.entry for g in grants if isinstance(getattr(g, "entry", None), ledger.LedgerEntry)]
     balance = max(e.balance_after for e in earned) if earned else ledger.balance_of(session, at.member_id).points
     return PurchaseResult(purchase, balance, rewards)
@@ -188,8 +193,9 @@ def _card_at_store(session: Session, program: Program, code: str, store_id: str,
         by, card = "number", re.sub(r"[\s-]", "", code)
     else:
         by, card = "token", card_from_scan(session, program, code).id  # says precisely what is wrong, if anything
-    row = execute(session, _CARD_AT_STORE[by], {"card": card, "store_id": store_id, "receipt_id": receipt_id,
-                                               "now": now, "source": source}).first()
+    with own_transaction(session):  # a read: no transaction needed around it
+        row = execute(session, _CARD_AT_STORE[by], {"card": card, "store_id": store_id, "receipt_id": receipt_id,
+                                                   "now": now, "source": source}).first()
     if row is None:
         card_from_scan(session, program, code)  # raises card_not_found
         raise Rejected("This store does not take purchases", code="store_inactive")

@@ -3,6 +3,7 @@ process's cache only while the rules' revision read in the purchase's own transa
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import event, func, select
@@ -158,3 +159,73 @@ def test_a_batch_led_by_a_credit_that_finds_no_balance_raises_and_its_rows_roll_
     session.rollback()
     assert session.scalar(select(func.count()).select_from(LedgerEntry)) == 0
     assert session.scalar(select(func.count()).select_from(Purchase)) == 0
+
+
+def _counts(member_id: str) -> tuple[int, int, int, int]:
+    from wallet.till import Purchase, PurchaseItem
+    s = db.session
+    return (s.scalar(select(ledger.Balance.points).where(ledger.Balance.member_id == member_id)),
+            s.scalar(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.member_id == member_id)),
+            s.scalar(select(func.count()).select_from(Purchase).where(Purchase.member_id == member_id)),
+            s.scalar(select(func.count()).select_from(PurchaseItem)))
+
+
+def test_a_purchase_whose_one_statement_fails_writes_nothing(app, factory, program, is_postgres):
+    # On PostgreSQL the purchase's one write is its own transaction (no BEGIN/COMMIT): it must be all or nothing.
+    # An item's price past the column's 12 digits fails the statement after the credit and the purchase in it.
+    from sqlalchemy.exc import DataError, StatementError
+
+    from wallet import till
+    if not is_postgres:
+        pytest.skip("SQLite does not enforce a numeric column's precision")
+    factory.rule(title="1 point per shekel", reward={"points_per_currency_unit": 1})
+    store, member = factory.store(), factory.member()
+    with app.app_context():
+        before = _counts(member["id"])
+        with pytest.raises((DataError, StatementError)):
+            till.record_purchase(db.session(), program, store_id=store["id"], card_code=member["card_number"],
+                                 amount=Decimal("20.00"), currency="ILS", receipt_id="R-BIG",
+                                 items=[{"barcode": "4006381333931", "quantity": 1,
+                                         "unit_price": Decimal("10000000000000.00")}])
+        db.session.rollback()
+        assert _counts(member["id"]) == before == (0, 0, 0, 0)
+        # and the same purchase with a sane price goes through whole, its item with it
+        result = till.record_purchase(db.session(), program, store_id=store["id"], card_code=member["card_number"],
+                                      amount=Decimal("20.00"), currency="ILS", receipt_id="R-BIG",
+                                      items=[{"barcode": "4006381333931", "quantity": 1,
+                                              "unit_price": Decimal("20.00")}])
+        db.session.commit()
+        assert result.balance == 20 and _counts(member["id"]) == (20, 1, 1, 1)
+
+
+def test_what_the_rules_wrote_first_rolls_back_with_a_failed_purchase(app, factory, program, client, is_postgres):
+    # A coupon reward is written by the rules before the purchase's statement: then the statement is not its own
+    # transaction, and its failure takes the coupon back too.
+    from sqlalchemy.exc import DataError, StatementError
+
+    from wallet import till
+    from wallet.coupons import Coupon
+    if not is_postgres:
+        pytest.skip("SQLite does not enforce a numeric column's precision")
+    marketer = factory.staff("marketer")["headers"]
+    offer = client.post("/api/v1/admin/offers", json={"title": "Ten percent off", "benefit": {"kind": "percent_off",
+                                                                                           "value": "10"}},
+                       headers=marketer)
+    assert offer.status_code == 201, offer.get_json()
+    factory.rule(title="A coupon for shoppers", reward={"offer_id": offer.get_json()["id"]}, priority=2)
+    factory.rule(title="1 point per shekel", reward={"points_per_currency_unit": 1}, priority=1)
+    store, member = factory.store(), factory.member()
+    with app.app_context():
+        with pytest.raises((DataError, StatementError)):
+            till.record_purchase(db.session(), program, store_id=store["id"], card_code=member["card_number"],
+                                 amount=Decimal("20.00"), currency="ILS", receipt_id="R-C",
+                                 items=[{"barcode": "4006381333931", "quantity": 1,
+                                         "unit_price": Decimal("10000000000000.00")}])
+        db.session.rollback()
+        coupons_of = select(func.count()).select_from(Coupon).where(Coupon.member_id == member["id"])
+        assert db.session.scalar(coupons_of) == 0
+        assert _counts(member["id"]) == (0, 0, 0, 0)
+        result = till.record_purchase(db.session(), program, store_id=store["id"], card_code=member["card_number"],
+                                      amount=Decimal("20.00"), currency="ILS", receipt_id="R-C")
+        db.session.commit()
+        assert db.session.scalar(coupons_of) == 1 and result.balance == 20
