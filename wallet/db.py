@@ -250,14 +250,15 @@ def execute(session: Session, statement: Any, params: dict[str, Any] | None = No
 
 
 def insert_row(session: Session, table: Any, values: dict[str, Any]) -> None:
-    """INSERT one row now, from a dict of every column's value: a row the hot path writes and never reads back."""
+    """INSERT one row now, from a dict of the columns' values (every column but those the database fills, such
+    as an autoincrement key; no Python-side default is run): a row the hot path writes and never reads back."""
     statement = _INSERTS.get(table)
     if statement is None:
         statement = _INSERTS[table] = insert(table)
     execute(session, statement, values)
 
 
-Rows = list[tuple[Any, dict[str, Any]]]  # (table, every column's value), rows to INSERT
+Rows = list[tuple[Any, dict[str, Any]]]  # (table, its columns' values as insert_row takes them), rows to INSERT
 _MULTI_INSERTS: dict[tuple[Any, ...], Any] = {}
 
 
