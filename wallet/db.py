@@ -246,7 +246,7 @@ def execute(session: Session, statement: Any, params: dict[str, Any] | None = No
     make, processors = compiled.row._make, compiled.results
     if not any(processors):
         return Result(map(make, rows))
-    return Result(make([v if p is None else p(v) for p, v in zip(processors, row)]) for row in rows)
+    return Result(make([v if p is None else p(v) for p, v in zip(processors, row, strict=True)]) for row in rows)
 
 
 def insert_row(session: Session, table: Any, values: dict[str, Any]) -> None:

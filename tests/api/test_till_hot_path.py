@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import event, func, select
+from sqlalchemy.exc import DataError, StatementError
 
 from api.extensions import db
 from wallet import ledger, rules
@@ -170,30 +171,31 @@ def _counts(member_id: str) -> tuple[int, int, int, int]:
             s.scalar(select(func.count()).select_from(PurchaseItem)))
 
 
+TOO_DEAR = Decimal("10000000000000.00")  # past Numeric(12, 2): PostgreSQL refuses the item's row
+
+
+def _purchase(program, store, member, receipt: str, unit_price: Decimal | None = None):
+    """A purchase of 20.00 at the till, domain call in the current session; with ``unit_price``, one item."""
+    from wallet import till
+    items = [] if unit_price is None else [{"barcode": "4006381333931", "quantity": 1, "unit_price": unit_price}]
+    return till.record_purchase(db.session(), program, store_id=store["id"], card_code=member["card_number"],
+                                amount=Decimal("20.00"), currency="ILS", receipt_id=receipt, items=items)
+
+
 def test_a_purchase_whose_one_statement_fails_writes_nothing(app, factory, program, is_postgres):
     # On PostgreSQL the purchase's one write is its own transaction (no BEGIN/COMMIT): it must be all or nothing.
     # An item's price past the column's 12 digits fails the statement after the credit and the purchase in it.
-    from sqlalchemy.exc import DataError, StatementError
-
-    from wallet import till
     if not is_postgres:
         pytest.skip("SQLite does not enforce a numeric column's precision")
     factory.rule(title="1 point per shekel", reward={"points_per_currency_unit": 1})
     store, member = factory.store(), factory.member()
     with app.app_context():
-        before = _counts(member["id"])
         with pytest.raises((DataError, StatementError)):
-            till.record_purchase(db.session(), program, store_id=store["id"], card_code=member["card_number"],
-                                 amount=Decimal("20.00"), currency="ILS", receipt_id="R-BIG",
-                                 items=[{"barcode": "4006381333931", "quantity": 1,
-                                         "unit_price": Decimal("10000000000000.00")}])
+            _purchase(program, store, member, "R-BIG", TOO_DEAR)
         db.session.rollback()
-        assert _counts(member["id"]) == before == (0, 0, 0, 0)
+        assert _counts(member["id"]) == (0, 0, 0, 0)
         # and the same purchase with a sane price goes through whole, its item with it
-        result = till.record_purchase(db.session(), program, store_id=store["id"], card_code=member["card_number"],
-                                      amount=Decimal("20.00"), currency="ILS", receipt_id="R-BIG",
-                                      items=[{"barcode": "4006381333931", "quantity": 1,
-                                              "unit_price": Decimal("20.00")}])
+        result = _purchase(program, store, member, "R-BIG", Decimal("20.00"))
         db.session.commit()
         assert result.balance == 20 and _counts(member["id"]) == (20, 1, 1, 1)
 
@@ -201,31 +203,24 @@ def test_a_purchase_whose_one_statement_fails_writes_nothing(app, factory, progr
 def test_what_the_rules_wrote_first_rolls_back_with_a_failed_purchase(app, factory, program, client, is_postgres):
     # A coupon reward is written by the rules before the purchase's statement: then the statement is not its own
     # transaction, and its failure takes the coupon back too.
-    from sqlalchemy.exc import DataError, StatementError
-
-    from wallet import till
     from wallet.coupons import Coupon
     if not is_postgres:
         pytest.skip("SQLite does not enforce a numeric column's precision")
     marketer = factory.staff("marketer")["headers"]
     offer = client.post("/api/v1/admin/offers", json={"title": "Ten percent off", "benefit": {"kind": "percent_off",
                                                                                            "value": "10"}},
-                       headers=marketer)
+                        headers=marketer)
     assert offer.status_code == 201, offer.get_json()
     factory.rule(title="A coupon for shoppers", reward={"offer_id": offer.get_json()["id"]}, priority=2)
     factory.rule(title="1 point per shekel", reward={"points_per_currency_unit": 1}, priority=1)
     store, member = factory.store(), factory.member()
+    coupons_of = select(func.count()).select_from(Coupon).where(Coupon.member_id == member["id"])
     with app.app_context():
         with pytest.raises((DataError, StatementError)):
-            till.record_purchase(db.session(), program, store_id=store["id"], card_code=member["card_number"],
-                                 amount=Decimal("20.00"), currency="ILS", receipt_id="R-C",
-                                 items=[{"barcode": "4006381333931", "quantity": 1,
-                                         "unit_price": Decimal("10000000000000.00")}])
+            _purchase(program, store, member, "R-C", TOO_DEAR)
         db.session.rollback()
-        coupons_of = select(func.count()).select_from(Coupon).where(Coupon.member_id == member["id"])
         assert db.session.scalar(coupons_of) == 0
         assert _counts(member["id"]) == (0, 0, 0, 0)
-        result = till.record_purchase(db.session(), program, store_id=store["id"], card_code=member["card_number"],
-                                      amount=Decimal("20.00"), currency="ILS", receipt_id="R-C")
+        result = _purchase(program, store, member, "R-C")
         db.session.commit()
         assert db.session.scalar(coupons_of) == 1 and result.balance == 20

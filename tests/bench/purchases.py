@@ -191,7 +191,7 @@ def main() -> None:
     by = dict(results)
     print()
     ratios = [full["rps"] / tx["rps"] for tx, full in rounds]
-    for i, ((tx, full), ratio) in enumerate(zip(rounds, ratios), 1):
+    for i, ((tx, full), ratio) in enumerate(zip(rounds, ratios, strict=True), 1):
         print(f"round {i}: purchases/s vs one-transaction baseline: {full['rps']:.0f} / {tx['rps']:.0f} = {ratio:.2f}")
     print(f"purchases/s, median of {len(rounds)} rounds: {statistics.median(f['rps'] for _, f in rounds):.0f}"
           f"   ratio to the one-transaction baseline, median: {statistics.median(ratios):.2f}"
