@@ -439,7 +439,7 @@ class _Run:
     """One event's evaluation: its clock, what it has looked up, what it has locked, what it decided."""
 
     def __init__(self, session: Session, program: Program, event: Event, *, live: bool,
-                 pending_until: datetime | None = None) -> None:
+                 pending_until: datetime | None = None, batch: Batch | None = None) -> None:
         self.session, self.program, self.event, self.live = session, program, event, live
         self.pending_until = pending_until
         self.now = event.occurred_at or program.now()
@@ -452,7 +452,7 @@ class _Run:
         self._granted_before: set[str] | None = None
         self.has_benefits: bool | None = None  # None: not asked yet
         self.rows: Rows = []  # the grants' audit rows, written together when the evaluation is done
-        self.batch: Batch | None = None  # the caller's, when it writes the rows (and maybe a credit) itself
+        self.batch = batch  # the caller's, when it writes the rows (and maybe a credit) itself
 
     def skip(self, rule: Rule, reason: str, detail: Any = None) -> None:
         self.skipped.append(Skip(rule, reason, detail))
@@ -948,8 +948,7 @@ def fire(session: Session, program: Program, event: Event, *, pending_until: dat
     its transaction ends: they are added to the batch instead of written here, and so may be a points credit
     (the ledger puts one off to lead the batch). Until then, what the grants' entries say of the balance is None.
     """
-    run = _Run(session, program, event, live=True, pending_until=pending_until)
-    run.batch = batch
+    run = _Run(session, program, event, live=True, pending_until=pending_until, batch=batch)
     if prefetched is not None and prefetched.revision is not None and event.fresh:
         rules = _cached_rules(session, prefetched.revision, event.trigger, run.now)
         run._granted_before, run.has_benefits = set(), prefetched.has_benefits

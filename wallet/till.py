@@ -113,8 +113,9 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
     """Record a purchase once per store and receipt, and grant what the purchase rules give.
 
     The till's hot path: one read (card, store and any earlier purchase of this receipt together), the rules,
-    then the writes, on PostgreSQL as one statement (the points credit, the grants and the purchase: a
-    ``db.Batch``); the purchase row is written last, with what it earned, so it is never updated. Two tills
+    then the writes, on PostgreSQL as one statement (the points credit, the grants, the purchase and its items:
+    a ``db.Batch``), which is its own transaction when the rules wrote nothing else (``db.own_transaction``).
+    The purchase row is written with what it earned, so it is never updated. Two tills
     sending one receipt at once both get past the read; the second meets the (store, receipt) unique
     constraint, its transaction is rolled back and rerun by the caller, and the rerun replays the first.
     """

@@ -4,12 +4,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import bindparam, event, insert, select, update
+from sqlalchemy import bindparam, event, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from api.extensions import db
 from wallet import ledger, members
-from wallet.db import execute, new_id
+from wallet.db import execute, new_id, own_transaction
 from wallet.ledger import Balance
 
 
@@ -74,3 +74,35 @@ def test_ids_made_in_one_process_sort_in_the_order_they_were_made():
     assert ids == sorted(ids)
     assert len(set(ids)) == len(ids)
     assert all(len(i) == 28 and i.startswith("x_") for i in ids)
+
+
+def test_own_transaction_commits_each_statement_while_nothing_has_begun(session, member, is_postgres):
+    statement = update(Balance).where(Balance.member_id == bindparam("member")).values(pending=Balance.pending + 3)
+    session.commit()  # the member exists for other transactions; nothing has begun now
+    with own_transaction(session):
+        execute(session, statement, {"member": member.id})
+    session.rollback()
+    pending = session.scalar(select(Balance.pending).where(Balance.member_id == member.id))
+    # PostgreSQL: the statement was its own transaction, the rollback had nothing to take back; elsewhere a no-op
+    assert pending == (3 if is_postgres else 0)
+
+
+def test_own_transaction_writes_nothing_pending_outside_the_transaction(session, member):
+    # what the session holds unflushed is flushed first, in the transaction: a rollback still takes it back
+    from wallet.stores import Store
+    session.commit()
+    session.add(Store(code="PENDING", name="Not yet flushed", lat=32.0, lon=34.8))
+    with own_transaction(session):
+        execute(session, select(Balance.points).where(Balance.member_id == bindparam("member")), {"member": member.id})
+    session.rollback()
+    assert session.scalar(select(func.count()).select_from(Store).where(Store.code == "PENDING")) == 0
+
+
+def test_own_transaction_changes_nothing_once_the_transaction_has_begun(session, member):
+    statement = update(Balance).where(Balance.member_id == bindparam("member")).values(pending=Balance.pending + 3)
+    session.commit()
+    session.execute(select(Balance.points))  # begins the transaction in the database
+    with own_transaction(session):
+        execute(session, statement, {"member": member.id})
+    session.rollback()
+    assert session.scalar(select(Balance.pending).where(Balance.member_id == member.id)) == 0
