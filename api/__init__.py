@@ -25,7 +25,7 @@ from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from wallet import members
-from wallet.db import iso
+from wallet.clock import iso
 from wallet.program import Program
 from wallet.tokens import KeyRing
 
@@ -100,8 +100,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.config.update(
         API_TITLE=API_TITLE, API_VERSION="v1", OPENAPI_VERSION="3.1.0",
         OPENAPI_URL_PREFIX="/api/v1", OPENAPI_JSON_PATH="openapi.json",
-        OPENAPI_SWAGGER_UI_PATH="/docs", OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
-        OPENAPI_REDOC_PATH="/redoc", OPENAPI_REDOC_URL="https://cdn.jsdelivr.net/npm/redoc/bundles/redoc.standalone.js",
+        # No OPENAPI_SWAGGER_UI_*/REDOC_*: flask-smorest's pages load from a CDN; api.docs serves /docs offline.
         SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": False},
         RATELIMIT_HEADERS_ENABLED=True,
     )
@@ -149,6 +148,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     def index():
         return redirect("/static/index.html")
 
+    from .docs import register as register_docs
+    register_docs(app)
     from .cli import register as register_cli
     register_cli(app)
     return app

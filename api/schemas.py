@@ -9,7 +9,7 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
-from wallet.db import iso
+from wallet.clock import iso
 from wallet.errors import Invalid
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from api import create_app
 from api.extensions import db
-from wallet import members, tokens
+from wallet import enrolment, members, tokens
 from wallet.db import Base
 from wallet.stores import Store
 
@@ -195,7 +195,7 @@ class Factory:
         data |= overrides
 
         def make(session):
-            member = members.register_member(session, self.program, **data)
+            member = enrolment.register_member(session, self.program, **data)
             return {"id": member.id, "email": member.email, "card_number": member.card.number,
                     "card_id": member.card.id, "password": data["password"]}
         out = self._commit(make)

@@ -15,12 +15,12 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from . import coupons as coupons_module
-from .db import iso
+from .clock import iso
 from .errors import Invalid
 from .instore import CheckIn, Scan
 from .ledger import LedgerEntry
+from .purchases import Purchase
 from .stores import Product, Store
-from .till import Purchase
 
 KINDS = ("purchase", "refund", "check_in", "scan", "coupon", "coupon_redeemed", "points")
 # At one instant the consequence sits above its cause (newest first): the points above the check-in that earned them.

@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Numeric, String, UniqueConstraint, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from .db import Base, id_column, new_id, utcnow
+from .clock import utcnow
+from .db import Base, id_column, new_id
 from .errors import NotFound
 
 KIND = "points_multiplier"

@@ -6,7 +6,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import members, rules
+from . import coupons, enrolment, instore, members, rules
 from .barcodes import gtin_check_digit
 from .program import Program
 from .stores import Product, Store
@@ -76,7 +76,7 @@ def load(session: Session, program: Program) -> list[tuple[str, str, str, str]]:
         note = ""
         if not members.email_taken(session, email):
             if role == "member":
-                member = members.register_member(session, program, email=email, password=password,
+                member = enrolment.register_member(session, program, email=email, password=password,
                                                  name="Dana Demo", consents={"marketing": True})
                 note = f"card {member.card.number}"
             else:
@@ -94,7 +94,6 @@ def load(session: Session, program: Program) -> list[tuple[str, str, str, str]]:
 
 def _load_more(session: Session, program: Program, stores: dict, products: dict) -> None:
     """Hook for the demo data of later features (offers, check-in rules)."""
-    from . import coupons, instore
     instore.load_demo(session, program)
     rules.load_demo(session, program)  # a surprise on check-in, a birthday gift
     coupons.load_demo(session, program, stores)

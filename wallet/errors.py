@@ -71,3 +71,51 @@ class TokenExpired(Unauthorized):
 class IdempotencyConflict(Conflict):
     code = "idempotency_conflict"
     title = "Idempotency key reused with a different request"
+
+
+# ---------------------------------------------------------------- offers and coupons
+
+class OfferNotActive(Rejected):
+    code = "offer_not_active"
+    title = "This offer can't be claimed now"
+
+
+class OfferExhausted(Rejected):
+    code = "offer_exhausted"
+    title = "This offer has run out"
+
+
+class LimitReached(Rejected):
+    code = "limit_reached"
+    title = "You already have as many of these as the offer allows"
+
+
+class CouponAlreadyRedeemed(Conflict):
+    code = "coupon_already_redeemed"
+    title = "This coupon was already redeemed"
+
+
+class CouponExpired(Rejected):
+    code = "coupon_expired"
+    title = "This coupon has expired"
+
+
+class CouponVoid(Rejected):
+    code = "coupon_void"
+    title = "This coupon was cancelled"
+
+
+class CouponNotValidHere(Rejected):
+    code = "coupon_not_valid_here"
+    title = "This coupon can't be redeemed in this store"
+
+
+class CouponOwnerMismatch(Rejected):
+    code = "coupon_owner_mismatch"
+    title = "This coupon belongs to another member"
+
+
+class InvalidCoupon(Invalid):
+    """What was scanned or typed is not a coupon this club issued (forged, tampered or mistyped)."""
+    code = "invalid_coupon"
+    title = "Not a valid coupon code"

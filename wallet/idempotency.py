@@ -6,7 +6,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import LargeBinary, String, UniqueConstraint, delete, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from .db import Base, utcnow
+from .clock import utcnow
+from .db import Base
 from .errors import IdempotencyConflict
 
 

@@ -26,12 +26,13 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from . import rules
 from .barcodes import normalise_barcode
-from .db import Base, id_column, iso, utcnow
+from .clock import iso, utcnow
+from .db import Base, id_column
 from .errors import Invalid, NotFound, Rejected
 from .ledger import Balance
 from .program import Program
+from .purchases import Purchase, PurchaseItem
 from .stores import Product, Store, get_store, products_by_ids
-from .till import Purchase, PurchaseItem
 
 EARTH_RADIUS_M = 6_371_008.8  # the mean radius (IUGG): the sphere closest to the WGS84 ellipsoid
 PERIODS = ("day", "week", "month", "year", "ever")

@@ -28,8 +28,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from .db import Base, Batch, Lead, add_now, as_written, execute, id_column, new_id, on_postgres, utcnow
+from .clock import utcnow
+from .db import Base, id_column, new_id, on_postgres
 from .errors import IdempotencyConflict, InsufficientPoints, NotFound, Rejected
+from .fast_sql import Batch, Lead, add_now, as_written, execute
 from .program import Program
 
 KINDS = ("earn", "spend", "expire", "adjust", "reverse")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import secrets
 import unicodedata
 from datetime import date, datetime
 from typing import Any
@@ -11,9 +10,12 @@ from sqlalchemy import ForeignKey, String, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .db import Base, id_column, iso, utcnow
-from .errors import Conflict, Invalid, NotFound, Unauthorized
+from .clock import iso, utcnow
+from .db import Base, id_column
+from .errors import Conflict, Invalid, NotFound, Rejected, Unauthorized
 from .program import Program
+from .scanner import Scanned
+from .stores import Store
 
 CHANNELS = ("email", "sms", "push", "wallet")
 ROLES = ("member", "cashier", "marketer", "admin")
@@ -101,74 +103,11 @@ def normalise_email(email: str) -> str:
     return email
 
 
-def luhn_check_digit(digits: str) -> str:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch)
-        if i % 2 == 0:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return str((10 - total % 10) % 10)
-
-
-def luhn_valid(number: str) -> bool:
-    return number.isdigit() and len(number) >= 2 and luhn_check_digit(number[:-1]) == number[-1]
-
-
-def new_card_number() -> str:
-    """16 digits: a club prefix, 14 random digits and a Luhn check digit, so a mistyped number is caught."""
-    body = "8" + "".join(secrets.choice("0123456789") for _ in range(14))
-    return body + luhn_check_digit(body)
-
-
-_REFERRAL_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I
-
-
-def new_referral_code() -> str:
-    return "".join(secrets.choice(_REFERRAL_ALPHABET) for _ in range(8))
-
-
 def email_taken(session: Session, email: str) -> bool:
     return bool(
         session.scalar(select(func.count()).select_from(Member).where(Member.email == email))
         or session.scalar(select(func.count()).select_from(Staff).where(Staff.email == email))
     )
-
-
-def register_member(session: Session, program: Program, *, email: str, password: str, name: str,
-                    phone: str | None = None, birthday: date | None = None,
-                    referral_code: str | None = None, consents: dict[str, bool] | None = None,
-                    preferences: dict[str, bool] | None = None, channel: str = "app") -> Member:
-    """Enrol a member and issue the loyalty card at once; fires the enrolment and referral triggers."""
-    from . import ledger, rules  # late: the rules engine depends on members
-
-    email = normalise_email(email)
-    if email_taken(session, email):
-        raise Conflict("An account with this email already exists", code="email_taken")
-    now = program.now()
-    referrer = None
-    if referral_code:
-        from . import triggers  # unknown code 422, self-referral 422, a person referred twice 409
-        referrer = triggers.referrer_for(session, referral_code, email=email, phone=phone)
-    member = Member(
-        email=email, password_hash=hash_password(password), name=name.strip(), phone=phone,
-        birthday=birthday, referral_code=new_referral_code(), channel=channel,
-        referred_by_id=referrer.id if referrer else None, created_at=now,
-    )
-    member.preferences = {c: c in ("email", "push") for c in CHANNELS} | (preferences or {})
-    member.consents = {k: {"granted": bool(v), "at": iso(now)} for k, v in (consents or {}).items()}
-    session.add(member)
-    session.flush()
-    session.add(Card(member_id=member.id, number=new_card_number(), issued_at=now))
-    ledger.open_account(session, member.id)
-    session.flush()
-    rules.fire(session, program, rules.Event(trigger="enrolment", member_id=member.id, source=f"member:{member.id}",
-                                             channel=channel))
-    if referrer is not None:
-        triggers.record_referral(session, program, referrer=referrer, member=member, channel=channel)
-    return member
 
 
 def update_member(session: Session, program: Program, member: Member, changes: dict[str, Any]) -> Member:
@@ -210,8 +149,6 @@ def authenticate(session: Session, email: str, password: str) -> Member | Staff:
 def create_staff(session: Session, *, email: str, password: str, role: str, name: str = "",
                  store_code: str | None = None, store_id: str | None = None) -> Staff:
     """A cashier (bound to one store), marketer or admin account."""
-    from .stores import Store
-
     email = normalise_email(email)
     if role not in STAFF_ROLES:
         raise Invalid(f"role must be one of {', '.join(STAFF_ROLES)}", errors={"role": ["Unknown role."]})
@@ -242,11 +179,16 @@ def get_member(session: Session, member_id: str) -> Member:
     return member
 
 
-def card_by_number(session: Session, number: str) -> Card:
-    number = re.sub(r"[\s-]", "", number)
-    if not luhn_valid(number) or len(number) != 16:
-        raise Invalid("Not a valid card number", code="invalid_card_number", errors={"card": ["Not a valid card number."]})
-    card = session.scalar(select(Card).where(Card.number == number))
+
+def find_card(session: Session, scanned: Scanned) -> Card:
+    """The card a scanned card code names (:func:`wallet.scanner.read`); it must be active."""
+    if scanned.by == "id":
+        card = session.get(Card, scanned.key)
+    else:
+        card = session.scalar(select(Card).where(Card.number == scanned.key))
     if card is None:
-        raise NotFound("No card with this number", code="card_not_found")
+        raise NotFound("No card with this number" if scanned.by == "number" else "No such card",
+                       code="card_not_found")
+    if card.status != "active":
+        raise Rejected("This card is blocked", code="card_inactive")
     return card

@@ -3,56 +3,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint, bindparam, exists, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import bindparam, exists, select
+from sqlalchemy.orm import Session
 
-from . import benefits, ledger, qr, rules
+from . import benefits, ledger, rules, scanner
 from .barcodes import normalise_barcode
-from .db import Base, Batch, as_written, execute, id_column, new_id, own_transaction, utcnow, write
-from .errors import Conflict, Invalid, InvalidToken, NotFound, Rejected, TokenExpired
-from .members import Card, Member, card_by_number
+from .coupons import redemption, voiding
+from .db import new_id
+from .errors import Conflict, Invalid, Rejected
+from .fast_sql import Batch, as_written, execute, own_transaction, write
+from .members import Card, Member, find_card
 from .program import Program
+from .purchases import Purchase, PurchaseItem, get_purchase
 from .stores import Product, Store
-
-
-class Purchase(Base):
-    __tablename__ = "purchases"
-    __table_args__ = (UniqueConstraint("store_id", "receipt_id"),)
-
-    id: Mapped[str] = id_column("pur")
-    store_id: Mapped[str] = mapped_column(ForeignKey("stores.id"))
-    member_id: Mapped[str] = mapped_column(ForeignKey("members.id"), index=True)
-    receipt_id: Mapped[str] = mapped_column(String(64))
-    amount: Mapped[Decimal]
-    currency: Mapped[str] = mapped_column(String(3))
-    points_awarded: Mapped[int] = mapped_column(default=0)
-    # The answer's rewards as first given, so a retried receipt is answered the same way.
-    rewards: Mapped[list] = mapped_column(default=list)
-    status: Mapped[str] = mapped_column(String(16), default="completed")  # completed, refunded
-    fingerprint: Mapped[str] = mapped_column(String(64))  # what was sent, to tell a retry from a clash
-    cashier_id: Mapped[str | None] = mapped_column(String(32))
-    channel: Mapped[str] = mapped_column(String(16), default="till")
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    refunded_at: Mapped[datetime | None]
-
-
-class PurchaseItem(Base):
-    __tablename__ = "purchase_items"
-
-    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    purchase_id: Mapped[str] = mapped_column(ForeignKey("purchases.id"), index=True)
-    barcode: Mapped[str] = mapped_column(String(14), index=True)
-    product_id: Mapped[str | None] = mapped_column(ForeignKey("products.id"), index=True)
-    category: Mapped[str | None] = mapped_column(String(64))
-    quantity: Mapped[int]
-    unit_price: Mapped[Decimal]
-
 
 _items = PurchaseItem.__table__
 
@@ -73,32 +41,6 @@ class RefundResult:
     pending_cancelled: int
     balance: int
     benefit_uses_returned: int = 0
-
-
-def _scanned_card_id(program: Program, code: str) -> str:
-    """The card a scanned card code names. Its failures are 422, not 401: the till's own sign-in is fine,
-    the code on the phone is not (the shopper refreshes the card screen)."""
-    try:
-        return qr.verify_card_token(program.qr_keys, code, program.now(), program.card_token_ttl)
-    except TokenExpired as error:
-        raise Rejected(error.detail, code="token_expired", errors={"card": ["The card code has expired."]}) from None
-    except InvalidToken as error:
-        raise Invalid(error.detail, code="invalid_token", errors={"card": ["Not a genuine card code."]}) from None
-
-
-def card_from_scan(session: Session, program: Program, code: str) -> Card:
-    """The card a scanned QR token or a typed card number names; it must be active."""
-    if qr.token_kind(code) == "card":
-        card = session.get(Card, _scanned_card_id(program, code))
-        if card is None:
-            raise NotFound("No such card", code="card_not_found")
-    elif qr.token_kind(code) == "coupon":
-        raise Invalid("That is a coupon, not a loyalty card", code="not_a_card", errors={"card": ["A coupon code."]})
-    else:
-        card = card_by_number(session, code)
-    if card.status != "active":
-        raise Rejected("This card is blocked", code="card_inactive")
-    return card
 
 
 def _fingerprint(member_id: str, amount: Decimal, currency: str, items: list[dict[str, Any]]) -> str:
@@ -128,7 +70,8 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
     now = program.now()
     purchase_id = new_id("pur")
     source = f"purchase:{purchase_id}"
-    at = _card_at_store(session, program, card_code, store_id, receipt_id, now=now, source=source)
+    at = _card_at_store(session, scanner.read(program, card_code, want="card"), store_id, receipt_id, now=now,
+                        source=source)
     fingerprint = _fingerprint(at.member_id, amount, currency, items)
     if at.earlier_purchase_id is not None:
         # This store already has this receipt: a retry replays it, anything else is a clash.
@@ -181,24 +124,18 @@ def _card_at_store_query(by: Any) -> Any:
 
 
 # Built once: the till's hot path binds its values instead of building the expression again.
-_CARD_AT_STORE = {"token": _card_at_store_query(Card.id), "number": _card_at_store_query(Card.number)}
+_CARD_AT_STORE = {"id": _card_at_store_query(Card.id), "number": _card_at_store_query(Card.number)}
 
 
-def _card_at_store(session: Session, program: Program, code: str, store_id: str, receipt_id: str, *,
+def _card_at_store(session: Session, card: scanner.Scanned, store_id: str, receipt_id: str, *,
                    now: datetime, source: str) -> _CardAtStore:
     """The scanned card, the till's store and this receipt's earlier purchase, if any, in one query; with them,
     what the rules engine would otherwise look up (the rules' revision, whether the member holds a benefit)."""
-    if qr.token_kind(code) == "card":
-        by, card = "token", _scanned_card_id(program, code)
-    elif qr.token_kind(code) is None and code.replace(" ", "").replace("-", "").isdigit():
-        by, card = "number", re.sub(r"[\s-]", "", code)
-    else:
-        by, card = "token", card_from_scan(session, program, code).id  # says precisely what is wrong, if anything
     with own_transaction(session):  # a read: no transaction needed around it
-        row = execute(session, _CARD_AT_STORE[by], {"card": card, "store_id": store_id, "receipt_id": receipt_id,
-                                                   "now": now, "source": source}).first()
+        row = execute(session, _CARD_AT_STORE[card.by], {"card": card.key, "store_id": store_id,
+                                                        "receipt_id": receipt_id, "now": now, "source": source}).first()
     if row is None:
-        card_from_scan(session, program, code)  # raises card_not_found
+        find_card(session, card)  # raises card_not_found
         raise Rejected("This store does not take purchases", code="store_inactive")
     member_id, status, store_active, timezone, earlier, revision, has_benefits = row
     if status != "active":
@@ -223,14 +160,6 @@ def _basket(session: Session, items: list[dict[str, Any]]) -> list[dict[str, Any
     return basket
 
 
-def get_purchase(session: Session, purchase_id: str, store_id: str | None = None) -> Purchase:
-    purchase = session.get(Purchase, purchase_id)
-    # Another store's purchase does not exist for this till.
-    if purchase is None or (store_id is not None and purchase.store_id != store_id):
-        raise NotFound("No such purchase", code="purchase_not_found")
-    return purchase
-
-
 def refund_purchase(session: Session, program: Program, purchase_id: str, *, store_id: str | None,
                     actor: str) -> RefundResult:
     """Take back what a purchase earned with reversal entries; never below a zero balance. Safe to repeat."""
@@ -246,8 +175,7 @@ def refund_purchase(session: Session, program: Program, purchase_id: str, *, sto
         reversed_ += result.reversed
     cancelled = ledger.cancel_pending(session, source)
     uses_returned = benefits.give_back_uses(session, source, program.now())
-    from . import coupons  # late: coupons need the till's models
-    coupons.void_coupons_from(session, program, source, member_id=purchase.member_id, actor=actor,
+    voiding.void_coupons_from(session, program, source, member_id=purchase.member_id, actor=actor,
                               reason=f"Refund of receipt {purchase.receipt_id}")
     if purchase.status != "refunded":
         purchase.status = "refunded"
@@ -259,11 +187,10 @@ def refund_purchase(session: Session, program: Program, purchase_id: str, *, sto
 
 def identify(session: Session, program: Program, code: str, store_id: str | None = None) -> dict[str, Any]:
     """What a scanner read or a cashier typed: a member's card (token or number), or a coupon (token or code)."""
-    kind = qr.token_kind(code)
-    if kind == "coupon" or (kind is None and not code.replace(" ", "").replace("-", "").isdigit()):
-        from . import coupons
-        return {"kind": "coupon", "coupon": coupons.coupon_for_till(session, program, code, store_id=store_id)}
-    card = card_from_scan(session, program, code)
+    scanned = scanner.read(program, code)
+    if scanned.kind == "coupon":
+        return {"kind": "coupon", "coupon": redemption.coupon_for_till(session, program, scanned, store_id=store_id)}
+    card = find_card(session, scanned)
     member = session.get(Member, card.member_id)
     balance = ledger.balance_of(session, member.id)
     return {"kind": "card", "member": {"id": member.id, "name": member.name, "tier": member.tier,

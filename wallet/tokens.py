@@ -11,7 +11,8 @@ import jwt
 from sqlalchemy import String, delete, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from .db import Base, utcnow
+from .clock import utcnow
+from .db import Base
 from .errors import InvalidToken, TokenExpired
 from .members import Member, Staff
 

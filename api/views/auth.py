@@ -5,7 +5,7 @@ from flask import current_app
 from flask_limiter import Limiter
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from wallet import members, tokens
+from wallet import enrolment, members, tokens
 from wallet.members import CHANNELS
 
 from ..blueprints import auth as blp
@@ -69,7 +69,7 @@ class Register(Resource):
     @blp.response(201, RegisteredSchema)
     def post(self, data):
         """Enrol a member; the loyalty card is issued at once."""
-        member = members.register_member(db.session, program(), **data)
+        member = enrolment.register_member(db.session, program(), **data)
         return {"member": member, **_tokens(tokens.principal_of(member))}
 
 

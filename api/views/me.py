@@ -7,7 +7,7 @@ from datetime import date
 from flask import Response
 from marshmallow import ValidationError, fields, validate
 
-from wallet import benefits, coupons, ledger, members, qr, triggers
+from wallet import benefits, coupons, ledger, members, qr, referrals
 from wallet.errors import Invalid, InvalidToken, NotFound, Rejected
 from wallet.members import CHANNELS
 
@@ -248,4 +248,4 @@ class Referral(Resource):
     @blp.response(201, ReferralSchema)
     def post(self, data):
         """Name the member who referred you (within 30 days of joining, once); both sides' referral rules fire."""
-        return triggers.claim_referral(db.session, program(), current_principal().id, data["referral_code"])
+        return referrals.claim_referral(db.session, program(), current_principal().id, data["referral_code"])

@@ -10,8 +10,8 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from api.extensions import db
-from wallet import coupons, qr
-from wallet.coupons import Coupon
+from wallet import codes, qr
+from wallet.coupons import Coupon, bulk
 from wallet.ledger import LedgerEntry
 from wallet.tokens import Principal
 
@@ -322,14 +322,14 @@ def test_bulk_issue_that_draws_a_code_already_taken_runs_again(client, factory, 
     offer = make_offer(client, marketer)
     taken = claim(client, factory.member(), offer["id"]).get_json()["code"].replace("-", "")
     people = [factory.member() for _ in range(3)]
-    draws, real = [], coupons.new_codes
+    draws, real = [], codes.new_codes
 
     def unlucky(n):
         draws.append(n)
         fresh = real(n)
         return [taken, *fresh[1:]] if len(draws) == 1 else fresh
 
-    monkeypatch.setattr(coupons, "new_codes", unlucky)
+    monkeypatch.setattr(bulk, "new_codes", unlucky)  # the name the bulk issue draws codes by
     r = client.post(f"{API}/admin/offers/{offer['id']}/issue", json={"member_ids": [p["id"] for p in people]},
                     headers=marketer["headers"])
     assert r.status_code == 200 and r.get_json()["issued"] == 3, r.get_json()

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from api.extensions import db
 from api.resource import Resource
 from tests.conftest import assert_problem
-from wallet import members
+from wallet import enrolment, members
 
 REGISTER = "/api/v1/auth/register"
 
@@ -258,7 +258,7 @@ def test_rate_limit_shared_between_workers_through_redis(make_app):
 
 class Explodes(Resource):
     def post(self):
-        members.register_member(db.session, db.get_app().extensions["loyalty.program"],
+        enrolment.register_member(db.session, db.get_app().extensions["loyalty.program"],
                                 email="ghost@example.com", password="correct horse", name="Ghost")
         db.session.flush()
         raise RuntimeError("secret internals: password=hunter2")

@@ -13,7 +13,7 @@ import zxingcpp
 
 from api.extensions import db
 from tests.conftest import assert_problem
-from wallet import members, qr, tokens
+from wallet import codes, members, qr, tokens
 
 ME = "/api/v1/me"
 
@@ -104,7 +104,7 @@ def test_wallet_after_registration(client):
     body = wallet.get_json()
     assert body["card"]["number"] == r.get_json()["member"]["card"]["number"]
     assert body["card"]["status"] == "active" and body["card"]["tier"]
-    assert members.luhn_valid(body["card"]["number"]) and len(body["card"]["number"]) == 16
+    assert codes.luhn_valid(body["card"]["number"]) and len(body["card"]["number"]) == 16
     assert body["points"]["balance"] == 0 and body["points"]["expiring"] == []
     assert body["coupons"] == []
 

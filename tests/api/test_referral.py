@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import func, select
 
 from api.extensions import db
+from wallet.referrals import Referral
 from wallet.rules import RuleGrant
-from wallet.triggers import Referral
 
 from ..conftest import assert_problem
 

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from api.extensions import db
 from wallet import ledger, qr
 from wallet.ledger import LedgerEntry
-from wallet.till import Purchase
+from wallet.purchases import Purchase
 from wallet.tokens import Principal
 
 from ..conftest import assert_problem

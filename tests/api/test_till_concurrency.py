@@ -8,7 +8,7 @@ from api.extensions import db
 from wallet import ledger
 from wallet.errors import InsufficientPoints
 from wallet.ledger import LedgerEntry
-from wallet.till import Purchase
+from wallet.purchases import Purchase
 
 from ..conftest import run_together
 from ..wallet.test_ledger import assert_consistent

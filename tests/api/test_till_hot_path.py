@@ -10,10 +10,10 @@ from sqlalchemy import event, func, select
 from sqlalchemy.exc import DataError, StatementError
 
 from api.extensions import db
-from wallet import ledger, rules
+from wallet import ledger
 from wallet.errors import NotFound
 from wallet.ledger import LedgerEntry, Lot
-from wallet.rules import Rule
+from wallet.rules import Rule, engine
 
 RULES = "/api/v1/admin/rules"
 
@@ -96,10 +96,10 @@ def test_rules_cached_under_another_revision_are_never_used(client, factory, til
     member = factory.member()
     ghost = Rule(id="rul_GHOST", title="Ghost", trigger="purchase", conditions={}, reward={"points": 999},
                  probability=1.0, priority=100, stackable=True, status="active", version=1)
-    monkeypatch.setattr(rules, "_cached", ("rev_FROM_ANOTHER_DATABASE", {"purchase": [ghost]}))
+    monkeypatch.setattr(engine, "_cached", ("rev_FROM_ANOTHER_DATABASE", {"purchase": [ghost]}))
     body = buy(client, till, member)
     assert [(r["title"], r["points"]) for r in body["rewards"]] == [("Real rule", 5)]
-    assert rules._cached[0] != "rev_FROM_ANOTHER_DATABASE"  # reloaded under the database's revision
+    assert engine._cached[0] != "rev_FROM_ANOTHER_DATABASE"  # reloaded under the database's revision
 
 
 def test_a_cached_rule_applies_only_inside_its_window(client, factory, till, clock):
@@ -117,7 +117,7 @@ def test_a_cached_rule_applies_only_inside_its_window(client, factory, till, clo
 def test_cached_rules_are_copies_outside_any_session(app, client, factory, till):
     factory.rule(title="Points", reward={"points_per_currency_unit": 1})
     buy(client, till, factory.member())
-    cached = [rule for group in rules._cached[1].values() for rule in group]
+    cached = [rule for group in engine._cached[1].values() for rule in group]
     assert [rule.title for rule in cached] == ["Points"]
     from sqlalchemy import inspect
     assert all(inspect(rule).transient for rule in cached)
@@ -147,8 +147,9 @@ def test_a_purchase_that_earns_from_two_rules_moves_the_balance_twice_in_order(a
 
 
 def test_a_batch_led_by_a_credit_that_finds_no_balance_raises_and_its_rows_roll_back(app, ctx, session, program):
-    from wallet.db import Batch, on_postgres, write
-    from wallet.till import Purchase
+    from wallet.db import on_postgres
+    from wallet.fast_sql import Batch, write
+    from wallet.purchases import Purchase
     if not on_postgres(session):
         pytest.skip("a credit leads a batch only on PostgreSQL (elsewhere it is written at once)")
     batch = Batch()
@@ -163,7 +164,7 @@ def test_a_batch_led_by_a_credit_that_finds_no_balance_raises_and_its_rows_roll_
 
 
 def _counts(member_id: str) -> tuple[int, int, int, int]:
-    from wallet.till import Purchase, PurchaseItem
+    from wallet.purchases import Purchase, PurchaseItem
     s = db.session
     return (s.scalar(select(ledger.Balance.points).where(ledger.Balance.member_id == member_id)),
             s.scalar(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.member_id == member_id)),

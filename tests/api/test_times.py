@@ -11,7 +11,7 @@ from flask import json
 from marshmallow import ValidationError
 
 from api.schemas import Time, zulu
-from wallet.db import iso
+from wallet.clock import iso
 
 from ..conftest import assert_problem
 from ..wallet.test_instore_checkins import destination

@@ -6,9 +6,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from wallet import coupons, ledger, members, qr, rules
+from wallet import codes, coupons, enrolment, ledger, members, qr, rules
+from wallet.clock import iso
 from wallet.coupons import Coupon, Offer, Redemption
-from wallet.db import iso, new_id
+from wallet.db import new_id
 from wallet.errors import Conflict, InsufficientPoints, Invalid, NotFound, Rejected
 from wallet.ledger import LedgerEntry
 from wallet.stores import Product, Store
@@ -32,7 +33,7 @@ def club(session, program, clock):
 
         def member(self, points: int = 0) -> members.Member:
             Club.n += 1
-            member = members.register_member(session, program, email=f"m{Club.n}@example.com",
+            member = enrolment.register_member(session, program, email=f"m{Club.n}@example.com",
                                              password="correct horse", name=f"M{Club.n}")
             if points:
                 ledger.earn(session, program, member_id=member.id, points=points, reason="manual",
@@ -57,40 +58,40 @@ def _balance(session, member_id: str) -> int:
 # ---------------------------------------------------------------- human codes
 
 def test_new_codes_are_short_typable_and_self_checking():
-    codes = {coupons.new_code() for _ in range(2000)}
-    assert len(codes) == 2000
-    for code in list(codes)[:200]:
+    made = {codes.new_code() for _ in range(2000)}
+    assert len(made) == 2000
+    for code in list(made)[:200]:
         assert len(code) == 12 and code[0].isalpha()
-        assert set(code) <= set(coupons.CODE_ALPHABET)
-        assert coupons.normalise_code(coupons.format_code(code).lower()) == code
-        assert coupons.normalise_code(" " + code[:6] + " " + code[6:]) == code
+        assert set(code) <= set(codes.CODE_ALPHABET)
+        assert codes.normalise_code(codes.format_code(code).lower()) == code
+        assert codes.normalise_code(" " + code[:6] + " " + code[6:]) == code
 
 
 def test_batches_of_codes_and_ids_have_the_single_ones_shape():
-    codes, ids = coupons.new_codes(5000), coupons.new_ids("cpn", 5000)
-    assert len(set(codes)) == len(set(ids)) == 5000
-    assert all(coupons.normalise_code(code) == code and code[0].isalpha() for code in codes)
+    made, ids = codes.new_codes(5000), codes.new_ids("cpn", 5000)
+    assert len(set(made)) == len(set(ids)) == 5000
+    assert all(codes.normalise_code(code) == code and code[0].isalpha() for code in made)
     single = new_id("cpn")
-    assert all(len(i) == len(single) and i[:4] == "cpn_" and set(i[4:]) <= set(coupons.CODE_ALPHABET) for i in ids)
+    assert all(len(i) == len(single) and i[:4] == "cpn_" and set(i[4:]) <= set(codes.CODE_ALPHABET) for i in ids)
     assert ids[0][:8] == single[:8]  # the same clock prefix: ids stay ordered by time
     assert qr.verify_coupon_token(b"k" * 32, qr.coupon_token(b"k" * 32, ids[0])) == ids[0]
 
 
 def test_code_check_symbol_catches_every_single_typo():
-    code = coupons.new_code()
+    code = codes.new_code()
     for i in range(len(code)):
-        for ch in coupons.CODE_ALPHABET:
+        for ch in codes.CODE_ALPHABET:
             if ch == code[i]:
                 continue
             with pytest.raises(Invalid) as caught:
-                coupons.normalise_code(code[:i] + ch + code[i + 1:])
+                codes.normalise_code(code[:i] + ch + code[i + 1:])
             assert caught.value.code == "invalid_coupon_code"
 
 
 def test_code_reads_o_as_zero_and_i_l_as_one():
     body = "A0B1C0D1E0F"
-    code = body + coupons._check_symbol(body)
-    assert coupons.normalise_code(code.replace("0", "O").replace("1", "l")) == code
+    code = body + codes._check_symbol(body)
+    assert codes.normalise_code(code.replace("0", "O").replace("1", "l")) == code
 
 
 # ---------------------------------------------------------------- offers
@@ -324,7 +325,7 @@ def test_redeem_by_qr_token_once(session, program, clock, club, held):
 
 def test_redeem_by_typed_code(session, program, club, held):
     _, _, coupon = held
-    typed = coupons.format_code(coupon.code).lower().replace("-", " ")
+    typed = codes.format_code(coupon.code).lower().replace("-", " ")
     assert coupons.redeem(session, program, typed, store_id=club.store.id)["coupon"]["id"] == coupon.id
 
 
@@ -394,7 +395,7 @@ def test_forged_and_tampered_tokens_are_refused(session, program, club, held):
     with pytest.raises(Invalid) as caught:
         coupons.redeem(session, program, "hello", store_id=club.store.id)
     assert caught.value.code == "invalid_coupon_code"
-    unknown = coupons.new_code()
+    unknown = codes.new_code()
     with pytest.raises(NotFound) as caught:
         coupons.redeem(session, program, unknown, store_id=club.store.id)
     assert caught.value.code == "coupon_not_found"
@@ -577,7 +578,7 @@ def test_a_member_sees_only_their_own_coupons(session, program, club, held):
             call(session, program, stranger.id, coupon.id)
         assert caught.value.code == "coupon_not_found"
     mine = coupons.member_coupon(session, program, member.id, coupon.id)
-    assert mine["code"] == coupons.format_code(coupon.code)
+    assert mine["code"] == codes.format_code(coupon.code)
     assert qr.verify_coupon_token(program.secret, mine["token"]) == coupon.id
 
 

@@ -8,14 +8,15 @@ from sqlalchemy import bindparam, event, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from api.extensions import db
-from wallet import ledger, members
-from wallet.db import execute, new_id, own_transaction
+from wallet import enrolment, ledger
+from wallet.db import new_id
+from wallet.fast_sql import execute, own_transaction
 from wallet.ledger import Balance
 
 
 @pytest.fixture
 def member(session, program):
-    member = members.register_member(session, program, email="db@example.com", password="a long secret", name="Db")
+    member = enrolment.register_member(session, program, email="db@example.com", password="a long secret", name="Db")
     session.flush()
     return member
 

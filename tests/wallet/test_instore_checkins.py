@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from wallet import instore, ledger, members, rules
+from wallet import enrolment, instore, ledger, rules
 from wallet.errors import Invalid, NotFound, Rejected
 from wallet.instore import CheckIn, great_circle_m
 from wallet.ledger import LedgerEntry
@@ -45,7 +45,7 @@ _n = iter(range(1, 10**6))
 
 
 def make_member(session, program) -> str:
-    return members.register_member(session, program, email=f"shopper{next(_n)}@example.com",
+    return enrolment.register_member(session, program, email=f"shopper{next(_n)}@example.com",
                                    password="correct horse", name="Shopper").id
 
 

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-from wallet import ledger, members, rules, stores, till
+from wallet import enrolment, ledger, members, rules, stores, till
 from wallet.errors import Invalid, Rejected
 from wallet.ledger import LedgerEntry
 from wallet.rules import RuleGrant, RuleVersion
@@ -34,7 +34,7 @@ def make_store(session, **overrides) -> Store:
 def make_member(session, program, **overrides) -> members.Member:
     n = next(_n)
     data = {"email": f"rules{n}@example.com", "password": "correct horse", "name": f"Member {n}"} | overrides
-    member = members.register_member(session, program, **data)
+    member = enrolment.register_member(session, program, **data)
     session.flush()
     return member
 

@@ -11,10 +11,11 @@ import pytest
 from sqlalchemy import func, select
 
 from api.extensions import db
-from wallet import instore, ledger, rules, triggers
+from wallet import instore, ledger, referrals, rules, triggers
 from wallet.errors import Conflict, Invalid, Rejected
 from wallet.ledger import LedgerEntry
-from wallet.triggers import LifeEvent, Referral
+from wallet.referrals import Referral
+from wallet.triggers import LifeEvent
 
 from .test_rules import balance, buy, grants, make_member, make_rule, make_store
 
@@ -374,21 +375,21 @@ def test_a_referral_can_be_claimed_once(session, club, clock):
     dana = make_member(session, club, phone="+972-50-123-4567")
     noa = make_member(session, club)
     other = make_member(session, club)
-    referral = triggers.claim_referral(session, club, noa.id, f"  {dana.referral_code.lower()} ")
+    referral = referrals.claim_referral(session, club, noa.id, f"  {dana.referral_code.lower()} ")
     assert (referral.referrer_id, referral.referred_id, noa.referred_by_id) == (dana.id, noa.id, dana.id)
     assert (balance(session, dana.id), balance(session, noa.id)) == (200, 50)
     with pytest.raises(Conflict) as twice:
-        triggers.claim_referral(session, club, noa.id, other.referral_code)
+        referrals.claim_referral(session, club, noa.id, other.referral_code)
     assert twice.value.code == "referral_already_claimed"
     with pytest.raises(Rejected) as back:
-        triggers.claim_referral(session, club, dana.id, noa.referral_code)
+        referrals.claim_referral(session, club, dana.id, noa.referral_code)
     assert back.value.code == "circular_referral"
     with pytest.raises(Invalid) as own:
-        triggers.claim_referral(session, club, other.id, other.referral_code)
+        referrals.claim_referral(session, club, other.id, other.referral_code)
     assert own.value.code == "self_referral"
     clock.advance(days=31)
     with pytest.raises(Rejected) as late:
-        triggers.claim_referral(session, club, other.id, dana.referral_code)
+        referrals.claim_referral(session, club, other.id, dana.referral_code)
     assert late.value.code == "referral_window_closed"
     assert (len(grants(session, referrer_rule.id)), len(grants(session, welcome.id))) == (1, 1)
     assert session.scalar(select(func.count()).select_from(Referral)) == 1
@@ -399,5 +400,5 @@ def test_a_referral_can_be_claimed_once(session, club, clock):
 def test_the_same_person_is_recognised(email, phone):
     dana = triggers.Member(email="dana@example.com" if "gmail" not in email else "dana@gmail.com",
                            phone="+972 50 1234567")
-    assert triggers._same_person(dana, email, phone)
-    assert not triggers._same_person(dana, "noa@example.com", "+972 52 7654321")
+    assert referrals._same_person(dana, email, phone)
+    assert not referrals._same_person(dana, "noa@example.com", "+972 52 7654321")
