@@ -4,7 +4,6 @@ Environment variables are listed in :mod:`api.config` (and the README).
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import json
@@ -14,14 +13,10 @@ from typing import Any
 
 from flask import Flask, redirect, request
 from flask.json.provider import DefaultJSONProvider
-from flask.sessions import SecureCookieSessionInterface
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_smorest import Api
-from marshmallow import Schema
 from sqlalchemy import event
-from webargs import core as webargs_core
-from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from wallet import members
@@ -32,40 +27,14 @@ from wallet.tokens import KeyRing
 from . import config, errors
 from .blueprints import ALL
 from .extensions import db, migrate
+from .speedups import PARSED_BODY, Parser, Sessions, limit_only_limited_blueprints
 
 API_TITLE = "Loyalty API"
-PARSED_BODY = "loyalty.parsed_json"  # request.environ key: the body the guard parsed, for the arguments parser
-
-
-class _Parser(FlaskParser):
-    """webargs' parser, minus two costs it pays on every request: it instantiates the argument schema class
-    anew (marshmallow deep-copies every field), and it parses the JSON body that ``_guard_bodies`` has parsed
-    already. A schema's load keeps no state between calls, so one instance per class serves every request."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._instances: dict[type, Schema] = {}
-
-    def _get_schema(self, argmap, req):
-        if isinstance(argmap, type) and issubclass(argmap, Schema):
-            schema = self._instances.get(argmap)
-            if schema is None:
-                schema = self._instances.setdefault(argmap, argmap())
-            return schema
-        return super()._get_schema(argmap, req)
-
-    def _raw_load_json(self, req):
-        if not is_json_request(req):
-            return webargs_core.missing
-        parsed = req.environ.get(PARSED_BODY)
-        if parsed is not None:
-            return parsed[0]
-        return webargs_core.parse_json(req.get_data(cache=True))
 
 
 # Before any view module is imported (create_app imports them): flask-smorest's ``arguments`` decorator binds
 # the blueprint's parser when it decorates.
-_PARSER = _Parser()
+_PARSER = Parser()
 for _blueprint in ALL:
     _blueprint.ARGUMENTS_PARSER = _PARSER
 
@@ -81,17 +50,6 @@ class _JSON(DefaultJSONProvider):
         if isinstance(o, date):
             return o.isoformat()
         return DefaultJSONProvider.default(o)
-
-
-class _Sessions(SecureCookieSessionInterface):
-    """Flask's cookie sessions, without building a signing serializer for requests that carry no session
-    cookie (all of them: this API keeps no cookie session). Same answers as the parent class."""
-
-    def open_session(self, app, request):
-        if app.secret_key and ("HTTP_COOKIE" not in request.environ
-                               or not request.cookies.get(self.get_cookie_name(app))):
-            return self.session_class()
-        return super().open_session(app, request)
 
 
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
@@ -116,7 +74,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(__import__("pathlib").Path(__file__).parent.parent / "migrations"))
     # One limiter and one Api per app: their state (storage, enabled flag, spec) belongs to the app, and a
     # module-level instance re-initialised by a second create_app would change the first app's behaviour.
-    app.session_interface = _Sessions()
+    app.session_interface = Sessions()
     limiter = Limiter(key_func=get_remote_address, headers_enabled=True)
     limiter.init_app(app)
     app.extensions["loyalty.limiter"] = limiter
@@ -142,7 +100,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     _document_errors(smorest)
     errors.register(app)
     _guard_bodies(app)
-    _limit_only_limited_blueprints(app, limiter)
+    limit_only_limited_blueprints(app, limiter)
 
     @app.get("/")
     def index():
@@ -234,55 +192,6 @@ def _operation_id(method: str, path: str) -> str:
         else:
             words += re.split(r"[-_]", part)
     return words[0] + "".join(w[:1].upper() + w[1:] for w in words[1:] if w)
-
-
-def _limit_only_limited_blueprints(app: Flask, limiter: Limiter) -> None:
-    """flask-limiter's hooks work out, on every request, which limits apply. Here the only limits are on
-    blueprints (/auth): a request outside a limited blueprint has none, and its hooks find nothing to do, at
-    some cost. Skip them there. With any other kind of limit (default, application, meta, or on a single route,
-    whenever it is added) the hooks run on every request as before, and a flask-limiter whose internals are
-    not as expected keeps its hooks untouched."""
-    if not limiter.enabled:
-        return
-    manager = limiter.limit_manager
-
-    def other_limits() -> bool:  # read afresh each time: set_default_limits and the like replace these
-        return bool(manager._default_limits or manager._application_limits or manager._decorated_limits or
-                    manager._endpoint_hints or limiter._meta_limits or limiter._marked_for_limiting)
-    try:
-        if other_limits():
-            return
-        manager._blueprint_limits.keys()
-        check = limiter._check_request_limit
-        release = limiter._Limiter__release_context
-    except AttributeError:
-        return
-    before = app.before_request_funcs.get(None, [])
-    after = app.after_request_funcs.get(None, [])
-    teardown = app.teardown_request_funcs.get(None, [])
-    inject = [f for f in after if isinstance(f, functools.partial) and f.args == (limiter,)]
-    if before.count(check) != 1 or teardown.count(release) != 1 or len(inject) != 1:
-        return
-
-    def applies() -> bool:
-        if other_limits():
-            return True
-        blueprint = request.blueprint
-        return blueprint is not None and not manager._blueprint_limits.keys().isdisjoint(blueprint.split("."))
-
-    def check_limits():
-        return check() if applies() else None
-
-    def inject_headers(response):
-        return inject[0](response) if applies() else response
-
-    def release_context(exc=None):
-        if applies():
-            release(exc)
-
-    before[before.index(check)] = check_limits
-    after[after.index(inject[0])] = inject_headers
-    teardown[teardown.index(release)] = release_context
 
 
 def _guard_bodies(app: Flask) -> None:

@@ -181,3 +181,41 @@ def test_unstorable_text_deep_down_is_still_named(client):
                                                     "extra": [{"a": "ok"}, {"b": "bad\x00"}],
                                                     "k\ud800": 1}), 422, "validation_error")
     assert set(body["errors"]) == {"extra.1.b", "_body"}
+
+
+# ------------------------------------------------------------------ api.speedups stays engaged
+
+def test_the_parser_keeps_one_schema_instance_per_class(app, client):
+    """If webargs stopped calling ``_get_schema`` (renamed, say), every request would build its schema anew."""
+    from api import _PARSER
+    _PARSER._instances.clear()
+    for _ in range(3):
+        assert_problem(client.post(TOKEN, json=WRONG), 401, "invalid_credentials")
+    assert len(_PARSER._instances) == 1
+    (schema_class, schema), = _PARSER._instances.items()
+    assert isinstance(schema, schema_class)
+    assert_problem(client.post(TOKEN, json=WRONG), 401, "invalid_credentials")
+    assert _PARSER._instances[schema_class] is schema
+
+
+def test_webargs_still_has_the_methods_the_parser_overrides():
+    from api.speedups import Parser
+    for name in ("_get_schema", "_raw_load_json"):
+        assert name in vars(Parser)  # ours
+        assert callable(getattr(webargs_core.Parser, name, None)), f"webargs no longer has {name}"
+
+
+def test_no_signing_serializer_is_built_without_a_session_cookie(client, monkeypatch):
+    from flask.sessions import SecureCookieSessionInterface
+    built = []
+    real = SecureCookieSessionInterface.get_signing_serializer
+
+    def counting(self, app):
+        built.append(app)
+        return real(self, app)
+    monkeypatch.setattr(SecureCookieSessionInterface, "get_signing_serializer", counting)
+    assert client.get("/api/v1/openapi.json").status_code == 200
+    assert built == []
+    client.set_cookie("session", "not-a-signed-session")
+    assert client.get("/api/v1/openapi.json").status_code == 200
+    assert len(built) >= 1  # a cookie takes Flask's own path, which verifies it (and drops a forged one)

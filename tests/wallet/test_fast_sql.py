@@ -1,4 +1,6 @@
-"""The hot paths' statement runner (db.execute) and ids: the same rows, errors and listeners as SQLAlchemy's own."""
+"""The hand-made SQL path (wallet.fast_sql) and ids: the same rows, errors and listeners as SQLAlchemy's own, and
+the SQLAlchemy and psycopg internals it relies on still where it expects them (an upgrade that moves one fails
+here, not at the till)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -107,3 +109,52 @@ def test_own_transaction_changes_nothing_once_the_transaction_has_begun(session,
         execute(session, statement, {"member": member.id})
     session.rollback()
     assert session.scalar(select(Balance.pending).where(Balance.member_id == member.id)) == 0
+
+
+# ---------------------------------------------------------------- what fast_sql relies on in its libraries
+
+def test_sqlalchemys_compiler_still_gives_what_execute_reads(session):
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from wallet.db import UTCDateTime
+    statement = select(Balance.member_id).where(Balance.member_id == bindparam("m"),
+                                                 Balance.points > 5).add_columns(bindparam("t", type_=UTCDateTime()))
+    for dialect in (sqlite.dialect(), postgresql.psycopg.dialect()):
+        compiled = statement.compile(dialect=dialect, column_keys=["m"])
+        assert isinstance(compiled.string, str)
+        assert {name for name in compiled.bind_names.values()} >= {"m", "t"}
+        assert hasattr(compiled, "insert_prefetch") and hasattr(compiled, "update_prefetch")
+        literal = next(b for b in compiled.bind_names if compiled.bind_names[b] not in ("m", "t"))
+        assert literal.effective_value == 5 and literal.required is False
+        processor = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+        assert processor is None or callable(processor)
+        if compiled.positional:
+            assert list(compiled.positiontup) == ["t", "m", "points_1"]  # in the order the SQL names them
+    assert compiled.positional is False  # psycopg: named parameters
+
+
+def test_execute_reaches_the_connections_listener_hook_and_error_wrapper(session):
+    from sqlalchemy.exc import DBAPIError
+    connection = session.connection()
+    assert hasattr(connection.dispatch, "before_cursor_execute")
+    assert callable(DBAPIError.instance)
+    assert issubclass(connection.dialect.loaded_dbapi.Error, Exception)
+    assert callable(connection.dialect.is_disconnect)
+
+
+def test_as_written_makes_an_instance_without_the_mapped_constructor(session, member):
+    from sqlalchemy.orm.attributes import manager_of_class
+
+    from wallet.fast_sql import as_written
+    assert callable(manager_of_class(Balance).new_instance)
+    row = as_written(Balance, {"member_id": member.id, "points": 7})
+    assert isinstance(row, Balance) and row.points == 7 and row.member_id == member.id
+    assert row not in session
+
+
+def test_psycopg_still_reports_the_transaction_state_own_transaction_reads(session, is_postgres):
+    if not is_postgres:
+        pytest.skip("own_transaction changes nothing on SQLite")
+    driver = session.connection().connection.dbapi_connection
+    assert hasattr(driver, "autocommit")
+    assert driver.info.transaction_status.name in ("IDLE", "INTRANS")
