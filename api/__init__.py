@@ -41,7 +41,7 @@ for _blueprint in ALL:
 
 class _JSON(DefaultJSONProvider):
     """Flask's JSON, but a datetime that reaches it unformatted is written as the contract says (ISO 8601 in UTC
-    with ``Z``, :func:`wallet.db.iso`), and a date as ``YYYY-MM-DD``, not as an HTTP date (RFC 822)."""
+    with ``Z``, :func:`wallet.clock.iso`), and a date as ``YYYY-MM-DD``, not as an HTTP date (RFC 822)."""
 
     @staticmethod
     def default(o: Any) -> Any:

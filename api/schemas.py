@@ -55,7 +55,7 @@ def page(items: list, limit: int, cursor_of) -> dict[str, Any]:
 
 
 class Time(fields.AwareDateTime):
-    """A time, ISO 8601 in UTC with ``Z`` (the contract's ``2026-11-22T10:00:00Z``): see :func:`wallet.db.iso`
+    """A time, ISO 8601 in UTC with ``Z`` (the contract's ``2026-11-22T10:00:00Z``): see :func:`wallet.clock.iso`
     (microseconds only when the value has any; another zone is converted to UTC; a naive value is refused, as
     ``UTCDateTime`` refuses one). Read as before: ISO 8601 with ``Z`` or an offset; a time without one is
     refused (422)."""

@@ -143,7 +143,7 @@ def timeline(session: Session, member_id: str, *, limit: int = 50, cursor: tuple
         if channel is not None and source.channel is None:
             continue
         query = select(source.model).where(source.member == member_id, *source.where, *_after(source, cursor))
-        if channel is not None:
+        if channel is not None and source.channel is not None:  # (a source without channels was skipped)
             query = query.where(source.channel == channel)
         query = query.order_by(source.at.desc(), source.model.id.desc()).limit(limit)
         items += [source.to_item(row) for row in session.scalars(query).unique()]
@@ -161,7 +161,7 @@ def _name_things(session: Session, items: list[ActivityItem]) -> None:
     products = ({p.id: p for p in session.scalars(select(Product).where(Product.id.in_(product_ids)))}
                 if product_ids else {})
     for item in items:
-        store = stores.get(item.store_id)
+        store = stores.get(item.store_id) if item.store_id is not None else None
         if store is not None:
             item.store = {"id": store.id, "code": store.code, "name": store.name}
         product = products.get(item.details["product_id"]) if item.kind == "scan" else None

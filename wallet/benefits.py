@@ -11,11 +11,22 @@ from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Numeric, String, UniqueConstraint, or_, select, update
+from sqlalchemy import (
+    CheckConstraint,
+    ColumnExpressionArgument,
+    ForeignKey,
+    Index,
+    Numeric,
+    String,
+    UniqueConstraint,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .clock import utcnow
-from .db import Base, id_column, new_id
+from .db import Base, id_column, new_id, rowcount
 from .errors import NotFound
 
 KIND = "points_multiplier"
@@ -104,8 +115,10 @@ def grant(session: Session, *, member_id: str, rule_id: str, grant_id: str, rewa
     return benefit
 
 
-def usable_where(member_id: str, now: datetime, source: str) -> list[Any]:
-    """The conditions of a benefit a purchase (``source``) now would use; not one that purchase itself earned."""
+def usable_where(member_id: str | ColumnExpressionArgument[str], now: datetime | ColumnExpressionArgument[datetime],
+                 source: str | ColumnExpressionArgument[str]) -> list[Any]:
+    """The conditions of a benefit a purchase (``source``) now would use; not one that purchase itself earned.
+    Each argument is a value, or an expression (a column, a bound parameter) for a statement built once."""
     return [MemberBenefit.member_id == member_id, MemberBenefit.status == "active", MemberBenefit.source != source,
             MemberBenefit.valid_from <= now,
             or_(MemberBenefit.valid_until.is_(None), MemberBenefit.valid_until > now),
@@ -142,15 +155,16 @@ def give_back_uses(session: Session, source: str, now: datetime) -> int:
     for use_id, benefit_id in session.execute(select(BenefitUse.id, BenefitUse.benefit_id)
                                               .where(BenefitUse.event_source == source,
                                                      BenefitUse.returned_at.is_(None))).all():
-        won = session.execute(update(BenefitUse).where(BenefitUse.id == use_id, BenefitUse.returned_at.is_(None))
-                              .values(returned_at=now), execution_options={"synchronize_session": False}).rowcount
+        won = rowcount(session.execute(update(BenefitUse).where(BenefitUse.id == use_id,
+                                                                BenefitUse.returned_at.is_(None))
+                                       .values(returned_at=now), execution_options={"synchronize_session": False}))
         if not won:
             continue  # a concurrent refund gave it back
         session.execute(update(MemberBenefit)
                         .where(MemberBenefit.id == benefit_id, MemberBenefit.uses_left.is_not(None))
                         .values(uses_left=MemberBenefit.uses_left + 1),
                         execution_options={"synchronize_session": False})
-        benefit = session.identity_map.get(session.identity_key(MemberBenefit, benefit_id))  # type: ignore[arg-type]
+        benefit = session.identity_map.get(session.identity_key(MemberBenefit, benefit_id))
         if benefit is not None:
             session.expire(benefit, ["uses_left"])
         returned += 1

@@ -5,8 +5,9 @@ import os
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any, cast
 
-from sqlalchemy import JSON, DateTime, MetaData, Numeric, String, TypeDecorator
+from sqlalchemy import JSON, CursorResult, DateTime, MetaData, Numeric, Result, String, Table, TypeDecorator
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -72,7 +73,18 @@ def id_column(prefix: str) -> Mapped[str]:
     return mapped_column(String(32), primary_key=True, default=lambda: new_id(prefix))
 
 
+def table_of(cls: type[Base]) -> Table:
+    """A mapped class's table, for Core statements. Declarative annotates ``__table__`` as any ``FromClause``;
+    every model here is mapped to a plain ``Table``."""
+    return cast(Table, cls.__table__)
+
+
 def on_postgres(session: Session) -> bool:
     """Whether the session's database is PostgreSQL (where a few hot paths take a one-statement route)."""
     return session.get_bind().dialect.name == "postgresql"
 
+
+def rowcount(result: Result[Any]) -> int:
+    """The number of rows an UPDATE or DELETE run by ``Session.execute`` matched. At run time that result is a
+    ``CursorResult``; ``Session.execute`` is annotated as returning a plain ``Result``, which has no ``rowcount``."""
+    return cast(CursorResult[Any], result).rowcount

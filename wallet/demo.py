@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -33,7 +34,7 @@ ACCOUNTS = [
     ("admin", "admin@demo.club", "demo-admin-1"),
 ]
 
-RULES = [
+RULES: list[dict[str, Any]] = [
     {"title": "1 point for every shekel", "trigger": "purchase", "reward": {"points_per_currency_unit": 1}},
     {"title": "Double points on Fridays", "trigger": "purchase", "conditions": {"days_of_week": [4]},
      "reward": {"multiplier": 2}},
@@ -83,7 +84,7 @@ def load(session: Session, program: Program) -> list[tuple[str, str, str, str]]:
                 members.create_staff(session, email=email, password=password, role=role, name=f"Demo {role}",
                                      store_code="TLV-DIZ" if role == "cashier" else None)
         if role == "member" and not note:
-            member = session.scalar(select(members.Member).where(members.Member.email == email))
+            member = session.execute(select(members.Member).where(members.Member.email == email)).scalar_one()
             note = f"card {member.card.number}"
         if role == "cashier":
             note = "store TLV-DIZ"

@@ -92,6 +92,7 @@ def own_transaction(session: Session) -> Iterator[None]:
         yield
         return
     driver = session.connection().connection.dbapi_connection
+    assert driver is not None  # the session's connection is checked out
     if driver.autocommit or driver.info.transaction_status.name != "IDLE":
         yield
         return
@@ -133,9 +134,9 @@ _COMPILED: dict[tuple[Any, str, frozenset[str]], _Compiled] = {}
 def _compile(statement: Any, dialect: Any, keys: frozenset[str]) -> _Compiled:
     compiled = statement.compile(dialect=dialect, column_keys=sorted(keys))
     if "POSTCOMPILE" in compiled.string:
-        raise ValueError("db.execute takes statements whose SQL is fixed (no expanding IN lists)")
+        raise ValueError("fast_sql.execute takes statements whose SQL is fixed (no expanding IN lists)")
     if compiled.insert_prefetch or compiled.update_prefetch:
-        raise ValueError("db.execute runs no Python-side column defaults: give every column's value")
+        raise ValueError("fast_sql.execute runs no Python-side column defaults: give every column's value")
     binds, fixed = {}, {}
     for bind, name in compiled.bind_names.items():
         processor = bind.type.dialect_impl(dialect).bind_processor(dialect)

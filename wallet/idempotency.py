@@ -7,7 +7,7 @@ from sqlalchemy import LargeBinary, String, UniqueConstraint, delete, select, up
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .clock import utcnow
-from .db import Base
+from .db import Base, rowcount
 from .errors import IdempotencyConflict
 
 
@@ -50,4 +50,4 @@ def record(session: Session, row: IdempotencyKey, status: int, body: bytes, cont
 
 def purge(session: Session, now: datetime, keep: timedelta = timedelta(hours=24)) -> int:
     """Forget answers older than ``keep``; a client retries within minutes, not days."""
-    return session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < now - keep)).rowcount
+    return rowcount(session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < now - keep)))

@@ -15,6 +15,7 @@ concurrency) so a rule can reward discovery once.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -214,7 +215,8 @@ def check_in(session: Session, program: Program, *, member_id: str, store_id: st
                 f"the next check-in counts from {local:%Y-%m-%d %H:%M} store time",
                 next_check_in_at=iso(next_at), next_check_in_local=local.isoformat())
     attempt.status = "accepted"
-    attempt.visit_number = (last.visit_number if last else 0) + 1
+    last_number = last.visit_number if last is not None else None  # _last_visit reads numbered visits only
+    attempt.visit_number = (last_number or 0) + 1
     session.add(attempt)
     session.flush()  # the (member, store, visit_number) constraint speaks here, before any points move
     counts = check_in_counts(session, member_id, now, store.tz)
@@ -344,7 +346,7 @@ def _record_scan(session: Session, *, member_id: str, product: Product, store_id
 def complementary_products(session: Session, product: Product,
                            limit: int = COMPLEMENTARY_LIMIT) -> list[dict[str, Any]]:
     """The marketer's complementary products first, then the products most often bought with this one."""
-    chosen = [{"product": p, "source": "marketer"}
+    chosen: list[dict[str, Any]] = [{"product": p, "source": "marketer"}
               for p in products_by_ids(session, [i for i in product.complementary if i != product.id])][:limit]
     room = limit - len(chosen)
     if room > 0:
@@ -354,7 +356,7 @@ def complementary_products(session: Session, product: Product,
     return chosen
 
 
-def bought_together(session: Session, product: Product, *, exclude: set[str] = frozenset(),
+def bought_together(session: Session, product: Product, *, exclude: Collection[str] = frozenset(),
                     limit: int = COMPLEMENTARY_LIMIT) -> list[tuple[Product, int]]:
     """Active products found in the same (not refunded) purchases as this one, most purchases first."""
     recent = (select(PurchaseItem.purchase_id).join(Purchase, Purchase.id == PurchaseItem.purchase_id)
@@ -389,7 +391,7 @@ def list_scans(session: Session, *, member_id: str | None = None, product_id: st
 
 # ------------------------------------------------------------------ the demo club's in-store rules
 
-DEMO_RULES = [
+DEMO_RULES: list[dict[str, Any]] = [
     {"title": "Thanks for dropping by", "trigger": "check_in", "reward": {"points": 10}},
     {"title": "5th visit this month", "trigger": "check_in", "conditions": {"nth": {"n": 5, "period": "month"}},
      "reward": {"points": 50}},

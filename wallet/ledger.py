@@ -8,6 +8,7 @@ the points back where they came from.
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .clock import utcnow
-from .db import Base, id_column, new_id, on_postgres
+from .db import Base, id_column, new_id, on_postgres, rowcount, table_of
 from .errors import IdempotencyConflict, InsufficientPoints, NotFound, Rejected
 from .fast_sql import Batch, Lead, add_now, as_written, execute
 from .program import Program
@@ -123,8 +124,8 @@ class PendingPoints(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-_balances = Balance.__table__
-_entries = LedgerEntry.__table__
+_balances = table_of(Balance)
+_entries = table_of(LedgerEntry)
 # Built once (every purchase runs it): move the balance by :delta unless that takes it below zero, count the
 # entry, and answer the balance and the entry's seq. The row lock it takes orders the member's movements.
 _MOVE = (update(_balances)
@@ -138,7 +139,7 @@ def _credit_pg() -> tuple[Any, tuple[str, ...]]:
     """PostgreSQL: _MOVE, the entry (its seq and balance_after from the move) and its lot, in one statement.
     No row back: no such member. Parameters: _MOVE's (member, delta, now), ``e_<column>`` for the rest of the
     entry, ``lot_id``."""
-    lots = Lot.__table__
+    lots = table_of(Lot)
     moved = _MOVE.cte("moved")
     computed = {"seq": moved.c.seq, "balance_after": moved.c.points, "reverses_id": null(),
                 "member_id": bindparam("member", type_=_entries.c.member_id.type),
@@ -201,7 +202,7 @@ def _move(session: Session, program: Program, *, member_id: str, delta: int, kin
     be in the session (the one statement's is not: a later look-up reads its row).
 
     ``batch``: on PostgreSQL that one statement may be put off to lead the caller's batch (if no other leads it
-    yet), written with its rows by ``db.write``; until then the entry's ``seq`` and ``balance_after`` are None.
+    yet), written with its rows by ``fast_sql.write``; until then the entry's ``seq`` and ``balance_after`` are None.
     """
     now = program.now()
     values = {"id": new_id("led"), "member_id": member_id, "delta": delta, "kind": kind, "reason": reason,
@@ -237,12 +238,12 @@ def _moved(session: Session, entry: LedgerEntry, row: Any) -> None:
     # set as loaded values (no change to flush: the row is written)
     entry.__dict__["seq"], entry.__dict__["balance_after"] = row.seq, row.points
     # The UPDATE bypassed the ORM: a Balance already loaded in this session must be read again.
-    cached = session.identity_map.get(session.identity_key(Balance, entry.member_id))  # type: ignore[arg-type]
+    cached = session.identity_map.get(session.identity_key(Balance, entry.member_id))
     if cached is not None:
         session.expire(cached)
 
 
-def _take_from_lots(session: Session, entry: LedgerEntry, points: int, first_lot_ids: list[str] = ()) -> None:
+def _take_from_lots(session: Session, entry: LedgerEntry, points: int, first_lot_ids: Collection[str] = ()) -> None:
     """Consume ``points`` from the member's open lots: the named lots first, then first-to-expire-first."""
     lots = list(session.scalars(
         select(Lot).where(Lot.member_id == entry.member_id, Lot.remaining > 0)
@@ -428,12 +429,13 @@ def release_due(session: Session, program: Program, *, batch_size: int = 500) ->
     released = 0
     for pending_id in ids:
         # Conditional update: a concurrent release or a refund of the same hold wins at most once.
-        won = session.execute(update(PendingPoints).where(PendingPoints.id == pending_id,
-                                                          PendingPoints.status == "pending")
-                              .values(status="released"), execution_options={"synchronize_session": False}).rowcount
+        won = rowcount(session.execute(update(PendingPoints).where(PendingPoints.id == pending_id,
+                                                                   PendingPoints.status == "pending")
+                                       .values(status="released"),
+                                       execution_options={"synchronize_session": False}))
         if not won:
             continue
-        held = session.get(PendingPoints, pending_id, populate_existing=True)
+        held = session.get_one(PendingPoints, pending_id, populate_existing=True)  # just updated: it exists
         session.execute(update(Balance).where(Balance.member_id == held.member_id)
                         .values(pending=Balance.pending - held.points), execution_options={"synchronize_session": False})
         earn(session, program, member_id=held.member_id, points=held.points, reason=held.reason,
@@ -449,9 +451,10 @@ def cancel_pending(session: Session, source: str) -> int:
     cancelled = 0
     for held in session.scalars(select(PendingPoints).where(PendingPoints.source == source,
                                                             PendingPoints.status == "pending")).all():
-        won = session.execute(update(PendingPoints).where(PendingPoints.id == held.id,
-                                                          PendingPoints.status == "pending")
-                              .values(status="canceled"), execution_options={"synchronize_session": False}).rowcount
+        won = rowcount(session.execute(update(PendingPoints).where(PendingPoints.id == held.id,
+                                                                   PendingPoints.status == "pending")
+                                       .values(status="canceled"),
+                                       execution_options={"synchronize_session": False}))
         if won:
             session.execute(update(Balance).where(Balance.member_id == held.member_id)
                             .values(pending=Balance.pending - held.points),

@@ -139,7 +139,7 @@ def authenticate(session: Session, email: str, password: str) -> Member | Staff:
     account: Member | Staff | None = session.scalar(select(Member).where(Member.email == email))
     if account is None:
         account = session.scalar(select(Staff).where(Staff.email == email, Staff.active.is_(True)))
-    if not _verify(account.password_hash if account else None, password):
+    if not _verify(account.password_hash if account else None, password) or account is None:
         raise Unauthorized("Wrong email or password", code="invalid_credentials")
     if isinstance(account, Member) and account.status != "active":
         raise Unauthorized("This membership is closed", code="account_disabled")

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from . import rules
 from .clock import utcnow
-from .db import Base, id_column
+from .db import Base, id_column, rowcount
 from .errors import Conflict, Invalid, NotFound, Rejected
 from .members import Member
 from .program import Program
@@ -109,7 +109,7 @@ def claim_referral(session: Session, program: Program, member_id: str, code: str
                        errors={"referral_code": ["This member joined through your code."]})
     won = session.execute(update(Member).where(Member.id == member.id, Member.referred_by_id.is_(None))
                           .values(referred_by_id=referrer.id), execution_options={"synchronize_session": False})
-    if not won.rowcount:
+    if not rowcount(won):
         raise Conflict("You already joined through a referral", code="referral_already_claimed",
                        errors={"referral_code": ["A referral can be claimed once."]})
     session.expire(member, ["referred_by_id"])

@@ -56,7 +56,7 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
 
     The till's hot path: one read (card, store and any earlier purchase of this receipt together), the rules,
     then the writes, on PostgreSQL as one statement (the points credit, the grants, the purchase and its items:
-    a ``db.Batch``), which is its own transaction when the rules wrote nothing else (``db.own_transaction``).
+    a ``fast_sql.Batch``), which is its own transaction when the rules wrote nothing else (``fast_sql.own_transaction``).
     The purchase row is written with what it earned, so it is never updated. Two tills
     sending one receipt at once both get past the read; the second meets the (store, receipt) unique
     constraint, its transaction is rolled back and rerun by the caller, and the rerun replays the first.
@@ -75,7 +75,7 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
     fingerprint = _fingerprint(at.member_id, amount, currency, items)
     if at.earlier_purchase_id is not None:
         # This store already has this receipt: a retry replays it, anything else is a clash.
-        existing = session.get(Purchase, at.earlier_purchase_id)
+        existing = session.get_one(Purchase, at.earlier_purchase_id)  # just read: it exists
         if existing.fingerprint != fingerprint:
             raise Conflict("This receipt was already recorded with other details", code="receipt_conflict")
         balance = ledger.balance_of(session, existing.member_id).points
@@ -191,7 +191,7 @@ def identify(session: Session, program: Program, code: str, store_id: str | None
     if scanned.kind == "coupon":
         return {"kind": "coupon", "coupon": redemption.coupon_for_till(session, program, scanned, store_id=store_id)}
     card = find_card(session, scanned)
-    member = session.get(Member, card.member_id)
+    member = session.get_one(Member, card.member_id)  # a foreign key: it exists
     balance = ledger.balance_of(session, member.id)
     return {"kind": "card", "member": {"id": member.id, "name": member.name, "tier": member.tier,
                                        "balance": balance.points}, "card": {"number": card.number}}

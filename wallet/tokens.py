@@ -12,7 +12,7 @@ from sqlalchemy import String, delete, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .clock import utcnow
-from .db import Base
+from .db import Base, rowcount
 from .errors import InvalidToken, TokenExpired
 from .members import Member, Staff
 
@@ -158,9 +158,9 @@ def rotate_refresh_token(session: Session, ring: KeyRing, token: str, now: datet
     if row is None or row.revoked:
         raise InvalidToken("This refresh token is no longer valid")
     # A conditional update: of two concurrent uses, exactly one wins.
-    won = session.execute(
+    won = rowcount(session.execute(
         update(RefreshToken).where(RefreshToken.id == row.id, RefreshToken.used_at.is_(None)).values(used_at=now)
-    ).rowcount
+    ))
     if not won:
         session.execute(update(RefreshToken).where(RefreshToken.family == row.family).values(revoked=True))
         raise InvalidToken("This refresh token was already used", code="refresh_token_reused", commit=True)
@@ -174,4 +174,4 @@ def rotate_refresh_token(session: Session, ring: KeyRing, token: str, now: datet
 
 def purge_expired(session: Session, now: datetime) -> int:
     """Delete refresh tokens past their expiry; they can never be used again."""
-    return session.execute(delete(RefreshToken).where(RefreshToken.expires_at < now)).rowcount
+    return rowcount(session.execute(delete(RefreshToken).where(RefreshToken.expires_at < now)))

@@ -20,6 +20,7 @@ import calendar
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import ForeignKey, Index, String, and_, exists, extract, func, literal, or_, select, update
@@ -175,7 +176,9 @@ def inactivity_batch(session: Session, program: Program, *, days: int, limit: in
 def _claim(session: Session, values: dict[str, Any]) -> bool:
     """Record a life event unless it is recorded already (by an earlier run or another host)."""
     dialect = session.get_bind().dialect.name
-    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
+    upserts: dict[str, Callable[[type[LifeEvent]], postgresql.Insert | sqlite.Insert]] = {
+        "postgresql": postgresql.insert, "sqlite": sqlite.insert}
+    insert = upserts.get(dialect)
     if insert is None:
         if session.scalar(select(LifeEvent.id).where(LifeEvent.source == values["source"])):
             return False
@@ -213,7 +216,7 @@ def run(session: Session, program: Program, *, day: date | None = None, batch_si
         _drain(lambda: birthdays_batch(session, program, day=day, limit=batch_size), summary["birthday"], batch_size,
                commit)
     for days in inactivity_thresholds(session, now):
-        _drain(lambda d=days: inactivity_batch(session, program, days=d, limit=batch_size), summary["inactivity"],
+        _drain(partial(inactivity_batch, session, program, days=days, limit=batch_size), summary["inactivity"],
                batch_size, commit)
     return summary
 

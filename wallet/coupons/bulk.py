@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from ..codes import new_codes, new_ids
-from ..db import on_postgres
+from ..db import on_postgres, table_of
 from ..errors import (
     Invalid,
     NotFound,
@@ -54,9 +54,10 @@ def bulk_issue(session: Session, program: Program, offer_id: str, *, member_ids:
         candidates = session.execute(select(members.c.id).where(members.c.status == "active")
                                      .order_by(members.c.id)).scalars().all()
     else:
+        assert member_ids is not None  # checked above: member_ids or all_members
         wanted = list(dict.fromkeys(member_ids))
         skipped["duplicate"] = len(member_ids) - len(wanted)
-        status_of = {}
+        status_of: dict[str, str] = {}
         for chunk in _chunks(wanted, 5000):
             status_of.update(session.execute(select(Member.id, Member.status).where(Member.id.in_(chunk))).all())
         candidates = []
@@ -134,7 +135,7 @@ def _insert_coupons(session: Session, program: Program, offer: Offer, member_ids
     return n
 
 
-_COUPON_INSERT = insert(Coupon.__table__)
+_COUPON_INSERT = insert(table_of(Coupon))
 
 
 _COPY_COLUMNS = ("offer_id", "status", "issued_at", "expires_at", "source", "issue_key", "actor", "channel",
@@ -159,6 +160,7 @@ def _copy_coupons(session: Session, ids: list[str], member_ids: list[str], codes
     if any(ch in "".join(member_ids) for ch in "\\\t\n\r"):
         member_ids = [_copy_text(m) for m in member_ids]  # ids this club makes never need it; others might
     raw = session.connection().connection.driver_connection
+    assert raw is not None  # the session's connection is checked out: psycopg's connection
     statement = f"COPY coupons ({', '.join(('id', 'member_id', 'code') + _COPY_COLUMNS)}) FROM STDIN"
     try:
         with raw.cursor() as cursor, cursor.copy(statement) as copy:

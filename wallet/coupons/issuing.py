@@ -11,7 +11,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from ..codes import new_code
-from ..db import new_id
+from ..db import new_id, rowcount
 from ..errors import (
     NotFound,
     OfferNotActive,
@@ -32,10 +32,10 @@ def lock_member(session: Session, member_id: str) -> None:
 
 def take_stock(session: Session, offer: Offer, n: int = 1) -> bool:
     """Count ``n`` more coupons against the offer; False if that would pass its total limit."""
-    won = session.execute(
+    won = rowcount(session.execute(
         update(Offer).where(Offer.id == offer.id,
                             or_(Offer.total_limit.is_(None), Offer.issued_count + n <= Offer.total_limit))
-        .values(issued_count=Offer.issued_count + n), execution_options=SYNC).rowcount
+        .values(issued_count=Offer.issued_count + n), execution_options=SYNC))
     session.expire(offer, ["issued_count"])
     return bool(won)
 

@@ -58,7 +58,8 @@ def validate_benefit(session: Session, program: Program, benefit: Any) -> dict[s
         value = Decimal(str(raw).strip())
     except InvalidOperation:
         raise bad("value is not a decimal number.") from None
-    if not value.is_finite() or value <= 0 or value.as_tuple().exponent < -2:
+    exponent = value.as_tuple().exponent  # an int when finite
+    if not value.is_finite() or value <= 0 or not isinstance(exponent, int) or exponent < -2:
         raise bad("value is a positive number with at most two decimal places.")
     if kind == "percent_off":
         if value > 100:
@@ -160,8 +161,8 @@ def offer_stats(session: Session, program: Program, offer_id: str) -> dict[str, 
     shown = shown_status_sql(now)
     counts = Counter({status: count for status, count in session.execute(
         select(shown, func.count()).where(Coupon.offer_id == offer.id).group_by(shown))})
-    points = session.scalar(select(func.coalesce(func.sum(Coupon.points_cost), 0))
-                            .where(Coupon.offer_id == offer.id, Coupon.status != "void"))
+    points = session.execute(select(func.coalesce(func.sum(Coupon.points_cost), 0))
+                             .where(Coupon.offer_id == offer.id, Coupon.status != "void")).scalar_one()
     rolled_back = session.scalar(select(func.count()).select_from(Redemption)
                                  .where(Redemption.offer_id == offer.id, Redemption.rolled_back_at.is_not(None)))
     given = sum(counts[s] for s in ("issued", "redeemed", "expired"))
@@ -247,11 +248,11 @@ def _offer_view(offer: Offer, held: int, balance: int) -> dict[str, Any]:
 
 
 def held_by(session: Session, offer_id: str, member_id: str) -> int:
-    return session.scalar(select(func.count()).select_from(Coupon).where(
-        Coupon.offer_id == offer_id, Coupon.member_id == member_id, Coupon.status != "void"))
+    return session.execute(select(func.count()).select_from(Coupon).where(
+        Coupon.offer_id == offer_id, Coupon.member_id == member_id, Coupon.status != "void")).scalar_one()
 
 
-DEMO_OFFERS = [
+DEMO_OFFERS: list[dict[str, Any]] = [
     {"title": "A free coffee on us", "terms": "One 250 g bag of the house blend. One per member.",
      "benefit": {"kind": "free_item", "sku": "COF-250"}, "per_member_limit": 1, "coupon_valid_days": 14},
     {"title": "10% off your basket", "terms": "On one purchase. Not with other offers.",

@@ -18,7 +18,7 @@ from sqlalchemy.orm.util import identity_key
 
 from .. import scanner
 from ..clock import iso
-from ..db import UTCDateTime, new_id, on_postgres
+from ..db import UTCDateTime, new_id, on_postgres, rowcount, table_of
 from ..errors import (
     Conflict,
     CouponAlreadyRedeemed,
@@ -39,7 +39,7 @@ from .models import SYNC, Coupon, Offer, Redemption, jsonable, shown_status
 
 # The till reads a coupon with its offer as one row (Core, no ORM objects): what the answer shows and what the
 # checks need. Statements are built once; each request only binds its values.
-_C, _O, _R = Coupon.__table__, Offer.__table__, Redemption.__table__
+_C, _O, _R = table_of(Coupon), table_of(Offer), table_of(Redemption)
 _TILL_COLUMNS = (_C.c.id, _C.c.offer_id, _C.c.member_id, _C.c.status, _C.c.issued_at, _C.c.expires_at,
                  _C.c.redeemed_at, _C.c.redeemed_store_id, _C.c.redemption_id, _O.c.title, _O.c.terms,
                  _O.c.benefit, _O.c.stores)
@@ -136,7 +136,7 @@ def _till_fields(coupon: Coupon) -> SimpleNamespace:
                            title=offer.title, terms=offer.terms, benefit=offer.benefit, stores=offer.stores)
 
 
-def check_redemption(session: Session, program: Program, scanned: str | Scanned, *, store_id: str,
+def check_redemption(session: Session, program: Program, scanned: str | Scanned, *, store_id: str | None,
                      card: str | None = None) -> dict[str, Any]:
     """Whether redeeming now would succeed, and why not; changes nothing."""
     row = _till_row(session, *_coupon(program, scanned))
@@ -188,8 +188,9 @@ def redeem(session: Session, program: Program, scanned: str, *, store_id: str, c
                                                 "redemption_id": redemption_id, "cashier_id": cashier_id,
                                                 "receipt_id": receipt_id}).first()
     else:
-        won = row if session.execute(_REDEEM_UPDATE, {"p_id": row.id, "p_now": now, "p_store": store_id,
-                                                      "p_redemption": redemption_id}).rowcount else None
+        assert row is not None  # read above: not on PostgreSQL
+        won = row if rowcount(session.execute(_REDEEM_UPDATE, {"p_id": row.id, "p_now": now, "p_store": store_id,
+                                                               "p_redemption": redemption_id})) else None
         if won is not None:
             session.execute(_REDEMPTION_INSERT, {
                 "id": redemption_id, "coupon_id": row.id, "offer_id": row.offer_id, "member_id": row.member_id,
@@ -229,7 +230,7 @@ def rollback_redemption(session: Session, program: Program, redemption_id: str, 
     redemption = session.get(Redemption, redemption_id)
     if redemption is None or redemption.store_id != store_id:
         raise NotFound("No such redemption", code="redemption_not_found")
-    coupon = session.get(Coupon, redemption.coupon_id)
+    coupon = session.get_one(Coupon, redemption.coupon_id)  # a foreign key: it exists
     now = program.now()
     if redemption.rolled_back_at is not None:
         return _redemption_view(program, redemption, _till_fields(coupon), now)
@@ -237,9 +238,9 @@ def rollback_redemption(session: Session, program: Program, redemption_id: str, 
     if now > until:
         raise Rejected("This redemption can no longer be rolled back", code="rollback_window_passed",
                        rollback_until=iso(until))
-    won = session.execute(update(Redemption).where(Redemption.id == redemption.id,
-                                                   Redemption.rolled_back_at.is_(None))
-                          .values(rolled_back_at=now, rolled_back_by=actor[:48]), execution_options=SYNC).rowcount
+    won = rowcount(session.execute(update(Redemption).where(Redemption.id == redemption.id,
+                                                            Redemption.rolled_back_at.is_(None))
+                                   .values(rolled_back_at=now, rolled_back_by=actor[:48]), execution_options=SYNC))
     if won:
         session.execute(update(Coupon).where(Coupon.id == coupon.id, Coupon.status == "redeemed",
                                              Coupon.redemption_id == redemption.id)

@@ -10,6 +10,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from .. import ledger
+from ..db import rowcount
 from ..errors import (
     CouponAlreadyRedeemed,
     NotFound,
@@ -27,9 +28,10 @@ def void_coupon(session: Session, program: Program, coupon_id: str, *, actor: st
     if coupon is None:
         raise NotFound("No such coupon", code="coupon_not_found")
     now = program.now()
-    won = session.execute(update(Coupon).where(Coupon.id == coupon.id, Coupon.status == "issued")
-                          .values(status="void", voided_at=now, voided_by=actor[:48], void_reason=reason[:200]),
-                          execution_options=SYNC).rowcount
+    won = rowcount(session.execute(update(Coupon).where(Coupon.id == coupon.id, Coupon.status == "issued")
+                                   .values(status="void", voided_at=now, voided_by=actor[:48],
+                                           void_reason=reason[:200]),
+                                   execution_options=SYNC))
     session.refresh(coupon)
     if not won:
         if coupon.status == "redeemed":
@@ -37,7 +39,7 @@ def void_coupon(session: Session, program: Program, coupon_id: str, *, actor: st
         return admin_view(program, coupon, now) | {"points_refunded": 0}  # already void
     refunded = 0
     if coupon.spend_entry_id:
-        entry = session.get(LedgerEntry, coupon.spend_entry_id)
+        entry = session.get_one(LedgerEntry, coupon.spend_entry_id)  # a foreign key: it exists
         reversal = ledger.reverse(session, program, entry, actor=actor, reason="coupon",
                                   description=f"Refund: {coupon.offer.title} cancelled"[:240])
         refunded = reversal.reversed

@@ -38,7 +38,7 @@ def admit(run: Run, grant: Grant) -> str | None:
                                                                  RuleGrant.member_id == run.event.member_id)
         if rule.per_member_period_days:
             query = query.where(RuleGrant.granted_at > run.now - timedelta(days=rule.per_member_period_days))
-        used = run.session.scalar(query)
+        used = run.session.execute(query).scalar_one()
         if used >= rule.per_member_limit:
             return "per_member_limit"
         caps["per_member_limit"] = {"used": used + 1, "limit": rule.per_member_limit,

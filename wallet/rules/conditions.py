@@ -69,7 +69,7 @@ def _nth_count(run: Run, period: str) -> int | None:
     if start is not None:
         query = query.where(Purchase.created_at >= start)
     # The till writes a purchase after its rules have run (and a dry run's purchase is never written).
-    return run.session.scalar(query) + 1
+    return run.session.execute(query).scalar_one() + 1
 
 
 def period_start(now: datetime, tz: ZoneInfo, period: str) -> datetime | None:

@@ -15,7 +15,7 @@ from .caps import sync_counters
 from .models import RULE_FIELDS, SHARED_CAPS, Rule, RuleGrant, RuleVersion, bump_revision
 from .validation import check_references, validate_rule
 
-DEMO_RULES = [
+DEMO_RULES: list[dict[str, Any]] = [
     {"title": "A coffee on us", "description": "Now and then, a check-in earns a surprise.", "trigger": "check_in",
      "reward": {"points": 25}, "probability": 0.1, "per_member_limit": 1, "per_member_period_days": 7,
      "daily_limit": 50},

@@ -5,6 +5,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
+    ColumnExpressionArgument,
     bindparam,
     exists,
     or_,
@@ -44,7 +46,8 @@ def _cached_rules(session: Session, revision: str, trigger: str, now: datetime) 
             if (rule.starts_at is None or rule.starts_at <= now) and (rule.ends_at is None or rule.ends_at > now)]
 
 
-def _rules_query(query: Any, trigger: str, now: datetime, rule_ids: list[str] | None = None) -> Any:
+def _rules_query(query: Any, trigger: str | ColumnExpressionArgument[str],
+                 now: datetime | ColumnExpressionArgument[datetime], rule_ids: list[str] | None = None) -> Any:
     query = query.where(Rule.trigger == trigger)
     if rule_ids is None:
         query = query.where(Rule.status == "active", or_(Rule.starts_at.is_(None), Rule.starts_at <= now),
@@ -60,7 +63,8 @@ def active_rules(session: Session, trigger: str, now: datetime, rule_ids: list[s
 
 
 def _load_query(with_benefits: bool, with_granted: bool = True, rule_ids: list[str] | None = None) -> Any:
-    source, now = bindparam("source"), bindparam("now")
+    source: BindParameter[str] = bindparam("source")
+    now: BindParameter[datetime] = bindparam("now")
     columns: list[Any] = [Rule]
     if with_granted:
         columns.append(exists().where(RuleGrant.rule_id == Rule.id, RuleGrant.event_source == source))
@@ -161,7 +165,7 @@ def fire(session: Session, program: Program, event: Event, *, pending_until: dat
          prefetched: Prefetched | None = None, batch: Batch | None = None) -> list[Grant]:
     """Evaluate an event and grant what it earns, inside the caller's transaction; returns the grants made.
 
-    ``batch``: the caller writes the grants' audit rows itself, with its own, in one go (``db.write``) before
+    ``batch``: the caller writes the grants' audit rows itself, with its own, in one go (``fast_sql.write``) before
     its transaction ends: they are added to the batch instead of written here, and so may be a points credit
     (the ledger puts one off to lead the batch). Until then, what the grants' entries say of the balance is None.
     """

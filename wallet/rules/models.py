@@ -18,7 +18,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from ..clock import iso, utcnow
-from ..db import Base, id_column, new_id
+from ..db import Base, id_column, new_id, rowcount
 
 TRIGGERS = ("purchase", "check_in", "scan", "enrolment", "birthday", "inactivity", "referral")
 
@@ -156,8 +156,8 @@ class RulesRevision(Base):
 
 def bump_revision(session: Session) -> None:
     token = new_id("rev")
-    bumped = session.execute(update(RulesRevision).where(RulesRevision.id == 1).values(token=token),
-                             execution_options={"synchronize_session": False}).rowcount
+    bumped = rowcount(session.execute(update(RulesRevision).where(RulesRevision.id == 1).values(token=token),
+                                      execution_options={"synchronize_session": False}))
     if not bumped:
         session.add(RulesRevision(id=1, token=token))
 

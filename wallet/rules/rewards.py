@@ -112,7 +112,7 @@ def apply_benefits(run: Run, base: int) -> None:
     if run.has_benefits is False:
         return
     for benefit in benefits.usable(session, event.member_id, run.now, source=event.source):
-        rule = session.get(Rule, benefit.rule_id)
+        rule = session.get_one(Rule, benefit.rule_id)  # a foreign key: it exists
         grant = Grant(rule=rule, points=benefit.extra_points(base), kind="benefit", benefit=benefit)
         if not grant.points:
             continue

@@ -68,11 +68,12 @@ class _Row:
 
 
 def _parse_row(raw: dict[str | None, Any], line: int, currency: str,
-               columns: set[str]) -> tuple[_Row | None, ImportProblem | None]:
-    """A row's values, only for the file's columns: a column the file leaves out is left alone on update."""
+               columns: set[str]) -> _Row | ImportProblem:
+    """A row's values, only for the file's columns: a column the file leaves out is left alone on update; or
+    what is wrong with the row."""
     sku = (raw.get("sku") or "").strip() or None
     if raw.get(None):  # surplus cells
-        return None, ImportProblem(line, sku, {"_row": ["More cells than the first line names."]})
+        return ImportProblem(line, sku, {"_row": ["More cells than the first line names."]})
     cells = {k: (v if isinstance(v, str) else "") for k, v in raw.items() if k is not None}
     errors: dict[str, list[str]] = {}
     values: dict[str, Any] = {
@@ -109,10 +110,10 @@ def _parse_row(raw: dict[str | None, Any], line: int, currency: str,
     if len(skus) > MAX_COMPLEMENTARY:
         errors["complementary"] = [f"At most {MAX_COMPLEMENTARY} SKUs, separated by '|'."]
     if errors:
-        return None, ImportProblem(line, sku, errors)
+        return ImportProblem(line, sku, errors)
     values = {k: v for k, v in values.items() if k in CSV_REQUIRED or k in columns}
     linked = list(dict.fromkeys(s for s in skus if s != values["sku"])) if "complementary" in columns else None
-    return _Row(line, values, linked), None
+    return _Row(line, values, linked)
 
 
 def _open(lines: Iterable[str]) -> tuple[list[str], Iterator[tuple[int, dict[str | None, Any]]]]:
@@ -187,14 +188,14 @@ class _ImportRun:
         self.links: list[tuple[int, str, list[str]]] = []  # (line, sku, complementary SKUs)
 
     def parse(self, records: Iterator[tuple[int, dict]]) -> list[_Row]:
-        rows = []
+        rows: list[_Row] = []
         for line, raw in records:
             self.report.rows += 1
-            row, problem = _parse_row(raw, line, self.program.currency, self.columns)
-            if problem is not None:
-                self.report.refused.append(problem)
+            parsed = _parse_row(raw, line, self.program.currency, self.columns)
+            if isinstance(parsed, ImportProblem):
+                self.report.refused.append(parsed)
             else:
-                rows.append(row)
+                rows.append(parsed)
         return rows
 
     def plan(self, rows: list[_Row]) -> None:
@@ -206,8 +207,8 @@ class _ImportRun:
                 select(Product).where(Product.sku.in_({r.values["sku"] for r in chunk})))}
             owner |= dict(self.session.execute(select(Product.barcode, Product.sku).where(
                 Product.barcode.in_({r.values["barcode"] for r in chunk}))).all())
-        for product in existing.values():
-            owner.setdefault(product.barcode, product.sku)
+        for known in existing.values():
+            owner.setdefault(known.barcode, known.sku)
         seen: dict[str, int] = {}  # sku -> line
         now = self.program.now()
         for row in rows:

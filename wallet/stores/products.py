@@ -43,8 +43,9 @@ def product_problems(data: dict[str, Any]) -> dict[str, list[str]]:
         errors["category"] = ["At most 64 characters."]
     if "price" in data and data["price"] is not None:
         price = data["price"]
+        exponent = price.as_tuple().exponent if isinstance(price, Decimal) else None  # an int when finite
         if not (isinstance(price, Decimal) and price.is_finite() and 0 <= price <= MAX_PRICE
-                and price.as_tuple().exponent >= -2):
+                and isinstance(exponent, int) and exponent >= -2):
             errors["price"] = ["A non-negative amount with at most two decimal places."]
     if "currency" in data and not (isinstance(data["currency"], str) and CURRENCY.match(data["currency"])):
         errors["currency"] = ["A three-letter ISO 4217 code such as ILS."]
