@@ -105,3 +105,22 @@ def register(app: Flask) -> None:
 
     from .views.stores import register_products_cli
     register_products_cli(app)
+
+    from .worker import register as register_worker  # loyalty worker [--once]
+    register_worker(app, scheduled_jobs)
+
+
+def scheduled_jobs() -> list:
+    """The jobs ``loyalty worker`` runs when due (the CLI commands stay): each one batch at a time, until done."""
+    from datetime import timedelta
+
+    from wallet import triggers
+    from wallet.worker import PeriodicJob
+
+    def run_triggers(session, club) -> int:
+        summary = triggers.run(session, club, commit=session.commit)
+        return sum(tally.events for tally in summary.values())
+
+    return [PeriodicJob("points-release", timedelta(minutes=5), lambda s, p: ledger.release_due(s, p)),
+            PeriodicJob("triggers-run", timedelta(minutes=10), run_triggers),
+            PeriodicJob("points-expire", timedelta(hours=24), lambda s, p: ledger.expire_due(s, p))]

@@ -19,6 +19,12 @@
 | LOYALTY_MAX_BODY_BYTES | 65536 | larger request bodies are refused with 413 |
 | LOYALTY_PASSWORD_HASH | scrypt:32768:8:1 | werkzeug password hashing method |
 | LOYALTY_TRUSTED_PROXIES | 0 | how many proxies in front set X-Forwarded-For (rate limits key on the client's address) |
+| LOYALTY_WEBHOOK_ALLOW_PRIVATE | 0 | 1: webhooks may target private, loopback and link-local addresses (development only) |
+| LOYALTY_WEBHOOK_TIMEOUT_SECONDS | 10 | how long a webhook receiver has to answer |
+| LOYALTY_WEBHOOK_LEASE_SECONDS | 60 | a delivery claimed by a worker that died is taken up again after this (at least twice the timeout) |
+| LOYALTY_WORKER_CONCURRENCY | 8 | webhook deliveries one worker has in flight at once |
+| LOYALTY_EVENTS_NATS_URL | (none) | nats://host:4222: the worker publishes every event to the JetStream stream LOYALTY |
+| LOYALTY_EVENTS_NATS_DUPLICATE_WINDOW | 7200 | seconds JetStream de-duplicates a re-published event (Nats-Msg-Id) |
 """
 from __future__ import annotations
 
@@ -68,4 +74,10 @@ def from_environment(instance_path: str) -> dict:
         "MAX_CONTENT_LENGTH": int(_env("LOYALTY_MAX_BODY_BYTES", "65536")),
         "LOYALTY_PASSWORD_HASH": _env("LOYALTY_PASSWORD_HASH", "scrypt:32768:8:1"),
         "LOYALTY_TRUSTED_PROXIES": int(_env("LOYALTY_TRUSTED_PROXIES", "0")),
+        "LOYALTY_WEBHOOK_ALLOW_PRIVATE": _env("LOYALTY_WEBHOOK_ALLOW_PRIVATE", "0") in ("1", "true", "yes"),
+        "LOYALTY_WEBHOOK_TIMEOUT_SECONDS": float(_env("LOYALTY_WEBHOOK_TIMEOUT_SECONDS", "10")),
+        "LOYALTY_WEBHOOK_LEASE_SECONDS": float(_env("LOYALTY_WEBHOOK_LEASE_SECONDS", "60")),
+        "LOYALTY_WORKER_CONCURRENCY": int(_env("LOYALTY_WORKER_CONCURRENCY", "8")),
+        "LOYALTY_EVENTS_NATS_URL": _env("LOYALTY_EVENTS_NATS_URL", ""),
+        "LOYALTY_EVENTS_NATS_DUPLICATE_WINDOW": float(_env("LOYALTY_EVENTS_NATS_DUPLICATE_WINDOW", "7200")),
     }

@@ -1,4 +1,5 @@
 """Every model, imported in one place so the metadata (and Alembic) sees the whole schema."""
+from . import audit, events, webhooks, worker  # noqa: F401  (the event log, webhooks, scheduled jobs, audit log)
 from .benefits import BenefitUse, MemberBenefit  # noqa: F401
 from .coupons import Coupon, Offer, Redemption  # noqa: F401
 from .db import Base  # noqa: F401

@@ -1,0 +1,192 @@
+"""``loyalty worker``: fans events out to webhook deliveries, delivers what is due, publishes the broker stream and
+runs scheduled jobs, until stopped. Several workers share the work through leases held in the database."""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy.orm import Session
+
+from .. import webhooks
+from ..db import new_id
+from ..events import advance_cursor, claim_cursor, envelope, read
+from ..program import Program
+from . import jobs as scheduled
+from .stream import Publisher, StreamSettings
+
+log = logging.getLogger("loyalty.worker")
+
+STREAM_CURSOR = "nats"  # the event cursor the broker stream follows
+
+
+@dataclass
+class Stats:
+    """What a worker did (the CLI prints it; tests read it)."""
+
+    fanned_out: int = 0
+    delivered: int = 0
+    retrying: int = 0
+    failed: int = 0
+    published: int = 0
+    jobs: dict[str, int] = field(default_factory=dict)
+
+    def add(self, counts: dict[str, int]) -> None:
+        self.delivered += counts.get("delivered", 0)
+        self.retrying += counts.get("pending", 0)
+        self.failed += counts.get("failed", 0)
+
+
+def worker_id() -> str:
+    """This worker's name in leases: host, process and a random tail (a restarted process is another worker)."""
+    return f"{socket.gethostname()[:30]}:{os.getpid()}:{new_id('w')[-8:]}"
+
+
+class Worker:
+    """One worker's state: its id, settings, thread pool and optional broker connection."""
+
+    def __init__(self, session_factory: Callable[[], Session], program: Program, settings: webhooks.Settings,
+                 jobs: Sequence[scheduled.PeriodicJob] = (), stream: StreamSettings | None = None,
+                 stop_event: threading.Event | None = None, owner: str | None = None):
+        self.session_factory, self.program, self.settings = session_factory, program, settings
+        self.jobs, self.stream_settings = list(jobs), stream
+        self.stop_event = stop_event or threading.Event()
+        self.owner = owner or worker_id()
+        self.stats = Stats()
+        self.publisher: Publisher | None = None
+        self._pool = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="webhook")
+
+    # -- one step each; each returns how much it did
+
+    def fan_out(self) -> int:
+        with self.session_factory() as session:
+            count = webhooks.fan_out(session, self.settings, owner=self.owner, now=self.program.now())
+            session.commit()
+        self.stats.fanned_out += count
+        return count
+
+    def deliver(self) -> int:
+        """Claim due deliveries (one short transaction), POST them with none open, record them (another)."""
+        with self.session_factory() as session:
+            claimed = webhooks.claim(session, self.settings, owner=self.owner, now=self.program.now())
+            session.commit()
+        if not claimed:
+            return 0
+        results: list[tuple[webhooks.Job, webhooks.http.Answer]] = []
+        unsent: list[tuple[webhooks.Job, None]] = []
+        futures = [(job, self._pool.submit(self._send, job)) for job in claimed]
+        for job, future in futures:
+            answer = future.result()
+            if answer is None:
+                unsent.append((job, None))
+            else:
+                results.append((job, answer))
+        with self.session_factory() as session:
+            self.stats.add(webhooks.record(session, self.owner, results, self.settings, self.program.now(),
+                                           self.program.random))
+            webhooks.release(session, self.owner, [job for job, _ in unsent])
+            session.commit()
+        return len(results)
+
+    def _send(self, job: webhooks.Job) -> webhooks.http.Answer | None:
+        if self.stop_event.is_set():
+            return None  # stopping: a delivery not yet started is given back, not sent
+        return webhooks.send(job, self.settings)
+
+    def publish(self, batch: int = 500) -> int:
+        """Publish the next committed events to JetStream; the cursor moves only once JetStream acknowledged them."""
+        if self.publisher is None:
+            return 0
+        now = self.program.now()
+        with self.session_factory() as session:
+            claimed = claim_cursor(session, STREAM_CURSOR, self.owner, now, self.settings.lease)
+            events = read(session, claimed.after, limit=batch) if claimed else []
+            envelopes = [(e.cursor, envelope(e)) for e in events]
+            session.commit()
+        if claimed is None:
+            return 0
+        try:
+            self.stats.published += self.publisher.publish([e for _, e in envelopes])
+        except Exception:
+            log.exception("publishing to NATS failed; the same events are published again next time")
+            with self.session_factory() as session:
+                advance_cursor(session, claimed, claimed.after, release=True, now=self.program.now())
+                session.commit()
+            return 0
+        with self.session_factory() as session:
+            advance_cursor(session, claimed, envelopes[-1][0] if envelopes else claimed.after, release=True,
+                           now=self.program.now())
+            session.commit()
+        return len(envelopes)
+
+    def run_jobs(self) -> int:
+        ran = 0
+        for job in self.jobs:
+            if self.stop_event.is_set():
+                break
+            with self.session_factory() as session:
+                mine = scheduled.claim_due(session, job, owner=self.owner, now=self.program.now(),
+                                           lease=timedelta(hours=1))
+                session.commit()
+            if not mine:
+                continue
+            done = 0
+            with self.session_factory() as session:
+                try:
+                    while not self.stop_event.is_set():
+                        step = job.run(session, self.program)
+                        session.commit()
+                        done += step or 0
+                        if not step:
+                            break
+                except Exception:
+                    session.rollback()
+                    log.exception("job %s failed", job.name)
+                scheduled.finished(session, job, owner=self.owner, now=self.program.now(), done=done)
+                session.commit()
+            self.stats.jobs[job.name] = self.stats.jobs.get(job.name, 0) + done
+            ran += 1
+        return ran
+
+    def step(self) -> int:
+        """One round of everything; how much it did (0: nothing was due)."""
+        work = self.fan_out() + self.publish()
+        work += self.deliver()
+        work += self.run_jobs()
+        return work
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        if self.publisher is not None:
+            self.publisher.close()
+
+
+def run(session_factory: Callable[[], Session], program: Program, *, settings: webhooks.Settings | None = None,
+        jobs: Sequence[scheduled.PeriodicJob] = (), stream: StreamSettings | None = None, once: bool = False,
+        stop_event: threading.Event | None = None, poll: float = 0.5, owner: str | None = None) -> Stats:
+    """Work until ``stop_event`` is set (or, with ``once``, until nothing is due); returns what was done."""
+    worker = Worker(session_factory, program, settings or webhooks.Settings(), jobs, stream, stop_event, owner)
+    try:
+        if stream is not None:
+            worker.publisher = Publisher(stream)
+            log.info("NATS stream: %s", worker.publisher.start())
+        while not worker.stop_event.is_set():
+            try:
+                work = worker.step()
+            except Exception:
+                if once:
+                    raise
+                log.exception("worker round failed; trying again")
+                work = 0
+            if once and not work:
+                break
+            if not work:
+                worker.stop_event.wait(poll)
+    finally:
+        worker.close()
+    return worker.stats
