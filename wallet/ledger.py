@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     ForeignKey,
     Index,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
+    literal,
     literal_column,
     null,
     select,
@@ -29,7 +31,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from .clock import utcnow
+from . import events
+from .clock import iso, utcnow
 from .db import Base, id_column, new_id, on_postgres, rowcount, table_of
 from .errors import IdempotencyConflict, InsufficientPoints, NotFound, Rejected
 from .fast_sql import Batch, Lead, add_now, as_written, execute
@@ -135,10 +138,11 @@ _MOVE = (update(_balances)
          .returning(_balances.c.points, _balances.c.seq))
 
 
-def _credit_pg() -> tuple[Any, tuple[str, ...]]:
-    """PostgreSQL: _MOVE, the entry (its seq and balance_after from the move) and its lot, in one statement.
-    No row back: no such member. Parameters: _MOVE's (member, delta, now), ``e_<column>`` for the rest of the
-    entry, ``lot_id``."""
+def _credit_pg(with_event: bool) -> tuple[Any, tuple[str, ...]]:
+    """PostgreSQL: _MOVE, the entry (its seq and balance_after from the move) and its lot, in one statement, and with
+    ``with_event`` the entry's ``points.earned`` event, whose ``balance_after`` only the move knows. No row back: no
+    such member. Parameters: _MOVE's (member, delta, now), ``e_<column>`` for the rest of the entry, ``lot_id``,
+    and for the event ``v_<column>`` and ``v_reason``, ``v_source``, ``v_expires_at`` for its data."""
     lots = table_of(Lot)
     moved = _MOVE.cte("moved")
     computed = {"seq": moved.c.seq, "balance_after": moved.c.points, "reverses_id": null(),
@@ -159,11 +163,65 @@ def _credit_pg() -> tuple[Any, tuple[str, ...]]:
                                bindparam("delta", type_=lots.c.points.type), entry.c.expires_at).select_from(entry))
            .cte("lot"))
     statement = select(entry.c.balance_after.label("points"), entry.c.seq).add_cte(lot)
+    if with_event:
+        log = table_of(events.Event)
+        text = String()
+        data = func.jsonb_strip_nulls(func.jsonb_build_object(
+            literal("entry_id"), entry.c.id, literal("points"), bindparam("delta", type_=BigInteger()),
+            literal("reason"), bindparam("v_reason", type_=text), literal("source"), bindparam("v_source", type_=text),
+            literal("balance_after"), entry.c.balance_after,
+            literal("expires_at"), bindparam("v_expires_at", type_=text)))
+        fields = {"id": bindparam("v_id", type_=text), "type": literal("points.earned"),
+                  "occurred_at": bindparam("now", type_=log.c.occurred_at.type),
+                  "member_id": bindparam("member", type_=text), "store_id": null(),
+                  "channel": bindparam("v_channel", type_=text), "actor": bindparam("v_actor", type_=text),
+                  "data": data, "created_at": bindparam("now", type_=log.c.created_at.type)}
+        event = insert(log).from_select(list(fields), select(*fields.values()).select_from(entry)).cte("event")
+        statement = statement.add_cte(event)
     return statement, tuple(c.key for c in columns if c.key not in computed)
 
 
-# The statement, and the entry's columns it binds as e_<column> (the others come from the balance's move).
-_CREDIT_PG, _CREDIT_PG_ENTRY = _credit_pg()
+# The statement, and the entry's columns it binds as e_<column> (the others come from the balance's move); the
+# same with the entry's event, for a credit that leads a batch (its balance is known only when it is written).
+_CREDIT_PG, _CREDIT_PG_ENTRY = _credit_pg(with_event=False)
+_CREDIT_PG_EVENT, _ = _credit_pg(with_event=True)
+
+# A movement's event type, by the entry's kind.
+_EVENT_TYPES = {"earn": "points.earned", "spend": "points.spent", "expire": "points.expired", "adjust": "points.adjusted",
+                "reverse": "points.adjusted"}
+
+
+def _event_channel(kind: str, channel: str | None) -> str:
+    """The event's channel: the entry's, else where such a movement comes from (a job expires, staff adjust)."""
+    if channel in events.CHANNELS:
+        return channel
+    return {"expire": "job", "adjust": "console"}.get(kind, "api")
+
+
+def _movement_data(values: dict[str, Any], balance_after: int) -> dict[str, Any]:
+    """The event's data: ids, points and codes (an absent value is left out, as the database's copy leaves it)."""
+    kind, delta = values["kind"], values["delta"]
+    return {key: value for key, value in _movement_fields(kind, delta, values, balance_after).items()
+            if value is not None}
+
+
+def _movement_fields(kind: str, delta: int, values: dict[str, Any], balance_after: int) -> dict[str, Any]:
+    base = {"entry_id": values["id"], "balance_after": balance_after}
+    if kind == "earn":
+        return base | {"points": delta, "reason": values["reason"], "source": values["source"],
+                       "expires_at": iso(values["expires_at"])}
+    if kind == "spend":
+        return base | {"points": -delta, "reason": values["reason"], "source": values["source"]}
+    if kind == "expire":
+        return base | {"points": -delta}
+    return base | {"points": delta, "kind": kind, "reverses": values["reverses_id"]}
+
+
+def _emit_movement(session: Session, values: dict[str, Any], balance_after: int) -> None:
+    """The movement's ``points.*`` event, in the movement's transaction."""
+    events.emit(session, _EVENT_TYPES[values["kind"]], member_id=values["member_id"],
+                channel=_event_channel(values["kind"], values["channel"]), actor=values["actor"][:64],
+                data=_movement_data(values, balance_after), occurred_at=values["created_at"])
 
 
 def open_account(session: Session, member_id: str) -> None:
@@ -213,10 +271,17 @@ def _move(session: Session, program: Program, *, member_id: str, delta: int, kin
         entry = as_written(LedgerEntry, values)
         params = {"member": member_id, "delta": delta, "now": now, "lot_id": new_id("lot"),
                   **{f"e_{key}": values[key] for key in _CREDIT_PG_ENTRY}}
-        if batch is not None and batch.lead is None:
-            batch.lead = Lead(_CREDIT_PG, params, lambda row: _moved(session, entry, row))
-        else:
-            _moved(session, entry, execute(session, _CREDIT_PG, params).one_or_none())
+        if batch is not None and batch.lead is None and kind == "earn":
+            # The event goes in the same statement: its balance_after comes from the move. Checked here first.
+            data = _movement_data(values, 0)
+            channel = _event_channel(kind, channel)
+            events.check("points.earned", channel, data)
+            params |= {"v_id": new_id("evt"), "v_channel": channel, "v_actor": actor[:64], "v_reason": reason,
+                       "v_source": source, "v_expires_at": data.get("expires_at")}
+            batch.lead = Lead(_CREDIT_PG_EVENT, params, lambda row: _moved(session, entry, row))
+            return entry
+        _moved(session, entry, execute(session, _CREDIT_PG, params).one_or_none())
+        _emit_movement(session, values, entry.balance_after)
         return entry
     entry = LedgerEntry(**values)
     _moved(session, entry, execute(session, _MOVE, {"member": member_id, "delta": delta, "now": now}).one_or_none())
@@ -224,6 +289,7 @@ def _move(session: Session, program: Program, *, member_id: str, delta: int, kin
     if lot:
         add_now(session, Lot(member_id=member_id, entry_id=entry.id, points=delta, remaining=delta,
                              expires_at=expires_at))
+    _emit_movement(session, values, entry.balance_after)
     return entry
 
 

@@ -11,10 +11,10 @@ from typing import Any
 from sqlalchemy import bindparam, exists, select
 from sqlalchemy.orm import Session
 
-from . import benefits, ledger, rules, scanner
+from . import benefits, events, ledger, rules, scanner
 from .barcodes import normalise_barcode
 from .coupons import redemption, voiding
-from .db import new_id
+from .db import new_id, table_of
 from .errors import Conflict, Invalid, Rejected
 from .fast_sql import Batch, as_written, execute, own_transaction, write
 from .members import Card, Member, find_card
@@ -23,6 +23,7 @@ from .purchases import Purchase, PurchaseItem, get_purchase
 from .stores import Product, Store
 
 _items = PurchaseItem.__table__
+_events = table_of(events.Event)
 
 
 @dataclass
@@ -96,6 +97,11 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
               "channel": "till", "created_at": now, "refunded_at": None}
     batch.rows.append((Purchase.__table__, values))
     batch.rows.extend((_items, {"purchase_id": purchase_id, **row}) for row in basket)
+    batch.rows.append((_events, events.event_row(
+        "purchase.recorded", member_id=at.member_id, store_id=store_id, channel="till",
+        actor=f"staff:{cashier_id}" if cashier_id else "till", occurred_at=now,
+        data={"purchase_id": purchase_id, "receipt_id": receipt_id, "amount": str(amount), "currency": currency,
+              "points_awarded": values["points_awarded"], "item_count": sum(i["quantity"] for i in basket)})))
     # When the rules wrote nothing else, this one statement is the whole transaction: its own, no BEGIN/COMMIT.
     with own_transaction(session):
         write(session, batch)
@@ -175,11 +181,16 @@ def refund_purchase(session: Session, program: Program, purchase_id: str, *, sto
         reversed_ += result.reversed
     cancelled = ledger.cancel_pending(session, source)
     uses_returned = benefits.give_back_uses(session, source, program.now())
-    voiding.void_coupons_from(session, program, source, member_id=purchase.member_id, actor=actor,
-                              reason=f"Refund of receipt {purchase.receipt_id}")
+    voided = voiding.void_coupons_from(session, program, source, member_id=purchase.member_id, actor=actor,
+                                       reason=f"Refund of receipt {purchase.receipt_id}")
     if purchase.status != "refunded":
         purchase.status = "refunded"
         purchase.refunded_at = program.now()
+        events.emit(session, "purchase.refunded", member_id=purchase.member_id, store_id=purchase.store_id,
+                    channel="till", actor=actor[:64], occurred_at=purchase.refunded_at,
+                    data={"purchase_id": purchase.id, "points_reversed": reversed_,
+                          "points_not_reversed": requested - reversed_, "coupons_voided": voided,
+                          "benefit_uses_returned": uses_returned})
     session.flush()
     balance = ledger.balance_of(session, purchase.member_id).points
     return RefundResult(purchase, reversed_, requested - reversed_, cancelled, balance, uses_returned)

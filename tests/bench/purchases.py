@@ -62,7 +62,7 @@ def setup_club(url: str, members: int) -> tuple[list[str], str]:
     from api import create_app
     from api.extensions import db
     from wallet import members as m
-    from wallet import rules, tokens
+    from wallet import enrolment, rules, tokens
     from wallet.stores import Store
 
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": SECRET, "LOYALTY_PASSWORD_HASH": FAST_HASH,
@@ -78,7 +78,7 @@ def setup_club(url: str, members: int) -> tuple[list[str], str]:
                                                 "reward": {"points_per_currency_unit": 1}})
         cards = []
         for i in range(members):
-            member = m.register_member(db.session, program, email=f"bench{i}@example.com", password="bench-pass",
+            member = enrolment.register_member(db.session, program, email=f"bench{i}@example.com", password="bench-pass",
                                        name=f"Bench {i}")
             cards.append(member.card.number)
         db.session.commit()

@@ -9,12 +9,14 @@ import psycopg
 from sqlalchemy import (
     func,
     insert,
+    literal,
     select,
     update,
 )
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from .. import events
 from ..codes import new_codes, new_ids
 from ..db import on_postgres, table_of
 from ..errors import (
@@ -94,8 +96,10 @@ def bulk_issue(session: Session, program: Program, offer_id: str, *, member_ids:
         skipped["offer_exhausted"] += len(eligible) - left
         eligible = eligible[:left]
 
-    issued = _insert_coupons(session, program, offer, eligible, now=now, key=key, actor=actor[:48])
+    ids = _insert_coupons(session, program, offer, eligible, now=now, key=key, actor=actor[:48])
+    issued = len(ids)
     if issued:
+        _record_issues(session, offer, ids[0], ids[-1], key=key, batch=batch, now=now, actor=actor)
         session.execute(update(Offer).where(Offer.id == offer.id)
                         .values(issued_count=Offer.issued_count + issued, updated_at=now), execution_options=SYNC)
         session.expire(offer)
@@ -105,8 +109,8 @@ def bulk_issue(session: Session, program: Program, offer_id: str, *, member_ids:
 
 
 def _insert_coupons(session: Session, program: Program, offer: Offer, member_ids: list[str], *, now: datetime,
-                    key: str, actor: str) -> int:
-    """Insert one coupon per member: on PostgreSQL one COPY, elsewhere batched executemany.
+                    key: str, actor: str) -> list[str]:
+    """Insert one coupon per member: on PostgreSQL one COPY, elsewhere batched executemany; the new ids, sorted.
 
     Members, ids and codes are each sorted before they are paired (ids and codes are random, so which member
     gets which is still random): every index of the table (id, code, offer and key and member, member) then
@@ -114,7 +118,7 @@ def _insert_coupons(session: Session, program: Program, offer: Offer, member_ids
     """
     n = len(member_ids)
     if not n:
-        return 0
+        return []
     expires = coupon_expiry(program, offer, now)
     member_ids = sorted(member_ids)
     ids = sorted(new_ids("cpn", n))
@@ -132,7 +136,28 @@ def _insert_coupons(session: Session, program: Program, offer: Offer, member_ids
                 {"id": i, "member_id": m, "code": c} | constant
                 for i, m, c in zip(ids[start:start + 5_000], member_ids[start:start + 5_000],
                                    codes[start:start + 5_000], strict=True)])
-    return n
+    return ids
+
+
+def _record_issues(session: Session, offer: Offer, first_id: str, last_id: str, *, key: str, batch: str,
+                   now: datetime, actor: str) -> None:
+    """One ``coupon.issued`` event per coupon this run issued (ids ``first_id`` to ``last_id``: one run's ids share
+    their clock prefix, no other run's fall between them), made by one statement from the coupons' rows. An event's
+    id is its coupon's, ``evt_`` for ``cpn_``, so each is unique and tells which coupon it speaks of."""
+    coupons, log = table_of(Coupon), table_of(events.Event)
+    events.check("coupon.issued", "console", {"coupon_id": "cpn_", "offer_id": offer.id, "source": key[:64],
+                                              "points_cost": 0, "batch": batch[:64]})
+    build = func.jsonb_build_object if on_postgres(session) else func.json_object
+    data = build(literal("coupon_id"), coupons.c.id, literal("offer_id"), coupons.c.offer_id,
+                 literal("source"), func.substr(coupons.c.source, 1, 64), literal("points_cost"), coupons.c.points_cost,
+                 literal("batch"), literal(batch[:64]))
+    at = literal(now, log.c.occurred_at.type)
+    rows = (select(literal("evt_") + func.substr(coupons.c.id, 5), literal("coupon.issued"), at, coupons.c.member_id,
+                   literal("console"), literal(actor[:64]), data, at)
+            .where(coupons.c.offer_id == offer.id, coupons.c.issue_key == key, coupons.c.id >= first_id,
+                   coupons.c.id <= last_id))
+    session.execute(insert(log).from_select(["id", "type", "occurred_at", "member_id", "channel", "actor", "data",
+                                             "created_at"], rows))
 
 
 _COUPON_INSERT = insert(table_of(Coupon))

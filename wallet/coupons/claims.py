@@ -13,7 +13,7 @@ from ..errors import (
 )
 from ..members import Member
 from ..program import Program
-from .issuing import lock_member, new_coupon, take_stock
+from .issuing import lock_member, new_coupon, record_issue, take_stock
 from .models import Coupon, Offer
 from .offers import check_open, held_by
 
@@ -48,5 +48,6 @@ def claim_coupon(session: Session, program: Program, *, member_id: str, offer_id
                          channel=channel, issue_key=None, coupon_id=coupon_id,
                          points_cost=offer.points_cost or 0, spend_entry_id=entry.id if entry else None)
     session.add(coupon)
+    record_issue(session, coupon, channel=channel)
     session.flush()
     return coupon

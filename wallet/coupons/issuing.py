@@ -10,6 +10,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from .. import events
+from ..clock import iso
 from ..codes import new_code
 from ..db import new_id, rowcount
 from ..errors import (
@@ -49,8 +51,18 @@ def new_coupon(program: Program, offer: Offer, member_id: str, *, now: datetime,
                   spend_entry_id=spend_entry_id)
 
 
+def record_issue(session: Session, coupon: Coupon, *, channel: str, batch: str | None = None) -> None:
+    """The coupon's ``coupon.issued`` event, in the transaction that issued it."""
+    data = {"coupon_id": coupon.id, "offer_id": coupon.offer_id, "source": coupon.source[:64],
+            "points_cost": coupon.points_cost or 0, "expires_at": iso(coupon.expires_at)}
+    if batch is not None:
+        data["batch"] = batch[:64]
+    events.emit(session, "coupon.issued", member_id=coupon.member_id, channel=channel if channel in events.CHANNELS
+                else "api", actor=coupon.actor[:64], data=data, occurred_at=coupon.issued_at)
+
+
 def issue_coupon(session: Session, program: Program, *, offer_id: str, member_id: str, idempotency_key: str,
-                 source: str | None, actor: str) -> Coupon | None:
+                 source: str | None, actor: str, channel: str = "api") -> Coupon | None:
     """Give a member a coupon of an offer (a rule's reward); None when the offer can't give one now."""
     existing = session.scalar(select(Coupon).where(Coupon.offer_id == offer_id, Coupon.issue_key == idempotency_key,
                                                    Coupon.member_id == member_id))
@@ -72,5 +84,6 @@ def issue_coupon(session: Session, program: Program, *, offer_id: str, member_id
     coupon = new_coupon(program, offer, member_id, now=now, source=(source or "rule")[:80], actor=actor[:48],
                          channel="rule", issue_key=idempotency_key)
     session.add(coupon)
+    record_issue(session, coupon, channel=channel)
     session.flush()
     return coupon

@@ -4,11 +4,11 @@ from __future__ import annotations
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
-from .. import benefits, ledger
+from .. import benefits, events, ledger
 from ..clock import iso
 from ..coupons.issuing import issue_coupon
 from ..coupons.models import coupon_summary
-from ..db import new_id
+from ..db import new_id, table_of
 from .caps import uncount
 from .evaluation import Event, Grant, Run
 from .models import TOTAL, Rule, RuleGrant
@@ -42,7 +42,8 @@ def write_grant(run: Run, grant: Grant) -> bool:
         grant.pending = run.pending_until is not None
     if grant.offer_id:
         coupon = issue_coupon(session, run.program, offer_id=grant.offer_id, member_id=event.member_id,
-                                      idempotency_key=key, source=event.source, actor=f"rule:{rule.id}")
+                                      idempotency_key=key, source=event.source, actor=f"rule:{rule.id}",
+                                      channel=event.channel)
         grant.coupon = coupon_summary(coupon) if coupon is not None else None
         if coupon is None and not grant.points and not benefits.is_benefit(rule.reward):
             if "total_limit" in grant.caps or "points_budget" in grant.caps:
@@ -60,11 +61,18 @@ def write_grant(run: Run, grant: Grant) -> bool:
         "event": _event_record(run), "draw": grant.draw, "points": grant.points,
         "coupon_id": (grant.coupon or {}).get("id"), "benefit_id": grant.benefit.id if grant.benefit is not None else None,
         "entry_id": getattr(grant.entry, "id", None), "caps": grant.caps, "day": run.day, "granted_at": run.now}))
+    channel = event.channel if event.channel in events.CHANNELS else "api"
+    run.rows.append((_events, events.event_row(
+        "reward.granted", member_id=event.member_id, store_id=event.store_id, channel=channel,
+        actor=f"rule:{rule.id}", occurred_at=run.now,
+        data={"grant_id": grant_id, "rule_id": rule.id, "trigger": event.trigger, "points": grant.points,
+              "coupon_id": (grant.coupon or {}).get("id"), "surprise": rule.surprise})))
     grant.grant_id = grant_id
     return True
 
 
 _grants = RuleGrant.__table__
+_events = table_of(events.Event)
 
 
 _SNAPSHOTS: dict[tuple[str, int], dict[str, Any]] = {}
