@@ -5,7 +5,7 @@ from datetime import date
 
 from sqlalchemy.orm import Session
 
-from . import ledger, referrals, rules
+from . import events, ledger, referrals, rules
 from .clock import iso
 from .codes import new_card_number, new_referral_code
 from .errors import Conflict
@@ -35,9 +35,17 @@ def register_member(session: Session, program: Program, *, email: str, password:
     member.consents = {k: {"granted": bool(v), "at": iso(now)} for k, v in (consents or {}).items()}
     session.add(member)
     session.flush()
-    session.add(Card(member_id=member.id, number=new_card_number(), issued_at=now))
+    card = Card(member_id=member.id, number=new_card_number(), issued_at=now)
+    session.add(card)
     ledger.open_account(session, member.id)
     session.flush()
+    event_channel = channel if channel in events.CHANNELS else "app"
+    events.emit(session, "member.enrolled", member_id=member.id, channel=event_channel, actor=f"member:{member.id}",
+                occurred_at=now, data={"card_id": card.id} | ({"referred_by": referrer.id} if referrer else {}))
+    for purpose, granted in member.consents.items():
+        events.emit(session, "consent.changed", member_id=member.id, channel=event_channel,
+                    actor=f"member:{member.id}", occurred_at=now,
+                    data={"consent": purpose, "granted": granted["granted"], "source": "enrolment"})
     rules.fire(session, program, rules.Event(trigger="enrolment", member_id=member.id, source=f"member:{member.id}",
                                              channel=channel))
     if referrer is not None:

@@ -25,7 +25,7 @@ from sqlalchemy import Float, ForeignKey, Index, String, UniqueConstraint, case,
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from . import rules
+from . import events, rules
 from .barcodes import normalise_barcode
 from .clock import iso, utcnow
 from .db import Base, id_column
@@ -226,9 +226,16 @@ def check_in(session: Session, program: Program, *, member_id: str, store_id: st
                                     "store_code": store.code})
     grants = rules.fire(session, program, event)
     attempt.points_awarded = sum(g.points for g in grants)
+    events.emit(session, "check_in.recorded", member_id=member_id, store_id=store.id, channel=_channel(channel),
+                actor=f"member:{member_id}", occurred_at=now,
+                data={"check_in_id": attempt.id, "points_awarded": attempt.points_awarded})
     session.flush()
     return CheckInResult(attempt, store, now + cooldown, attempt.points_awarded, [g.as_reward() for g in grants],
                          counts)
+
+
+def _channel(channel: str) -> str:
+    return channel if channel in events.CHANNELS else "app"
 
 
 def _refuse(session: Session, attempt: CheckIn, reason: str, detail: str, **extra: Any) -> None:
@@ -317,6 +324,10 @@ def scan(session: Session, program: Program, *, member_id: str, barcode: str, st
         trigger="scan", member_id=member_id, source=f"scan:{record.id}", channel=channel,
         store_id=record.store_id, attributes=attributes, occurred_at=now))
     record.points_awarded = sum(g.points for g in grants)
+    events.emit(session, "scan.recorded", member_id=member_id, store_id=record.store_id, channel=_channel(channel),
+                actor=f"member:{member_id}", occurred_at=now,
+                data={"scan_id": record.id, "product_id": product.id, "barcode": product.barcode,
+                      "first_scan": record.first_scan, "points_awarded": record.points_awarded})
     session.flush()
     return ScanResult(record, product, complementary_products(session, product), record.points_awarded,
                       [g.as_reward() for g in grants])

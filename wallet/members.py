@@ -10,6 +10,7 @@ from sqlalchemy import ForeignKey, String, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from . import events
 from .clock import iso, utcnow
 from .db import Base, id_column
 from .errors import Conflict, Invalid, NotFound, Rejected, Unauthorized
@@ -110,22 +111,38 @@ def email_taken(session: Session, email: str) -> bool:
     )
 
 
-def update_member(session: Session, program: Program, member: Member, changes: dict[str, Any]) -> Member:
-    """Change a member's profile, channel preferences and consents (each consent change is timestamped)."""
+def update_member(session: Session, program: Program, member: Member, changes: dict[str, Any], *,
+                  channel: str = "app") -> Member:
+    """Change a member's profile, channel preferences and consents (each consent change is timestamped); the
+    ``member.updated`` event names the fields that changed (never their values), each consent its own event."""
     now = program.now()
+    changed: list[str] = []
+
+    def put(field: str, value: Any) -> None:
+        if getattr(member, field) != value:
+            setattr(member, field, value)
+            changed.append(field)
     if "name" in changes:
-        member.name = changes["name"].strip()
+        put("name", changes["name"].strip())
     for key in ("phone", "birthday"):
         if key in changes:
-            setattr(member, key, changes[key])
+            put(key, changes[key])
     if "preferences" in changes:
-        member.preferences = dict(member.preferences) | changes["preferences"]
+        put("preferences", dict(member.preferences) | changes["preferences"])
+    actor, event_channel = f"member:{member.id}", channel if channel in events.CHANNELS else "app"
     if "consents" in changes:
         consents = dict(member.consents)
         for k, v in changes["consents"].items():
             if consents.get(k, {}).get("granted") != bool(v):
                 consents[k] = {"granted": bool(v), "at": iso(now)}
-        member.consents = consents
+                events.emit(session, "consent.changed", member_id=member.id, channel=event_channel, actor=actor,
+                            occurred_at=now, data={"consent": k, "granted": bool(v), "source": "profile"})
+        if consents != member.consents:
+            member.consents = consents
+            changed.append("consents")
+    if changed:
+        events.emit(session, "member.updated", member_id=member.id, channel=event_channel, actor=actor,
+                    occurred_at=now, data={"fields": changed})
     session.flush()
     return member
 

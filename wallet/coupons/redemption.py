@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
-from .. import scanner
+from .. import events, scanner
 from ..clock import iso
 from ..db import UTCDateTime, new_id, on_postgres, rowcount, table_of
 from ..errors import (
@@ -73,6 +73,13 @@ def _redeem_cte(by: str):
                                             channel, redeemed_at)
             SELECT :redemption_id, won.id, won.offer_id, won.member_id, :store_id, :cashier_id, :receipt_id,
                    'till', :now
+            FROM won
+        ), event AS (
+            INSERT INTO events (id, type, occurred_at, member_id, store_id, channel, actor, data, created_at)
+            SELECT :event_id, 'coupon.redeemed', :now, won.member_id, :store_id, 'till', :actor,
+                   jsonb_strip_nulls(jsonb_build_object('coupon_id', won.id, 'offer_id', won.offer_id,
+                                                        'redemption_id', CAST(:redemption_id AS text),
+                                                        'receipt_id', CAST(:receipt_id AS text))), :now
             FROM won
         )
         SELECT * FROM won
@@ -186,7 +193,8 @@ def redeem(session: Session, program: Program, scanned: str, *, store_id: str, c
     if postgres:
         won = session.execute(_REDEEM_CTE[by], {"key": key, "now": now, "store_id": store_id,
                                                 "redemption_id": redemption_id, "cashier_id": cashier_id,
-                                                "receipt_id": receipt_id}).first()
+                                                "receipt_id": receipt_id, "event_id": new_id("evt"),
+                                                "actor": _actor(cashier_id)}).first()
     else:
         assert row is not None  # read above: not on PostgreSQL
         won = row if rowcount(session.execute(_REDEEM_UPDATE, {"p_id": row.id, "p_now": now, "p_store": store_id,
@@ -196,6 +204,11 @@ def redeem(session: Session, program: Program, scanned: str, *, store_id: str, c
                 "id": redemption_id, "coupon_id": row.id, "offer_id": row.offer_id, "member_id": row.member_id,
                 "store_id": store_id, "cashier_id": cashier_id, "receipt_id": receipt_id, "channel": "till",
                 "redeemed_at": now})
+            events.emit(session, "coupon.redeemed", member_id=row.member_id, store_id=store_id, channel="till",
+                        actor=_actor(cashier_id), occurred_at=now,
+                        data={k: v for k, v in {"coupon_id": row.id, "offer_id": row.offer_id,
+                                                "redemption_id": redemption_id, "receipt_id": receipt_id}.items()
+                              if v is not None})
     if won is None:
         return _refusal(session, program, by, key, store_id=store_id, receipt_id=receipt_id, now=now)
     coupon = SimpleNamespace(**won._asdict())
@@ -208,6 +221,10 @@ def redeem(session: Session, program: Program, scanned: str, *, store_id: str, c
     redemption = SimpleNamespace(id=redemption_id, store_id=store_id, receipt_id=receipt_id, redeemed_at=now,
                                  rolled_back_at=None)
     return _redemption_view(program, redemption, coupon, now)
+
+
+def _actor(cashier_id: str | None) -> str:
+    return f"staff:{cashier_id}" if cashier_id else "till"
 
 
 def _refusal(session: Session, program: Program, by: str, key: str, *, store_id: str, receipt_id: str | None,
