@@ -11,6 +11,7 @@ from wallet import ledger, members
 from wallet.db import new_id
 from wallet.members import Member
 
+from .. import audit_trail
 from ..auth import admin_required, current_principal, marketer_required
 from ..blueprints import admin as blp
 from ..extensions import db
@@ -109,9 +110,12 @@ class Adjustments(Resource):
         key = request.headers.get("Idempotency-Key") or new_id("adj")
         key = hashlib.sha256(key.encode()).hexdigest()[:40]
         actor = current_principal()
-        return ledger.adjust(db.session, program(), member_id=member.id, points=data["points"],
-                             reason=data["reason"], idempotency_key=f"adjust:{actor.id}:{key}",
-                             actor=f"staff:{actor.id}", description=data["reason"])
+        entry = ledger.adjust(db.session, program(), member_id=member.id, points=data["points"],
+                              reason=data["reason"], idempotency_key=f"adjust:{actor.id}:{key}",
+                              actor=f"staff:{actor.id}", description=data["reason"])
+        audit_trail.record("adjust_points", "member", member.id, after={"points": data["points"],
+                                                                        "reason": data["reason"], "entry_id": entry.id})
+        return entry
 
 
 @blp.route("/staff")
@@ -122,5 +126,7 @@ class StaffAccounts(Resource):
     @blp.response(201, StaffSchema)
     def post(self, data):
         """Create a cashier (bound to one store), marketer or admin account."""
-        return members.create_staff(db.session, email=data["email"], password=data["password"], role=data["role"],
-                                    name=data["name"], store_id=data["store_id"])
+        staff = members.create_staff(db.session, email=data["email"], password=data["password"], role=data["role"],
+                                     name=data["name"], store_id=data["store_id"])
+        audit_trail.record("create", "staff", staff.id, after=staff, schema=StaffSchema)
+        return staff

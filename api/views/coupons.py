@@ -5,6 +5,7 @@ from marshmallow import ValidationError, fields, validate, validates_schema
 
 from wallet import coupons
 
+from .. import audit_trail
 from ..auth import cashier_required, current_principal, marketer_required, member_required
 from ..blueprints import admin, me, pos
 from ..extensions import db
@@ -359,7 +360,9 @@ class AdminOffers(Resource):
     @admin.response(201, OfferSchema)
     def post(self, data):
         """Create an offer: a free coupon, or a rewards-catalogue item with a points cost."""
-        return coupons.create_offer(db.session, program(), data, actor=_actor())
+        offer = coupons.create_offer(db.session, program(), data, actor=_actor())
+        audit_trail.record("create", "offer", offer.id, after=offer, schema=OfferSchema)
+        return offer
 
 
 @admin.route("/offers/<string:offer_id>")
@@ -375,12 +378,17 @@ class AdminOffer(Resource):
     @admin.response(200, OfferSchema)
     def patch(self, changes, offer_id):
         """Change an offer; its benefit is fixed once members hold coupons of it."""
-        return coupons.update_offer(db.session, program(), offer_id, changes)
+        before = OfferSchema().dump(coupons.get_offer(db.session, offer_id, include_archived=True))
+        offer = coupons.update_offer(db.session, program(), offer_id, changes)
+        audit_trail.record("update", "offer", offer_id, before=before, after=offer, schema=OfferSchema)
+        return offer
 
     @admin.response(204)
     def delete(self, offer_id):
         """Retire an offer: no new coupons; coupons already held stay valid."""
+        before = OfferSchema().dump(coupons.get_offer(db.session, offer_id, include_archived=True))
         coupons.archive_offer(db.session, program(), offer_id)
+        audit_trail.record("archive", "offer", offer_id, before=before)
 
 
 @admin.route("/offers/<string:offer_id>/stats")
@@ -401,8 +409,11 @@ class BulkIssue(Resource):
     @admin.response(200, BulkReportSchema)
     def post(self, data, offer_id):
         """Give a coupon to many members at once (a list, or every active member); idempotent per batch."""
-        return coupons.bulk_issue(db.session, program(), offer_id, member_ids=data.get("member_ids"),
-                                  all_members=data["all_members"], batch=data["batch"], actor=_actor())
+        report = coupons.bulk_issue(db.session, program(), offer_id, member_ids=data.get("member_ids"),
+                                    all_members=data["all_members"], batch=data["batch"], actor=_actor())
+        audit_trail.record("bulk_issue", "offer", offer_id, after={"batch": report["batch"], "issued": report["issued"],
+                                                                    "all_members": data["all_members"]})
+        return report
 
 
 @admin.route("/coupons")
@@ -437,4 +448,6 @@ class VoidCoupon(Resource):
     @admin.response(200, AdminCouponSchema)
     def post(self, data, coupon_id):
         """Cancel a coupon not yet redeemed; the points it cost go back to the member (a ledger reversal)."""
-        return coupons.void_coupon(db.session, program(), coupon_id, actor=_actor(), reason=data["reason"])
+        voided = coupons.void_coupon(db.session, program(), coupon_id, actor=_actor(), reason=data["reason"])
+        audit_trail.record("void", "coupon", coupon_id, after={"status": "void", "reason": data["reason"]})
+        return voided

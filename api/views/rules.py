@@ -10,6 +10,7 @@ from marshmallow import ValidationError, fields, validate, validates_schema
 
 from wallet import benefits, members, rules, triggers
 
+from .. import audit_trail
 from ..auth import current_principal, marketer_required
 from ..blueprints import admin as blp
 from ..extensions import db
@@ -210,7 +211,9 @@ class Rules(Resource):
     @blp.response(201, RuleSchema)
     def post(self, data):
         """Create an earning, benefit or surprise-and-delight rule."""
-        return rules.create_rule(db.session, program(), data, actor=_actor())
+        rule = rules.create_rule(db.session, program(), data, actor=_actor())
+        audit_trail.record("create", "rule", rule.id, after=rule, schema=RuleSchema)
+        return rule
 
 
 @blp.route("/rules/<string:rule_id>")
@@ -226,12 +229,17 @@ class RuleDetail(Resource):
     @blp.response(200, RuleSchema)
     def patch(self, changes, rule_id):
         """Change a rule (pause it with status=paused); its version goes up and the old one is kept."""
-        return rules.update_rule(db.session, program(), rule_id, changes, actor=_actor())
+        before = RuleSchema().dump(rules.get_rule(db.session, rule_id))
+        rule = rules.update_rule(db.session, program(), rule_id, changes, actor=_actor())
+        audit_trail.record("update", "rule", rule_id, before=before, after=rule, schema=RuleSchema)
+        return rule
 
     @blp.response(204)
     def delete(self, rule_id):
         """Retire a rule; its grants stay explainable."""
+        before = RuleSchema().dump(rules.get_rule(db.session, rule_id))
         rules.archive_rule(db.session, program(), rule_id, actor=_actor())
+        audit_trail.record("archive", "rule", rule_id, before=before)
 
 
 @blp.route("/rules/<string:rule_id>/pause")
@@ -241,7 +249,9 @@ class PauseRule(Resource):
     @blp.response(200, RuleSchema)
     def post(self, rule_id):
         """Stop a rule granting (until resumed)."""
-        return rules.pause_rule(db.session, program(), rule_id, actor=_actor())
+        rule = rules.pause_rule(db.session, program(), rule_id, actor=_actor())
+        audit_trail.record("pause", "rule", rule_id, before={"status": "active"}, after={"status": rule.status})
+        return rule
 
 
 @blp.route("/rules/<string:rule_id>/resume")
@@ -251,7 +261,9 @@ class ResumeRule(Resource):
     @blp.response(200, RuleSchema)
     def post(self, rule_id):
         """Let a paused rule grant again."""
-        return rules.resume_rule(db.session, program(), rule_id, actor=_actor())
+        rule = rules.resume_rule(db.session, program(), rule_id, actor=_actor())
+        audit_trail.record("resume", "rule", rule_id, before={"status": "paused"}, after={"status": rule.status})
+        return rule
 
 
 @blp.route("/rules/<string:rule_id>/versions")

@@ -11,6 +11,7 @@ from marshmallow import ValidationError, fields, validate, validates_schema
 
 from wallet import instore, stores
 
+from .. import audit_trail
 from ..auth import marketer_required, member_required
 from ..blueprints import admin as blp
 from ..blueprints import me as me_blp
@@ -110,7 +111,9 @@ class Stores(Resource):
     @blp.response(201, StoreSchema)
     def post(self, data):
         """Open a store: its location and check-in radius, time zone and check-in cool-down."""
-        return stores.create_store(db.session, program(), data)
+        store = stores.create_store(db.session, program(), data)
+        audit_trail.record("create", "store", store.id, after=store, schema=StoreSchema)
+        return store
 
 
 @blp.route("/stores/<string:store_id>")
@@ -126,12 +129,17 @@ class StoreDetail(Resource):
     @blp.response(200, StoreSchema)
     def patch(self, changes, store_id):
         """Change a store; active=false stops check-ins, scans and purchases there."""
-        return stores.update_store(db.session, program(), store_id, changes)
+        before = StoreSchema().dump(stores.get_store(db.session, store_id))
+        store = stores.update_store(db.session, program(), store_id, changes)
+        audit_trail.record("update", "store", store_id, before=before, after=store, schema=StoreSchema)
+        return store
 
     @blp.response(204)
     def delete(self, store_id):
         """Archive a store: it leaves every list; its history stays."""
+        before = StoreSchema().dump(stores.get_store(db.session, store_id))
         stores.archive_store(db.session, program(), store_id)
+        audit_trail.record("archive", "store", store_id, before=before)
 
 
 # ------------------------------------------------------------------ the shoppers' store finder
@@ -251,7 +259,9 @@ class Products(Resource):
     @blp.response(201, ProductSchema)
     def post(self, data):
         """Add a product; its barcode's check digit is validated (UPC-A and its EAN-13 form are one product)."""
-        return stores.create_product(db.session, program(), data)
+        product = stores.create_product(db.session, program(), data)
+        audit_trail.record("create", "product", product.id, after=product, schema=ProductSchema)
+        return product
 
 
 @blp.route("/products/<string:product_id>")
@@ -267,12 +277,17 @@ class ProductDetail(Resource):
     @blp.response(200, ProductSchema)
     def patch(self, changes, product_id):
         """Change a product."""
-        return stores.update_product(db.session, program(), product_id, changes)
+        before = ProductSchema().dump(stores.get_product(db.session, product_id))
+        product = stores.update_product(db.session, program(), product_id, changes)
+        audit_trail.record("update", "product", product_id, before=before, after=product, schema=ProductSchema)
+        return product
 
     @blp.response(204)
     def delete(self, product_id):
         """Archive a product: no longer listed or scannable; its SKU and barcode stay reserved."""
+        before = ProductSchema().dump(stores.get_product(db.session, product_id))
         stores.archive_product(db.session, program(), product_id)
+        audit_trail.record("archive", "product", product_id, before=before)
 
 
 # ------------------------------------------------------------------ `loyalty products import FILE`
