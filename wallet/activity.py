@@ -1,34 +1,54 @@
-"""The member's activity: one timeline of purchases, refunds, check-ins, scans, coupons and point movements.
+"""The member's activity: one timeline read from the club's event log, across every channel.
 
-Each kind of event stays in its own table; the timeline reads the newest of each (after the cursor) and merges
-them, so a page costs one indexed query per kind. The order is (time, kind's rank, id), newest first; the
-cursor is the last item's (time, kind, id). Coupons come from wallet.coupons when that module has its models.
+Purchases and refunds, check-ins (refused ones too), scans, coupons issued and used, every point movement,
+joining the club, referrals that qualified, profile changes and consents: each is an event (``wallet.events``), so a page is one indexed
+query on the log (member, time) and one look-up per kind for what a person wants to read (a store's name, an
+entry's description, whether a purchase was refunded since). The order is (time, kind's rank, event id), newest
+first; at one instant the consequence sits above its cause (the points above the check-in that earned them). The
+cursor is the last item's (time, kind, event id).
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, case, or_, select
 from sqlalchemy.orm import Session
 
-from . import coupons as coupons_module
-from .clock import iso
+from .coupons.models import Coupon, Offer, Redemption
 from .errors import Invalid
-from .instore import CheckIn, Scan
+from .events import Event
+from .instore import CheckIn
 from .ledger import LedgerEntry
 from .purchases import Purchase
 from .stores import Product, Store
 
-KINDS = ("purchase", "refund", "check_in", "scan", "coupon", "coupon_redeemed", "points")
-# At one instant the consequence sits above its cause (newest first): the points above the check-in that earned them.
-_RANK = {"purchase": 0, "check_in": 1, "scan": 2, "refund": 3, "coupon_redeemed": 4, "coupon": 5, "points": 6}
-CHANNELS = ("app", "till", "web", "wallet", "email", "sms", "push", "system")
+# Each kind of item and the events it is read from, in the order of rank (a higher rank shows above a lower one
+# at the same instant).
+_TYPES: dict[str, tuple[str, ...]] = {
+    "enrolment": ("member.enrolled",),
+    "purchase": ("purchase.recorded",),
+    "check_in": ("check_in.recorded", "check_in.refused"),
+    "scan": ("scan.recorded",),
+    "refund": ("purchase.refunded",),
+    "coupon_redeemed": ("coupon.redeemed",),
+    "coupon": ("coupon.issued",),
+    "referral": ("referral.qualified",),
+    "consent": ("consent.changed",),
+    "profile": ("member.updated",),
+    "points": ("points.earned", "points.spent", "points.expired", "points.adjusted"),
+}
+KINDS = tuple(_TYPES)
+_RANK = {kind: rank for rank, kind in enumerate(KINDS)}
+_KIND_OF = {type_: kind for kind, types in _TYPES.items() for type_ in types}
+_RANK_SQL = case({type_: _RANK[kind] for type_, kind in _KIND_OF.items()}, value=Event.type, else_=-1)
 
 _REFUSALS = {"too_far_from_store": "too far from the store", "location_inaccurate": "the location was too vague",
              "check_in_cooldown": "already checked in recently", "store_inactive": "the store is closed"}
+_CONSENTS = {"marketing_email": "marketing email", "marketing_sms": "marketing text messages",
+             "marketing_push": "marketing notifications", "profiling": "personalised offers",
+             "social_data": "sharing social profile data"}
 
 
 @dataclass
@@ -38,6 +58,7 @@ class ActivityItem:
     occurred_at: datetime
     channel: str | None
     summary: str
+    event_id: str = ""
     points: int | None = None
     store_id: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
@@ -45,90 +66,7 @@ class ActivityItem:
 
     @property
     def cursor(self) -> list[str]:
-        return [self.occurred_at.isoformat(), self.kind, self.id]
-
-
-@dataclass
-class _Source:
-    kind: str
-    model: Any
-    at: Any  # the column that dates the event
-    member: Any
-    channel: Any | None
-    to_item: Callable[[Any], ActivityItem]
-    where: list = field(default_factory=list)
-
-
-def _sources() -> list[_Source]:
-    sources = [
-        _Source("purchase", Purchase, Purchase.created_at, Purchase.member_id, Purchase.channel, lambda p: ActivityItem(
-            p.id, "purchase", p.created_at, p.channel, f"Purchase of {p.amount} {p.currency}{{at}}", p.points_awarded,
-            p.store_id, {"purchase_id": p.id, "receipt_id": p.receipt_id, "amount": str(p.amount),
-                         "currency": p.currency, "status": p.status})),
-        _Source("refund", Purchase, Purchase.refunded_at, Purchase.member_id, Purchase.channel, lambda p: ActivityItem(
-            p.id, "refund", p.refunded_at, p.channel, f"Refund of the purchase of {p.amount} {p.currency}{{at}}", None,
-            p.store_id, {"purchase_id": p.id, "receipt_id": p.receipt_id, "amount": str(p.amount),
-                         "currency": p.currency}), [Purchase.refunded_at.is_not(None)]),
-        _Source("check_in", CheckIn, CheckIn.created_at, CheckIn.member_id, CheckIn.channel, lambda c: ActivityItem(
-            c.id, "check_in", c.created_at, c.channel,
-            "Checked in{at}" if c.status == "accepted"
-            else f"Check-in{{at}} not accepted: {_REFUSALS.get(c.reason or '', c.reason)}",
-            c.points_awarded, c.store_id, {"check_in_id": c.id, "status": c.status, "reason": c.reason,
-                                           "visit_number": c.visit_number, "distance_m": c.distance_m})),
-        _Source("scan", Scan, Scan.created_at, Scan.member_id, Scan.channel, lambda s: ActivityItem(
-            s.id, "scan", s.created_at, s.channel, "Scanned {product} for the first time{at}" if s.first_scan
-            else "Scanned {product}{at}", s.points_awarded, s.store_id,
-            {"scan_id": s.id, "product_id": s.product_id, "barcode": s.barcode, "first_scan": s.first_scan})),
-        _Source("points", LedgerEntry, LedgerEntry.created_at, LedgerEntry.member_id, LedgerEntry.channel,
-                lambda e: ActivityItem(
-                    e.id, "points", e.created_at, e.channel, (e.description or f"{e.delta:+d} points ({e.reason})").replace("{", "{{").replace("}", "}}"),
-                    e.delta, None, {"entry_id": e.id, "kind": e.kind, "reason": e.reason,
-                                    "balance_after": e.balance_after, "source": e.source})),
-    ]
-    return sources + _coupon_sources()
-
-
-def _coupon_sources() -> list[_Source]:
-    """Coupons issued and redeemed, if the offers feature has its models (it is built separately)."""
-    out = []
-    coupon = getattr(coupons_module, "Coupon", None)
-    if coupon is not None and all(hasattr(coupon, a) for a in ("id", "member_id", "issued_at", "offer_id")):
-        channel = getattr(coupon, "channel", None)
-
-        def coupon_item(c) -> ActivityItem:
-            offer = getattr(c, "offer", None)
-            title = getattr(offer, "title", None) or "a coupon"
-            return ActivityItem(c.id, "coupon", c.issued_at, getattr(c, "channel", None), f"Coupon: {title}".replace("{", "{{").replace("}", "}}"), None, None,
-                                {"coupon_id": c.id, "offer_id": c.offer_id, "status": getattr(c, "status", None),
-                                 "expires_at": iso(getattr(c, "expires_at", None)),
-                                 "points_cost": getattr(c, "points_cost", None), "source": getattr(c, "source", None)})
-
-        out.append(_Source("coupon", coupon, coupon.issued_at, coupon.member_id, channel, coupon_item))
-    redemption = getattr(coupons_module, "Redemption", None)
-    if redemption is not None and all(hasattr(redemption, a) for a in ("id", "member_id", "redeemed_at",
-                                                                       "coupon_id", "store_id")):
-        def redemption_item(r) -> ActivityItem:
-            undone = getattr(r, "rolled_back_at", None) is not None
-            return ActivityItem(r.id, "coupon_redeemed", r.redeemed_at, getattr(r, "channel", None),
-                                "Coupon used{at} (rolled back)" if undone else "Coupon used{at}", None, r.store_id,
-                                {"coupon_id": r.coupon_id, "offer_id": getattr(r, "offer_id", None),
-                                 "receipt_id": getattr(r, "receipt_id", None), "rolled_back": undone})
-
-        out.append(_Source("coupon_redeemed", redemption, redemption.redeemed_at, redemption.member_id,
-                           getattr(redemption, "channel", None), redemption_item))
-    return out
-
-
-def _after(source: _Source, cursor: tuple[datetime, str, str] | None) -> list:
-    """The rows of ``source`` strictly after the cursor in (time desc, rank desc, id desc) order."""
-    if cursor is None:
-        return []
-    at, kind, key = cursor
-    if _RANK[source.kind] < _RANK[kind]:
-        return [source.at <= at]
-    if _RANK[source.kind] > _RANK[kind]:
-        return [source.at < at]
-    return [or_(source.at < at, and_(source.at == at, source.model.id < key))]
+        return [self.occurred_at.isoformat(), self.kind, self.event_id]
 
 
 def timeline(session: Session, member_id: str, *, limit: int = 50, cursor: tuple[datetime, str, str] | None = None,
@@ -136,20 +74,118 @@ def timeline(session: Session, member_id: str, *, limit: int = 50, cursor: tuple
     """The member's activity newest first: up to ``limit`` items after ``cursor``, of ``kinds`` and ``channel``."""
     if cursor is not None and cursor[1] not in _RANK:
         raise Invalid("Not a cursor this API gave out", code="invalid_cursor", errors={"cursor": ["Unknown cursor."]})
-    items: list[ActivityItem] = []
-    for source in _sources():
-        if kinds and source.kind not in kinds:
-            continue
-        if channel is not None and source.channel is None:
-            continue
-        query = select(source.model).where(source.member == member_id, *source.where, *_after(source, cursor))
-        if channel is not None and source.channel is not None:  # (a source without channels was skipped)
-            query = query.where(source.channel == channel)
-        query = query.order_by(source.at.desc(), source.model.id.desc()).limit(limit)
-        items += [source.to_item(row) for row in session.scalars(query).unique()]
-    items.sort(key=lambda i: (i.occurred_at, _RANK[i.kind], i.id), reverse=True)
-    items = items[:limit]
+    types = [t for kind in (kinds or KINDS) for t in _TYPES[kind]]
+    query = select(Event).where(Event.member_id == member_id, Event.type.in_(types))
+    if channel is not None:
+        query = query.where(Event.channel == channel)
+    if cursor is not None:
+        at, kind, event_id = cursor
+        rank = _RANK[kind]
+        query = query.where(or_(Event.occurred_at < at,
+                                and_(Event.occurred_at == at, _RANK_SQL < rank),
+                                and_(Event.occurred_at == at, _RANK_SQL == rank, Event.id < event_id)))
+    found = session.scalars(query.order_by(Event.occurred_at.desc(), _RANK_SQL.desc(), Event.id.desc())
+                            .limit(limit)).all()
+    items = _read(session, list(found))
     _name_things(session, items)
+    return items
+
+
+def _ids(found: list[Event], kind: str, key: str) -> set[str]:
+    return {e.data[key] for e in found if _KIND_OF[e.type] == kind and key in e.data}
+
+
+def _read(session: Session, found: list[Event]) -> list[ActivityItem]:
+    """Each event as an item a person reads, with what its rows say now (one query per kind on the page)."""
+    def rows(model: Any, ids: set[str]) -> dict[str, Any]:
+        return {r.id: r for r in session.scalars(select(model).where(model.id.in_(ids)))} if ids else {}
+
+    purchases = rows(Purchase, _ids(found, "purchase", "purchase_id") | _ids(found, "refund", "purchase_id"))
+    check_ins = rows(CheckIn, _ids(found, "check_in", "check_in_id"))
+    entries = rows(LedgerEntry, _ids(found, "points", "entry_id"))
+    coupons = rows(Coupon, _ids(found, "coupon", "coupon_id"))
+    offer_ids = {c.offer_id for c in coupons.values()}
+    titles = dict(session.execute(select(Offer.id, Offer.title).where(Offer.id.in_(offer_ids))).all()) if offer_ids \
+        else {}
+    redemptions = rows(Redemption, _ids(found, "coupon_redeemed", "redemption_id"))
+    items = []
+    for event in found:
+        kind, data = _KIND_OF[event.type], event.data
+        item = ActivityItem(event.id, kind, event.occurred_at, event.channel, "", event.id, store_id=event.store_id)
+        if kind in ("purchase", "refund"):
+            purchase = purchases.get(data["purchase_id"])
+            item.id = data["purchase_id"]
+            amount = f"{purchase.amount} {purchase.currency}" if purchase else "a purchase"
+            item.summary = f"Purchase of {amount}{{at}}" if kind == "purchase" else \
+                f"Refund of the purchase of {amount}{{at}}"
+            item.points = data.get("points_awarded") if kind == "purchase" else None
+            item.details = {"purchase_id": item.id}
+            if purchase is not None:
+                item.details |= {"receipt_id": purchase.receipt_id, "amount": str(purchase.amount),
+                                 "currency": purchase.currency}
+                if kind == "purchase":
+                    item.details["status"] = purchase.status
+        elif kind == "check_in":
+            check_in = check_ins.get(data["check_in_id"])
+            item.id = data["check_in_id"]
+            refused = event.type == "check_in.refused"
+            reason = data.get("reason")
+            item.summary = f"Check-in{{at}} not accepted: {_REFUSALS.get(reason or '', reason)}" if refused \
+                else "Checked in{at}"
+            item.points = 0 if refused else data.get("points_awarded", 0)
+            item.details = {"check_in_id": item.id, "status": "refused" if refused else "accepted", "reason": reason,
+                            "visit_number": check_in.visit_number if check_in else None,
+                            "distance_m": check_in.distance_m if check_in else None}
+        elif kind == "scan":
+            item.id = data["scan_id"]
+            item.summary = "Scanned {product} for the first time{at}" if data.get("first_scan") \
+                else "Scanned {product}{at}"
+            item.points = data.get("points_awarded")
+            item.details = {"scan_id": item.id, "product_id": data["product_id"], "barcode": data.get("barcode"),
+                            "first_scan": data.get("first_scan")}
+        elif kind == "points":
+            entry = entries.get(data["entry_id"])
+            item.id = data["entry_id"]
+            item.points = entry.delta if entry is not None else data.get("points")
+            text = (entry.description if entry is not None else "") or f"{item.points:+d} points"
+            item.summary = text.replace("{", "{{").replace("}", "}}")
+            item.details = {"entry_id": item.id, "balance_after": data.get("balance_after")}
+            if entry is not None:
+                item.details |= {"kind": entry.kind, "reason": entry.reason, "source": entry.source}
+        elif kind == "coupon":
+            coupon = coupons.get(data["coupon_id"])
+            item.id = data["coupon_id"]
+            title = titles.get(coupon.offer_id, "a coupon") if coupon is not None else "a coupon"
+            item.summary = f"Coupon: {title}".replace("{", "{{").replace("}", "}}")
+            item.details = {"coupon_id": item.id, "offer_id": data["offer_id"], "source": data.get("source"),
+                            "points_cost": data.get("points_cost"), "expires_at": data.get("expires_at"),
+                            "status": coupon.status if coupon is not None else None}
+        elif kind == "coupon_redeemed":
+            redemption = redemptions.get(data.get("redemption_id", ""))
+            undone = redemption is not None and redemption.rolled_back_at is not None
+            item.id = data.get("redemption_id", event.id)
+            item.summary = "Coupon used{at} (rolled back)" if undone else "Coupon used{at}"
+            item.details = {"coupon_id": data["coupon_id"], "offer_id": data["offer_id"],
+                            "receipt_id": data.get("receipt_id"), "rolled_back": undone}
+        elif kind == "enrolment":
+            item.id = event.member_id or event.id
+            item.summary = "Joined the club"
+            item.details = {"card_id": data.get("card_id")}
+        elif kind == "referral":
+            item.id = data["referral_id"]
+            brought = data.get("referrer_id") == event.member_id
+            item.summary = "A friend you brought made their first purchase" if brought \
+                else "Your first purchase as a referred friend"
+            item.points = data.get("points")
+            item.details = {"referral_id": item.id, "side": "referrer" if brought else "referred"}
+        elif kind == "consent":
+            what = _CONSENTS.get(data["consent"], data["consent"])
+            item.summary = f"Agreed to {what}" if data["granted"] else f"Withdrew consent to {what}"
+            item.details = {"consent": data["consent"], "granted": data["granted"], "source": data.get("source")}
+        else:  # profile
+            item.summary = "Changed " + ", ".join(data["fields"])
+            item.details = {"fields": data["fields"]}
+        items.append(item)
     return items
 
 
@@ -170,3 +206,4 @@ def _name_things(session: Session, items: list[ActivityItem]) -> None:
         # Summaries are templates: {at} is " at <store>", {product} the product's name.
         item.summary = item.summary.format(at=f" at {store.name}" if store is not None else "",
                                            product=product.name if product is not None else "a product")
+

@@ -242,6 +242,9 @@ def _refuse(session: Session, attempt: CheckIn, reason: str, detail: str, **extr
     attempt.status, attempt.reason = "refused", reason
     session.add(attempt)
     session.flush()
+    events.emit(session, "check_in.refused", member_id=attempt.member_id, store_id=attempt.store_id,
+                channel=_channel(attempt.channel), actor=f"member:{attempt.member_id}", occurred_at=attempt.created_at,
+                data={"check_in_id": attempt.id, "reason": reason})
     # commit=True: the refusal is kept (fraud review) although the request fails.
     raise Rejected(detail, code=reason, commit=True, check_in_id=attempt.id, **extra)
 

@@ -391,7 +391,7 @@ class Reversal:
 
 
 def reverse(session: Session, program: Program, original: LedgerEntry, *, actor: str, description: str,
-            reason: str | None = None) -> Reversal:
+            reason: str | None = None, channel: str | None = None) -> Reversal:
     """Undo an entry with a new one. A credit is taken back only as far as the balance allows."""
     key = f"reverse:{original.id}"
     existing = session.scalar(select(LedgerEntry).where(LedgerEntry.reverses_id == original.id))
@@ -410,7 +410,7 @@ def reverse(session: Session, program: Program, original: LedgerEntry, *, actor:
             return Reversal(None, original.delta, 0)
         entry = _move(session, program, member_id=original.member_id, delta=-take, kind="reverse", reason=reason,
                       idempotency_key=key, description=description, source=original.source, actor=actor,
-                      reverses_id=original.id)
+                      reverses_id=original.id, channel=channel)
         own = list(session.scalars(select(Lot.id).where(Lot.entry_id == original.id)))
         _take_from_lots(session, entry, take, first_lot_ids=own)
         return Reversal(entry, original.delta, take)
@@ -418,7 +418,7 @@ def reverse(session: Session, program: Program, original: LedgerEntry, *, actor:
     now = program.now()
     entry = _move(session, program, member_id=original.member_id, delta=-original.delta, kind="reverse",
                   reason=reason, idempotency_key=key, description=description, source=original.source,
-                  actor=actor, reverses_id=original.id)
+                  actor=actor, reverses_id=original.id, channel=channel)
     uses = session.execute(select(LotUse, Lot).join(Lot, Lot.id == LotUse.lot_id)
                            .where(LotUse.entry_id == original.id)).all()
     lapsed = 0

@@ -175,7 +175,7 @@ def refund_purchase(session: Session, program: Program, purchase_id: str, *, sto
     for entry in ledger.entries_from(session, source):
         if entry.kind != "earn" or entry.delta <= 0:
             continue
-        result = ledger.reverse(session, program, entry, actor=actor, reason="refund",
+        result = ledger.reverse(session, program, entry, actor=actor, reason="refund", channel="till",
                                 description=f"Refund of receipt {purchase.receipt_id}: points taken back")
         requested += result.requested
         reversed_ += result.reversed

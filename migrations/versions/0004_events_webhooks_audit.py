@@ -66,7 +66,7 @@ def upgrade():
     sa.UniqueConstraint('id', name=op.f('uq_events_id'))
     )
     with op.batch_alter_table('events', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_events_member_id'), ['member_id'], unique=False)
+        batch_op.create_index('ix_events_member_time', ['member_id', 'occurred_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_events_type'), ['type'], unique=False)
         batch_op.create_index('ix_events_xact_id_position', ['xact_id', 'position'], unique=False)
     if op.get_bind().dialect.name == "postgresql":
@@ -122,6 +122,94 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_webhook_deliveries_subscription_id'), ['subscription_id'], unique=False)
 
 
+    _backfill()
+
+
+CHANNELS = "('app', 'till', 'web', 'console', 'api', 'job', 'import')"
+
+
+def _backfill():
+    """The events of what happened before the event log existed (the member's timeline reads the log): each
+    enrolment, purchase, refund, check-in, scan, point movement, coupon issued and redemption, in its own time.
+    An event's id is made from its row's id (``evt_`` and a letter for the table), so each is unique and says which
+    row it tells of."""
+    bind = op.get_bind()
+    pg = bind.dialect.name == "postgresql"
+
+    def obj(*pairs: str) -> str:  # a JSON object of (key, SQL expression) pairs, absent values left out
+        body = ", ".join(pairs)
+        return f"jsonb_strip_nulls(jsonb_build_object({body}))" if pg else f"json_patch('{{}}', json_object({body}))"
+
+    def money(column: str) -> str:
+        return f"CAST({column} AS text)" if pg else f"printf('%.2f', {column})"
+
+    def when(column: str) -> str:
+        return (f"to_char({column}, 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')" if pg
+                else f"strftime('%Y-%m-%dT%H:%M:%SZ', {column})")
+
+    def channel(column: str, default: str) -> str:
+        return f"CASE WHEN {column} IN {CHANNELS} THEN {column} ELSE '{default}' END"
+
+    def evt(column: str, tag: str) -> str:  # evt_, a letter for the row's table, the row id's 26 symbols
+        return f"'evt_{tag}' || substr({column}, 5)"
+
+    insert = "INSERT INTO events (id, type, occurred_at, member_id, store_id, channel, actor, data, created_at) "
+    statements = [
+        insert + f"""SELECT {evt('m.id', 'M')}, 'member.enrolled', m.created_at, m.id, NULL, {channel('m.channel', 'app')},
+                  'member:' || m.id, {obj("'card_id'", 'c.id', "'referred_by'", 'm.referred_by_id')}, m.created_at
+                  FROM members m LEFT JOIN cards c ON c.member_id = m.id""",
+        insert + f"""SELECT {evt('p.id', 'P')}, 'purchase.recorded', p.created_at, p.member_id, p.store_id,
+                  {channel('p.channel', 'till')}, COALESCE('staff:' || p.cashier_id, 'till'),
+                  {obj("'purchase_id'", 'p.id', "'receipt_id'", 'p.receipt_id', "'amount'", money('p.amount'),
+                       "'currency'", 'p.currency', "'points_awarded'", 'p.points_awarded')}, p.created_at
+                  FROM purchases p""",
+        insert + f"""SELECT {evt('p.id', 'R')}, 'purchase.refunded', p.refunded_at, p.member_id, p.store_id, 'till',
+                  'till', {obj("'purchase_id'", 'p.id')}, p.refunded_at FROM purchases p WHERE p.refunded_at IS NOT NULL""",
+        insert + f"""SELECT {evt('c.id', 'C')}, 'check_in.recorded', c.created_at, c.member_id, c.store_id,
+                  {channel('c.channel', 'app')}, 'member:' || c.member_id,
+                  {obj("'check_in_id'", 'c.id', "'points_awarded'", 'c.points_awarded')}, c.created_at
+                  FROM check_ins c WHERE c.status = 'accepted'""",
+        insert + f"""SELECT {evt('c.id', 'C')}, 'check_in.refused', c.created_at, c.member_id, c.store_id,
+                  {channel('c.channel', 'app')}, 'member:' || c.member_id,
+                  {obj("'check_in_id'", 'c.id', "'reason'", 'c.reason')}, c.created_at
+                  FROM check_ins c WHERE c.status <> 'accepted'""",
+        insert + f"""SELECT {evt('s.id', 'S')}, 'scan.recorded', s.created_at, s.member_id, s.store_id,
+                  {channel('s.channel', 'app')}, 'member:' || s.member_id,
+                  {obj("'scan_id'", 's.id', "'product_id'", 's.product_id', "'barcode'", 's.barcode',
+                       "'first_scan'", 's.first_scan' if pg else "json(CASE WHEN s.first_scan THEN 'true' ELSE 'false' END)",
+                       "'points_awarded'", 's.points_awarded')}, s.created_at FROM scans s""",
+        insert + f"""SELECT {evt('e.id', 'L')}, 'points.earned', e.created_at, e.member_id, NULL,
+                  {channel('e.channel', 'api')}, substr(e.actor, 1, 64),
+                  {obj("'entry_id'", 'e.id', "'points'", 'e.delta', "'reason'", 'e.reason', "'source'", 'e.source',
+                       "'balance_after'", 'e.balance_after', "'expires_at'", when('e.expires_at'))}, e.created_at
+                  FROM ledger_entries e WHERE e.kind = 'earn'""",
+        insert + f"""SELECT {evt('e.id', 'L')}, 'points.spent', e.created_at, e.member_id, NULL,
+                  {channel('e.channel', 'api')}, substr(e.actor, 1, 64),
+                  {obj("'entry_id'", 'e.id', "'points'", '-e.delta', "'reason'", 'e.reason', "'source'", 'e.source',
+                       "'balance_after'", 'e.balance_after')}, e.created_at
+                  FROM ledger_entries e WHERE e.kind = 'spend'""",
+        insert + f"""SELECT {evt('e.id', 'L')}, 'points.expired', e.created_at, e.member_id, NULL,
+                  {channel('e.channel', 'job')}, substr(e.actor, 1, 64),
+                  {obj("'entry_id'", 'e.id', "'points'", '-e.delta', "'balance_after'", 'e.balance_after')}, e.created_at
+                  FROM ledger_entries e WHERE e.kind = 'expire'""",
+        insert + f"""SELECT {evt('e.id', 'L')}, 'points.adjusted', e.created_at, e.member_id, NULL,
+                  {channel('e.channel', 'console')}, substr(e.actor, 1, 64),
+                  {obj("'entry_id'", 'e.id', "'points'", 'e.delta', "'kind'", 'e.kind', "'reverses'", 'e.reverses_id',
+                       "'balance_after'", 'e.balance_after')}, e.created_at
+                  FROM ledger_entries e WHERE e.kind IN ('adjust', 'reverse')""",
+        insert + f"""SELECT {evt('c.id', 'K')}, 'coupon.issued', c.issued_at, c.member_id, NULL,
+                  {channel('c.channel', 'api')}, substr(c.actor, 1, 64),
+                  {obj("'coupon_id'", 'c.id', "'offer_id'", 'c.offer_id', "'source'", 'substr(c.source, 1, 64)',
+                       "'points_cost'", 'c.points_cost', "'expires_at'", when('c.expires_at'))}, c.issued_at
+                  FROM coupons c""",
+        insert + f"""SELECT {evt('r.id', 'D')}, 'coupon.redeemed', r.redeemed_at, r.member_id, r.store_id, 'till',
+                  COALESCE('staff:' || r.cashier_id, 'till'),
+                  {obj("'coupon_id'", 'r.coupon_id', "'offer_id'", 'r.offer_id', "'redemption_id'", 'r.id',
+                       "'receipt_id'", 'r.receipt_id')}, r.redeemed_at FROM coupon_redemptions r""",
+    ]
+    for statement in statements:
+        op.execute(sa.text(statement))
+
 
 def downgrade():
     with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
@@ -134,7 +222,7 @@ def downgrade():
     with op.batch_alter_table('events', schema=None) as batch_op:
         batch_op.drop_index('ix_events_xact_id_position')
         batch_op.drop_index(batch_op.f('ix_events_type'))
-        batch_op.drop_index(batch_op.f('ix_events_member_id'))
+        batch_op.drop_index('ix_events_member_time')
 
     op.drop_table('events')
     op.drop_table('event_cursors')

@@ -1,4 +1,5 @@
-"""GET /me/activity: one timeline across purchases, refunds, check-ins, scans, coupons and points, newest first."""
+"""GET /me/activity: one timeline read from the event log, across purchases, refunds, check-ins, scans, coupons,
+points, joining and consents, newest first, with the channel each came through."""
 from __future__ import annotations
 
 import pytest
@@ -69,24 +70,26 @@ def walk(client, headers, path=ACTIVITY, **query):
 def test_the_timeline_is_newest_first_across_channels(client, story):
     items = client.get(ACTIVITY, headers=story["headers"]).get_json()["items"]
     assert [(i["kind"], i["points"], i["channel"]) for i in items] == [
-        ("points", 7, None),  # the manual credit
-        ("points", -50, None),  # the refund takes the purchase's points back
+        ("points", 7, "console"),  # the manual credit
+        ("points", -50, "till"),  # the refund takes the purchase's points back
         ("refund", None, "till"),
         ("points", 5, "app"), ("scan", 5, "app"),
         ("check_in", 0, "app"),  # the refused repeat
         ("points", 10, "app"), ("check_in", 10, "app"),
         ("points", 50, "till"), ("purchase", 50, "till"),
+        ("enrolment", None, "app"),
     ]
     assert [i["summary"] for i in items] == [
         "Sorry!", "Refund of receipt R-1: points taken back", "Refund of the purchase of 50.00 ILS at Dizengoff",
         "Discover something new", "Scanned Coffee for the first time at Dizengoff",
         "Check-in at Dizengoff not accepted: already checked in recently", "Thanks for coming",
-        "Checked in at Dizengoff", "1 point per shekel", "Purchase of 50.00 ILS at Dizengoff",
+        "Checked in at Dizengoff", "1 point per shekel", "Purchase of 50.00 ILS at Dizengoff", "Joined the club",
     ]
     times = [i["occurred_at"] for i in items]
     assert times == sorted(times, reverse=True)
-    assert items[-1]["store"] == {"id": story["store"]["id"], "code": "TLV", "name": "Dizengoff"}
-    assert items[-1]["details"]["receipt_id"] == "R-1" and items[-1]["details"]["status"] == "refunded"
+    purchase = items[-2]
+    assert purchase["store"] == {"id": story["store"]["id"], "code": "TLV", "name": "Dizengoff"}
+    assert purchase["details"]["receipt_id"] == "R-1" and purchase["details"]["status"] == "refunded"
     assert items[4]["details"]["product_name"] == "Coffee" and items[4]["details"]["first_scan"] is True
     assert items[5]["details"]["reason"] == "check_in_cooldown"
     assert items[0]["details"]["balance_after"] == 22  # 50 + 10 + 5 - 50 + 7
@@ -102,14 +105,15 @@ def test_filters_by_kind_and_channel(client, story):
     kinds = [i["kind"] for i in walk(client, story["headers"], kind=["check_in", "scan"], limit=2)]
     assert kinds == ["scan", "check_in", "check_in"]
     till = walk(client, story["headers"], channel="till")
-    assert [i["kind"] for i in till] == ["refund", "points", "purchase"]
+    assert [i["kind"] for i in till] == ["points", "refund", "points", "purchase"]
     assert_problem(client.get(ACTIVITY, query_string={"kind": "gossip"}, headers=story["headers"]),
                    422, "validation_error")
 
 
 def test_a_member_sees_only_their_own_timeline_and_marketers_see_any(client, factory, story):
     other = factory.member()
-    assert client.get(ACTIVITY, headers=other["headers"]).get_json() == {"items": [], "next_cursor": None}
+    theirs = client.get(ACTIVITY, headers=other["headers"]).get_json()
+    assert [i["kind"] for i in theirs["items"]] == ["enrolment"] and theirs["next_cursor"] is None
     mine = client.get(ACTIVITY, headers=story["headers"]).get_json()
     path = f"/api/v1/admin/members/{story['member']['id']}/activity"
     assert client.get(path, headers=story["marketer"]).get_json() == mine
@@ -140,3 +144,21 @@ def test_coupons_appear_when_the_offers_feature_is_there(client, factory, story)
     first = client.get(ACTIVITY, query_string={"kind": "coupon"}, headers=story["headers"]).get_json()["items"]
     assert [(i["kind"], i["summary"]) for i in first] == [("coupon", "Coupon: Free croissant")]
     assert first[0]["details"]["status"] in ("issued", "active")
+
+
+def test_consents_and_profile_changes_are_in_the_timeline(client, factory):
+    member = factory.member()
+    r = client.patch("/api/v1/me", json={"consents": {"marketing_email": True}, "name": "Dana"},
+                     headers=member["headers"])
+    assert r.status_code == 200, r.get_json()
+    r = client.patch("/api/v1/me", json={"consents": {"marketing_email": False}}, headers=member["headers"])
+    assert r.status_code == 200, r.get_json()
+    items = client.get(ACTIVITY, headers=member["headers"]).get_json()["items"]
+    assert [(i["kind"], i["summary"]) for i in items] == [
+        ("profile", "Changed consents"), ("consent", "Withdrew consent to marketing email"),
+        ("profile", "Changed name, consents"), ("consent", "Agreed to marketing email"),
+        ("enrolment", "Joined the club"),
+    ]
+    assert items[1]["details"] == {"consent": "marketing_email", "granted": False, "source": "profile"}
+    only = client.get(ACTIVITY, query_string={"kind": "consent"}, headers=member["headers"]).get_json()["items"]
+    assert [i["details"]["granted"] for i in only] == [False, True]

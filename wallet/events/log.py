@@ -39,14 +39,16 @@ class Event(Base):
     """One change that matters to a member or a marketer, recorded in the change's own transaction."""
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_xact_id_position", "xact_id", "position"),)
+    # (member, time): a member's timeline is read newest first from it.
+    __table_args__ = (Index("ix_events_xact_id_position", "xact_id", "position"),
+                      Index("ix_events_member_time", "member_id", "occurred_at"))
 
     position: Mapped[int] = mapped_column(_POSITION, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(32), unique=True, default=lambda: new_id("evt"))
     xact_id: Mapped[int | None] = mapped_column(BigInteger, server_default=FetchedValue())
     type: Mapped[str] = mapped_column(String(40), index=True)
     occurred_at: Mapped[datetime]
-    member_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    member_id: Mapped[str | None] = mapped_column(String(32))
     store_id: Mapped[str | None] = mapped_column(String(32))
     channel: Mapped[str] = mapped_column(String(16))
     actor: Mapped[str] = mapped_column(String(64))

@@ -65,6 +65,8 @@ DATA_SCHEMAS: dict[str, dict[str, Any]] = {
                                coupon_id=_ID, offer_id=_ID, redemption_id=_ID, receipt_id=_CODE),
     "check_in.recorded": _schema("A check-in in a store was accepted (coordinates are never recorded here).",
                                  ("check_in_id",), check_in_id=_ID, points_awarded=_POINTS),
+    "check_in.refused": _schema("A check-in was refused and kept for review: why, never where.",
+                                ("check_in_id", "reason"), check_in_id=_ID, reason=_CODE),
     "scan.recorded": _schema("A member scanned a product.", ("scan_id", "product_id"),
                              scan_id=_ID, product_id=_ID, barcode=_CODE, first_scan=_BOOL, points_awarded=_POINTS),
     "reward.granted": _schema("A rule granted a reward (surprise and delight included).", ("grant_id", "rule_id"),
