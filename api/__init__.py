@@ -24,7 +24,7 @@ from wallet.clock import iso
 from wallet.program import Program
 from wallet.tokens import KeyRing
 
-from . import config, errors
+from . import config, errors, wallet_passes
 from .blueprints import ALL
 from .extensions import db, migrate
 from .speedups import PARSED_BODY, Parser, Sessions, limit_only_limited_blueprints
@@ -108,6 +108,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     from .docs import register as register_docs
     register_docs(app)
+    from .views.passkit import register as register_passkit  # Apple's PassKit web service: not problem+json
+    register_passkit(app)
     from .cli import register as register_cli
     register_cli(app)
     return app
@@ -122,6 +124,7 @@ def program_from_config(cfg: dict) -> Program:
         pending_days=cfg["LOYALTY_PENDING_DAYS"],
         card_token_ttl=timedelta(minutes=cfg["LOYALTY_CARD_TOKEN_MINUTES"]),
         redemption_rollback_window=timedelta(minutes=cfg["LOYALTY_REDEMPTION_ROLLBACK_MINUTES"]),
+        **wallet_passes.program_settings(cfg),  # LOYALTY_PUBLIC_URL, LOYALTY_APPLE_*, LOYALTY_GOOGLE_*
     )
 
 

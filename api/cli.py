@@ -7,6 +7,7 @@ from flask.cli import FlaskGroup, with_appcontext
 
 from wallet import demo, ledger, members
 
+from . import wallet_passes
 from .extensions import db
 from .state import program
 
@@ -123,4 +124,5 @@ def scheduled_jobs() -> list:
 
     return [PeriodicJob("points-release", timedelta(minutes=5), lambda s, p: ledger.release_due(s, p)),
             PeriodicJob("triggers-run", timedelta(minutes=10), run_triggers),
-            PeriodicJob("points-expire", timedelta(hours=24), lambda s, p: ledger.expire_due(s, p))]
+            PeriodicJob("points-expire", timedelta(hours=24), lambda s, p: ledger.expire_due(s, p)),
+            *wallet_passes.jobs()]  # pass updates, APNs pushes, Google Wallet updates (when configured)

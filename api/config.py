@@ -25,6 +25,17 @@
 | LOYALTY_WORKER_CONCURRENCY | 8 | webhook deliveries one worker has in flight at once |
 | LOYALTY_EVENTS_NATS_URL | (none) | nats://host:4222: the worker publishes every event to the JetStream stream LOYALTY |
 | LOYALTY_EVENTS_NATS_DUPLICATE_WINDOW | 7200 | seconds JetStream de-duplicates a re-published event (Nats-Msg-Id) |
+| LOYALTY_PUBLIC_URL | http://127.0.0.1:5000 | what phones reach (https in production): the PassKit web service is <public base>/api/passkit |
+| LOYALTY_APPLE_PASS_TYPE_ID | (none) | Apple Wallet: the Pass Type ID (pass.com.example.club); unset: Apple passes answer 404 |
+| LOYALTY_APPLE_TEAM_ID | (none) | Apple Wallet: the developer team's id |
+| LOYALTY_APPLE_CERT | (none) | Apple Wallet: PEM file of the Pass Type ID certificate (also APNs' client certificate) |
+| LOYALTY_APPLE_KEY | (none) | Apple Wallet: PEM file of its private key |
+| LOYALTY_APPLE_KEY_PASSWORD | (none) | the key file's password, if it has one |
+| LOYALTY_APPLE_WWDR | (none) | Apple Wallet: PEM file of Apple's WWDR intermediate certificate (G4) |
+| LOYALTY_APPLE_APNS_HOST | api.push.apple.com | APNs host (api.sandbox.push.apple.com for development devices) |
+| LOYALTY_GOOGLE_ISSUER_ID | (none) | Google Wallet: the issuer id; unset: Google Wallet answers 404 |
+| LOYALTY_GOOGLE_SERVICE_ACCOUNT | (none) | Google Wallet: the service account's JSON key file |
+| LOYALTY_PASSES_EVERY_SECONDS | 5 | how often the worker turns events into pass updates, APNs pushes and Google Wallet updates |
 """
 from __future__ import annotations
 
@@ -80,4 +91,15 @@ def from_environment(instance_path: str) -> dict:
         "LOYALTY_WORKER_CONCURRENCY": int(_env("LOYALTY_WORKER_CONCURRENCY", "8")),
         "LOYALTY_EVENTS_NATS_URL": _env("LOYALTY_EVENTS_NATS_URL", ""),
         "LOYALTY_EVENTS_NATS_DUPLICATE_WINDOW": float(_env("LOYALTY_EVENTS_NATS_DUPLICATE_WINDOW", "7200")),
+        "LOYALTY_PUBLIC_URL": _env("LOYALTY_PUBLIC_URL", "http://127.0.0.1:5000"),
+        "LOYALTY_APPLE_PASS_TYPE_ID": _env("LOYALTY_APPLE_PASS_TYPE_ID", ""),
+        "LOYALTY_APPLE_TEAM_ID": _env("LOYALTY_APPLE_TEAM_ID", ""),
+        "LOYALTY_APPLE_CERT": _env("LOYALTY_APPLE_CERT", ""),
+        "LOYALTY_APPLE_KEY": _env("LOYALTY_APPLE_KEY", ""),
+        "LOYALTY_APPLE_KEY_PASSWORD": _env("LOYALTY_APPLE_KEY_PASSWORD", ""),
+        "LOYALTY_APPLE_WWDR": _env("LOYALTY_APPLE_WWDR", ""),
+        "LOYALTY_APPLE_APNS_HOST": _env("LOYALTY_APPLE_APNS_HOST", "api.push.apple.com"),
+        "LOYALTY_GOOGLE_ISSUER_ID": _env("LOYALTY_GOOGLE_ISSUER_ID", ""),
+        "LOYALTY_GOOGLE_SERVICE_ACCOUNT": _env("LOYALTY_GOOGLE_SERVICE_ACCOUNT", ""),
+        "LOYALTY_PASSES_EVERY_SECONDS": float(_env("LOYALTY_PASSES_EVERY_SECONDS", "5")),
     }

@@ -119,3 +119,11 @@ class InvalidCoupon(Invalid):
     """What was scanned or typed is not a coupon this club issued (forged, tampered or mistyped)."""
     code = "invalid_coupon"
     title = "Not a valid coupon code"
+
+
+# ---------------------------------------------------------------- the phone's wallet
+
+class PassUnavailable(NotFound):
+    """Apple Wallet or Google Wallet is not configured here (or its certificate is not valid now)."""
+    code = "wallet_pass_unavailable"
+    title = "Wallet passes are not available"

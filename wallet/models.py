@@ -7,6 +7,7 @@ from .idempotency import IdempotencyKey  # noqa: F401
 from .instore import CheckIn, Scan  # noqa: F401
 from .ledger import Balance, LedgerEntry, Lot, LotUse, PendingPoints  # noqa: F401
 from .members import Card, Member, Staff  # noqa: F401
+from .passes import PassDevice, PassRegistration, PassScan, RotatingCodeUse, WalletPass  # noqa: F401
 from .purchases import Purchase, PurchaseItem  # noqa: F401
 from .referrals import Referral  # noqa: F401
 from .rules import Rule, RuleCounter, RuleGrant, RulesRevision, RuleVersion  # noqa: F401

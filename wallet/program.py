@@ -5,9 +5,35 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from cryptography import x509
+
 from .clock import utcnow
+
+
+@dataclass(frozen=True)
+class AppleWallet:
+    """Apple Wallet passes: the Pass Type ID and team, and the signing material, parsed and checked once at
+    start-up (``wallet.passes.signing.load_apple``)."""
+
+    pass_type_id: str  # pass.com.example.club; also the APNs topic
+    team_id: str
+    certificate: x509.Certificate  # the Pass Type ID certificate
+    key: Any  # its private key (cryptography's RSA or EC private key)
+    wwdr: x509.Certificate  # Apple's WWDR intermediate that issued it
+
+
+@dataclass(frozen=True)
+class GoogleWallet:
+    """Google Wallet: the issuer and the service account that signs save links and calls the Wallet API."""
+
+    issuer_id: str
+    service_account_email: str
+    key: Any  # the service account's RSA private key
+    key_id: str  # the key's id (the JWT's kid)
+    token_uri: str = "https://oauth2.googleapis.com/token"
 
 
 @dataclass
@@ -28,6 +54,10 @@ class Program:
     clock: Callable[[], datetime] = utcnow
     # One injectable source for every draw (surprise and delight); tests seed it.
     random: random.Random = field(default_factory=random.SystemRandom)
+    # What phones reach (LOYALTY_PUBLIC_URL): the PassKit web service and images are under it.
+    public_url: str = "http://127.0.0.1:5000"
+    apple_wallet: AppleWallet | None = None  # None: Apple Wallet passes are off (404 wallet_pass_unavailable)
+    google_wallet: GoogleWallet | None = None  # None: Google Wallet is off
 
     @property
     def qr_keys(self) -> tuple[bytes, ...]:

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import bindparam, exists, select
 from sqlalchemy.orm import Session
 
-from . import benefits, events, ledger, rules, scanner
+from . import benefits, events, ledger, passes, rules, scanner
 from .barcodes import normalise_barcode
 from .coupons import redemption, voiding
 from .db import new_id, table_of
@@ -71,8 +71,8 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
     now = program.now()
     purchase_id = new_id("pur")
     source = f"purchase:{purchase_id}"
-    at = _card_at_store(session, scanner.read(program, card_code, want="card"), store_id, receipt_id, now=now,
-                        source=source)
+    scanned = scanner.read(program, card_code, want="card")
+    at = _card_at_store(session, scanned, store_id, receipt_id, now=now, source=source)
     fingerprint = _fingerprint(at.member_id, amount, currency, items)
     if at.earlier_purchase_id is not None:
         # This store already has this receipt: a retry replays it, anything else is a clash.
@@ -81,6 +81,8 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
             raise Conflict("This receipt was already recorded with other details", code="receipt_conflict")
         balance = ledger.balance_of(session, existing.member_id).points
         return PurchaseResult(existing, balance, existing.rewards, replayed=True)
+    if scanned.pass_code is not None:  # a wallet pass's code (not a card token or number: those add nothing here)
+        passes.record_use(session, program, scanned, store_id=store_id, purpose="purchase")
     with own_transaction(session):  # a read
         basket = _basket(session, items)
     pending_until = now + timedelta(days=program.pending_days) if program.pending_days else None
@@ -202,6 +204,8 @@ def identify(session: Session, program: Program, code: str, store_id: str | None
     if scanned.kind == "coupon":
         return {"kind": "coupon", "coupon": redemption.coupon_for_till(session, program, scanned, store_id=store_id)}
     card = find_card(session, scanned)
+    if scanned.pass_code is not None:  # a Google Wallet code identifies once per store; an Apple one is recorded
+        passes.record_use(session, program, scanned, store_id=store_id, purpose="identify")
     member = session.get_one(Member, card.member_id)  # a foreign key: it exists
     balance = ledger.balance_of(session, member.id)
     return {"kind": "card", "member": {"id": member.id, "name": member.name, "tier": member.tier,

@@ -61,8 +61,8 @@ def setup_club(url: str, members: int) -> tuple[list[str], str]:
     subprocess.run([str(BIN / "loyalty"), "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
     from api import create_app
     from api.extensions import db
-    from wallet import members as m
     from wallet import enrolment, rules, tokens
+    from wallet import members as m
     from wallet.stores import Store
 
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": SECRET, "LOYALTY_PASSWORD_HASH": FAST_HASH,
