@@ -7,6 +7,7 @@ import logging
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import select
 
 from api.extensions import db
 from wallet import events, passes
@@ -314,6 +315,41 @@ def test_a_redeemed_coupon_and_a_tier_change_reach_their_passes(app, client, hel
     assert after[coupon["id"]] > before[coupon["id"]] and after[held["serial"]] > before[held["serial"]]
     [loyalty] = google.objects("loyaltyObject")
     assert loyalty["id"].endswith(held["serial"]) and loyalty["loyaltyPoints"]["balance"] == {"int": 100}
+
+
+def test_a_voided_coupon_and_a_rolled_back_redemption_reach_the_coupons_pass(app, client, held, clock, program,
+                                                                           factory):
+    marketer = factory.staff("marketer")
+    member = held["member"]
+    store = factory.store()
+    cashier = factory.staff("cashier", store_id=store["id"])
+    offer = make_offer(client, marketer)["id"]
+    used, dropped = (claim(client, member, offer).get_json() for _ in range(2))
+    for coupon in (used, dropped):
+        assert client.get(f"{API}/me/coupons/{coupon['id']}/pass.pkpass", headers=member["headers"]).status_code == 200
+    _worker_round(app, program, RecordingSender())
+    with app.app_context():
+        before = {row.serial: row.modified for row in db.session.query(WalletPass)}
+    clock.advance(minutes=1)
+    redeemed = client.post(f"{API}/pos/redemptions", json={"coupon": used["code"]}, headers=cashier["headers"])
+    assert redeemed.status_code == 201, redeemed.get_json()
+    _worker_round(app, program, RecordingSender())
+    clock.advance(minutes=1)
+    with app.app_context():
+        middle = {row.serial: row.modified for row in db.session.query(WalletPass)}
+    back = client.post(f"{API}/pos/redemptions/{redeemed.get_json()['id']}/rollback", headers=cashier["headers"])
+    assert back.status_code == 200, back.get_json()
+    voided = client.post(f"{API}/admin/coupons/{dropped['id']}/void", json={"reason": "sent by mistake"},
+                         headers=marketer["headers"])
+    assert voided.status_code == 200, voided.get_json()
+    _worker_round(app, program, RecordingSender())
+    with app.app_context():
+        after = {row.serial: row.modified for row in db.session.query(WalletPass)}
+        kinds = [e.type for e in db.session.scalars(select(events.Event).where(
+            events.Event.type.in_(["coupon.voided", "coupon.redemption_rolled_back"])).order_by(events.Event.position))]
+    assert kinds == ["coupon.redemption_rolled_back", "coupon.voided"]
+    assert before[used["id"]] < middle[used["id"]] < after[used["id"]]  # redeemed, then usable again
+    assert after[dropped["id"]] > before[dropped["id"]]
 
 
 def test_balance_changes_patch_the_saved_google_object(app, client, clock, program, factory, google_on):

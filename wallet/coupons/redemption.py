@@ -263,6 +263,9 @@ def rollback_redemption(session: Session, program: Program, redemption_id: str, 
                                              Coupon.redemption_id == redemption.id)
                         .values(status="issued", redeemed_at=None, redeemed_store_id=None, redemption_id=None),
                         execution_options=SYNC)
+        events.emit(session, "coupon.redemption_rolled_back", member_id=coupon.member_id, store_id=store_id,
+                    channel="till", actor=actor[:64], occurred_at=now,
+                    data={"coupon_id": coupon.id, "redemption_id": redemption.id})
     session.refresh(redemption)
     session.refresh(coupon)
     return _redemption_view(program, redemption, _till_fields(coupon), now)

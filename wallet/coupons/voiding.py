@@ -9,7 +9,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from .. import ledger
+from .. import events, ledger
 from ..db import rowcount
 from ..errors import (
     CouponAlreadyRedeemed,
@@ -47,6 +47,9 @@ def void_coupon(session: Session, program: Program, coupon_id: str, *, actor: st
     session.execute(update(Offer).where(Offer.id == coupon.offer_id, Offer.issued_count > 0)
                     .values(issued_count=Offer.issued_count - 1), execution_options=SYNC)
     session.expire(coupon.offer, ["issued_count"])
+    events.emit(session, "coupon.voided", member_id=coupon.member_id, channel="console" if actor.startswith("staff:")
+                else "api", actor=actor[:64], occurred_at=now,
+                data={"coupon_id": coupon.id, "offer_id": coupon.offer_id, "points_refunded": refunded})
     session.flush()
     return admin_view(program, coupon, now) | {"points_refunded": refunded}
 

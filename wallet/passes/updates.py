@@ -30,7 +30,8 @@ log = logging.getLogger("loyalty.passes")
 
 EVENT_CURSOR = "passes"  # the event log reader's name (event_cursors)
 CARD_EVENTS = frozenset({"points.earned", "points.spent", "points.expired", "points.adjusted", "tier.changed"})
-EVENT_TYPES = sorted(CARD_EVENTS | {"coupon.redeemed", "purchase.refunded", "member.updated", "member.erased"})
+COUPON_EVENTS = frozenset({"coupon.redeemed", "coupon.voided", "coupon.redemption_rolled_back"})
+EVENT_TYPES = sorted(CARD_EVENTS | COUPON_EVENTS | {"purchase.refunded", "member.updated", "member.erased"})
 _PROFILE_FIELDS = {"name", "status", "card", "tier"}  # member.updated fields a pass shows
 RETRY_AFTER = 30.0  # seconds a worker waits before trying Apple or Google again after a failure
 ROTATING_USES_KEPT = timedelta(minutes=10)  # a rotating code is dead after a minute and a half
@@ -47,7 +48,7 @@ def apply_event(session: Session, program: Program, event: Event) -> int:
         return 0
     if event.type in CARD_EVENTS:
         return changed(session, program, member_id)
-    if event.type == "coupon.redeemed":
+    if event.type in COUPON_EVENTS:
         return changed(session, program, member_id, card=False, coupon_ids=[data.get("coupon_id", "")])
     if event.type == "purchase.refunded":
         return changed(session, program, member_id, coupon_ids=list(data.get("coupons_voided") or []))
