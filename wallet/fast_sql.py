@@ -217,6 +217,24 @@ def _row_insert(i: int, table: Any, keys: Any) -> Any:
                                  if c.key in keys})
 
 
+def _group_insert(table: Any, keys: Any, numbers: list[int]) -> Any:
+    """One INSERT of several rows (``r<i>_<column>`` for each row number ``i``) that set the same columns."""
+    if len(numbers) == 1:
+        return _row_insert(numbers[0], table, keys)
+    return insert(table).values([{c.key: bindparam(f"r{i}_{c.key}", type_=c.type) for c in table.columns
+                                  if c.key in keys} for i in numbers])
+
+
+def _groups(rows: Rows) -> list[tuple[Any, Any, list[int]]]:
+    """The rows' numbers by (table, columns set), in the order each group first appears: a table's rows go in one
+    INSERT (a purchase's events, a basket's items), which PostgreSQL plans and runs once."""
+    groups: dict[tuple[Any, ...], tuple[Any, Any, list[int]]] = {}
+    for i, (table, values) in enumerate(rows):
+        group = groups.setdefault((table.name, *values), (table, values, []))
+        group[2].append(i)
+    return list(groups.values())
+
+
 def _shape(rows: Rows) -> tuple[Any, ...]:
     """What a statement for these rows depends on: each row's table and columns."""
     return tuple((table.name, *values) for table, values in rows)
@@ -238,9 +256,9 @@ def insert_rows(session: Session, rows: Rows) -> None:
     key = _shape(rows)
     statement = _MULTI_INSERTS.get(key)
     if statement is None:
-        *first, (last_table, last_values) = rows
-        statement = _row_insert(len(first), last_table, last_values).add_cte(
-            *[_row_insert(i, table, values).cte(f"row{i}") for i, (table, values) in enumerate(first)])
+        *first, (last_table, last_values, last_numbers) = _groups(rows)
+        statement = _group_insert(last_table, last_values, last_numbers).add_cte(
+            *[_group_insert(table, values, numbers).cte(f"row{n}") for n, (table, values, numbers) in enumerate(first)])
         _MULTI_INSERTS[key] = statement
     execute(session, statement, _row_params(rows))
 
@@ -276,5 +294,6 @@ def write(session: Session, batch: Batch) -> None:
     statement = _MULTI_INSERTS.get(key)
     if statement is None:
         statement = _MULTI_INSERTS[key] = lead.statement.add_cte(
-            *[_row_insert(i, table, values).cte(f"row{i}") for i, (table, values) in enumerate(batch.rows)])
+            *[_group_insert(table, values, numbers).cte(f"row{n}")
+              for n, (table, values, numbers) in enumerate(_groups(batch.rows))])
     lead.done(execute(session, statement, {**lead.params, **_row_params(batch.rows)}).one_or_none())

@@ -67,7 +67,6 @@ def upgrade():
     )
     with op.batch_alter_table('events', schema=None) as batch_op:
         batch_op.create_index('ix_events_member_time', ['member_id', 'occurred_at'], unique=False)
-        batch_op.create_index(batch_op.f('ix_events_type'), ['type'], unique=False)
         batch_op.create_index('ix_events_xact_id_position', ['xact_id', 'position'], unique=False)
     if op.get_bind().dialect.name == "postgresql":
         # The writing transaction's id, given by the database to every row however it is inserted (the ORM, a
@@ -221,7 +220,6 @@ def downgrade():
     op.drop_table('webhook_subscriptions')
     with op.batch_alter_table('events', schema=None) as batch_op:
         batch_op.drop_index('ix_events_xact_id_position')
-        batch_op.drop_index(batch_op.f('ix_events_type'))
         batch_op.drop_index('ix_events_member_time')
 
     op.drop_table('events')

@@ -46,7 +46,7 @@ class Event(Base):
     position: Mapped[int] = mapped_column(_POSITION, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(32), unique=True, default=lambda: new_id("evt"))
     xact_id: Mapped[int | None] = mapped_column(BigInteger, server_default=FetchedValue())
-    type: Mapped[str] = mapped_column(String(40), index=True)
+    type: Mapped[str] = mapped_column(String(40))  # filtered along the (xact, position) or (member, time) index
     occurred_at: Mapped[datetime]
     member_id: Mapped[str | None] = mapped_column(String(32))
     store_id: Mapped[str | None] = mapped_column(String(32))
