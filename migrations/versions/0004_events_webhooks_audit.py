@@ -62,8 +62,7 @@ def upgrade():
     sa.Column('actor', sa.String(length=64), nullable=False),
     sa.Column('data', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
     sa.Column('created_at', wallet.db.UTCDateTime(), nullable=False),
-    sa.PrimaryKeyConstraint('position', name=op.f('pk_events')),
-    sa.UniqueConstraint('id', name=op.f('uq_events_id'))
+    sa.PrimaryKeyConstraint('position', name=op.f('pk_events'))
     )
     with op.batch_alter_table('events', schema=None) as batch_op:
         batch_op.create_index('ix_events_member_time', ['member_id', 'occurred_at'], unique=False)
@@ -99,6 +98,7 @@ def upgrade():
     op.create_table('webhook_deliveries',
     sa.Column('id', sa.String(length=32), nullable=False),
     sa.Column('subscription_id', sa.String(length=32), nullable=False),
+    sa.Column('event_position', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('event_id', sa.String(length=32), nullable=False),
     sa.Column('type', sa.String(length=40), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
@@ -111,10 +111,10 @@ def upgrade():
     sa.Column('lease_until', wallet.db.UTCDateTime(), nullable=True),
     sa.Column('created_at', wallet.db.UTCDateTime(), nullable=False),
     sa.Column('delivered_at', wallet.db.UTCDateTime(), nullable=True),
-    sa.ForeignKeyConstraint(['event_id'], ['events.id'], name=op.f('fk_webhook_deliveries_event_id_events')),
+    sa.ForeignKeyConstraint(['event_position'], ['events.position'], name=op.f('fk_webhook_deliveries_event_position_events')),
     sa.ForeignKeyConstraint(['subscription_id'], ['webhook_subscriptions.id'], name=op.f('fk_webhook_deliveries_subscription_id_webhook_subscriptions')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_deliveries')),
-    sa.UniqueConstraint('subscription_id', 'event_id', name=op.f('uq_webhook_deliveries_subscription_id_event_id'))
+    sa.UniqueConstraint('subscription_id', 'event_position', name=op.f('uq_webhook_deliveries_subscription_id_event_position'))
     )
     with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
         batch_op.create_index('ix_webhook_deliveries_due', ['status', 'next_attempt_at'], unique=False)

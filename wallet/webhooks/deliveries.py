@@ -9,7 +9,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, bindparam, delete, select, update
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    bindparam,
+    delete,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -23,17 +34,20 @@ from .settings import Settings
 from .subscriptions import Subscription, get, sign, signing_secrets
 
 STATUSES = ("pending", "delivered", "failed")
+_POSITION = BigInteger().with_variant(Integer(), "sqlite")  # as the event log's key
 FAN_OUT = "webhooks"  # the event cursor the fan-out follows
 
 
 class Delivery(Base):
     __tablename__ = "webhook_deliveries"
-    __table_args__ = (UniqueConstraint("subscription_id", "event_id"),
+    __table_args__ = (UniqueConstraint("subscription_id", "event_position"),
                       Index("ix_webhook_deliveries_due", "status", "next_attempt_at"))
 
     id: Mapped[str] = id_column("whd")
     subscription_id: Mapped[str] = mapped_column(ForeignKey("webhook_subscriptions.id"), index=True)
-    event_id: Mapped[str] = mapped_column(ForeignKey("events.id"))
+    # The event by its key in the log (a delivery reads it back by position); its id is what receivers see.
+    event_position: Mapped[int] = mapped_column(_POSITION, ForeignKey("events.position"))
+    event_id: Mapped[str] = mapped_column(String(32))
     type: Mapped[str] = mapped_column(String(40))
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(default=0)
@@ -57,7 +71,8 @@ def fan_out(session: Session, settings: Settings, *, owner: str, now: datetime, 
         return 0  # another worker is fanning out
     events = read(session, claimed.after, limit=limit)
     subscriptions = list(session.scalars(select(Subscription).where(Subscription.status.in_(("active", "paused")))))
-    rows = [{"id": new_id("whd"), "subscription_id": s.id, "event_id": e.id, "type": e.type, "status": "pending",
+    rows = [{"id": new_id("whd"), "subscription_id": s.id, "event_position": e.position, "event_id": e.id,
+             "type": e.type, "status": "pending",
              "attempts": 0, "next_attempt_at": now, "give_up_at": now + settings.retry_for, "created_at": now}
             for e in events for s in subscriptions if s.wants(e.type)]
     if rows:
@@ -99,15 +114,15 @@ def claim(session: Session, settings: Settings, *, owner: str, now: datetime, li
     taken = session.execute(
         update(Delivery).where(Delivery.id.in_(due.scalar_subquery()))
         .values(lease_owner=owner, lease_until=now + settings.lease, attempts=Delivery.attempts + 1)
-        .returning(Delivery.id, Delivery.subscription_id, Delivery.event_id),
+        .returning(Delivery.id, Delivery.subscription_id, Delivery.event_position),
         execution_options={"synchronize_session": False}).all()
     if not taken:
         return []
-    events = {e.id: e for e in session.scalars(select(Event).where(Event.id.in_({t[2] for t in taken})))}
+    events = {e.position: e for e in session.scalars(select(Event).where(Event.position.in_({t[2] for t in taken})))}
     subscriptions = {s.id: s for s in session.scalars(select(Subscription).where(
         Subscription.id.in_({t[1] for t in taken})))}
-    return [Job(d, s, e, subscriptions[s].url, body_of(events[e]), tuple(signing_secrets(subscriptions[s], now)))
-            for d, s, e in taken]
+    return [Job(d, s, events[e].id, subscriptions[s].url, body_of(events[e]),
+                tuple(signing_secrets(subscriptions[s], now))) for d, s, e in taken]
 
 
 def send(job: Job, settings: Settings) -> http.Answer:
