@@ -27,6 +27,7 @@ from sqlalchemy import (
     literal_column,
     null,
     select,
+    text,
     update,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -58,6 +59,9 @@ class LedgerEntry(Base):
     __tablename__ = "ledger_entries"
     __table_args__ = (
         UniqueConstraint("member_id", "seq"),
+        # One reversal per entry. Partial: the earned entries (every purchase's) have none, and write no index entry.
+        Index("ix_ledger_entries_reverses", "reverses_id", unique=True,
+              postgresql_where=text("reverses_id IS NOT NULL"), sqlite_where=text("reverses_id IS NOT NULL")),
         CheckConstraint("balance_after >= 0", name="balance_after_not_negative"),
         CheckConstraint("kind IN ('earn','spend','expire','adjust','reverse')", name="kind_known"),
     )
@@ -74,7 +78,7 @@ class LedgerEntry(Base):
     actor: Mapped[str] = mapped_column(String(48), default="system")
     description: Mapped[str] = mapped_column(String(240), default="")
     idempotency_key: Mapped[str] = mapped_column(String(160), unique=True)
-    reverses_id: Mapped[str | None] = mapped_column(ForeignKey("ledger_entries.id"), unique=True)
+    reverses_id: Mapped[str | None] = mapped_column(ForeignKey("ledger_entries.id"))
     rule_id: Mapped[str | None] = mapped_column(String(32))
     channel: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

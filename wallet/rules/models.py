@@ -91,10 +91,10 @@ class RuleGrant(Base):
     """One rule granting one reward for one event: the audit of every win."""
 
     __tablename__ = "rule_grants"
-    __table_args__ = (UniqueConstraint("rule_id", "event_source"),
-                      Index("ix_rule_grants_rule_member", "rule_id", "member_id", "granted_at"),
-                      Index("ix_rule_grants_rule_day", "rule_id", "day"),
-                      Index("ix_rule_grants_event_source", "event_source"))
+    # (event, rule) unique, event first: it also finds an event's grants (a replay, a refund). Rules' own look-ups
+    # (caps, counts) go by (rule, member, time). Every purchase writes a grant: no index more than these.
+    __table_args__ = (UniqueConstraint("event_source", "rule_id"),
+                      Index("ix_rule_grants_rule_member", "rule_id", "member_id", "granted_at"))
 
     id: Mapped[str] = id_column("gnt")
     rule_id: Mapped[str] = mapped_column(ForeignKey("rules.id"))
