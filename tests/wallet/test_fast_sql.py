@@ -158,3 +158,21 @@ def test_psycopg_still_reports_the_transaction_state_own_transaction_reads(sessi
     driver = session.connection().connection.dbapi_connection
     assert hasattr(driver, "autocommit")
     assert driver.info.transaction_status.name in ("IDLE", "INTRANS")
+
+
+def test_psycopg_caches_the_conversion_of_a_statement_as_large_as_a_purchases(session, member, is_postgres):
+    """fast_sql raises psycopg's limits on what it caches; if psycopg renames them, or stops reading them, the
+    purchase's statement is parsed again on every purchase: this fails instead."""
+    from psycopg import _queries
+
+    from wallet import fast_sql
+    assert _queries.MAX_CACHED_STATEMENT_PARAMS >= fast_sql.HOT_STATEMENT_PARAMS
+    assert _queries.MAX_CACHED_STATEMENT_LENGTH >= fast_sql.HOT_STATEMENT_BYTES
+    if not is_postgres:
+        pytest.skip("only psycopg converts statements")
+    statement = select(*[bindparam(f"p{i}", type_=Balance.points.type) for i in range(80)])
+    params = {f"p{i}": i for i in range(80)}
+    assert list(execute(session, statement, params).first()) == list(range(80))
+    before = _queries._query2pg.cache_info().hits
+    assert list(execute(session, statement, params).first()) == list(range(80))
+    assert _queries._query2pg.cache_info().hits == before + 1
