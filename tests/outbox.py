@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 
+from api.extensions import db
 from wallet.db import on_postgres
+from wallet.events import Event
 
 
 def settle(session, timeout: float = 20.0) -> None:
@@ -25,3 +27,12 @@ def settle(session, timeout: float = 20.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("a transaction on the server stayed open for the whole wait")
         time.sleep(0.02)
+
+
+def member_events(app, member_id: str) -> list:
+    """A member's events as written, oldest first (not through the commit-order reader: what each use case wrote)."""
+    with app.app_context():
+        found = list(db.session.scalars(select(Event).where(Event.member_id == member_id).order_by(Event.position)))
+        db.session.expunge_all()
+        db.session.remove()
+    return found

@@ -5,20 +5,10 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import select
-
-from api.extensions import db
+from tests.outbox import member_events
 from wallet.events import Event
 
 from .test_offers import API, add_product, make_offer
-
-
-def events_of(app, member_id: str) -> list[Event]:
-    with app.app_context():
-        found = list(db.session.scalars(select(Event).where(Event.member_id == member_id).order_by(Event.position)))
-        db.session.expunge_all()
-        db.session.remove()
-    return found
 
 
 def no_personal_data(found: list[Event], *values: str) -> None:
@@ -33,7 +23,7 @@ def test_enrolment_records_the_member_and_the_consents_given(app, client):
                                                   "name": "Dana Levi", "consents": {"marketing_email": True}})
     assert r.status_code == 201, r.get_json()
     member = r.get_json()["member"]
-    found = events_of(app, member["id"])
+    found = member_events(app, member["id"])
     assert [e.type for e in found][:2] == ["member.enrolled", "consent.changed"]
     enrolled, consent = found[:2]
     assert set(enrolled.data) == {"card_id"} and enrolled.data["card_id"].startswith("crd_")
@@ -44,32 +34,32 @@ def test_enrolment_records_the_member_and_the_consents_given(app, client):
 
 def test_a_profile_change_names_its_fields_and_each_consent(app, client, factory):
     member = factory.member()
-    before = len(events_of(app, member["id"]))
+    before = len(member_events(app, member["id"]))
     r = client.patch(f"{API}/me", json={"name": "Noa Cohen", "phone": "+972501234567",
                                         "consents": {"marketing_sms": True}}, headers=member["headers"])
     assert r.status_code == 200, r.get_json()
-    new = events_of(app, member["id"])[before:]
+    new = member_events(app, member["id"])[before:]
     assert [e.type for e in new] == ["consent.changed", "member.updated"]
     assert new[0].data == {"consent": "marketing_sms", "granted": True, "source": "profile"}
     assert new[1].data == {"fields": ["name", "phone", "consents"]}
     no_personal_data(new, "Noa", "Cohen", "501234567")
     same = client.patch(f"{API}/me", json={"name": "Noa Cohen"}, headers=member["headers"])
     assert same.status_code == 200
-    assert len(events_of(app, member["id"])) == before + 2  # nothing changed: nothing said
+    assert len(member_events(app, member["id"])) == before + 2  # nothing changed: nothing said
 
 
 def test_a_check_in_and_a_scan_record_ids_never_coordinates(app, client, factory):
     store = factory.store()
     add_product(app, barcode="4006381333931")
     member = factory.member()
-    before = len(events_of(app, member["id"]))
+    before = len(member_events(app, member["id"]))
     r = client.post(f"{API}/me/check-ins", json={"store_id": store["id"], "lat": 32.0753, "lon": 34.7754},
                     headers=member["headers"])
     assert r.status_code == 201, r.get_json()
     scanned = client.post(f"{API}/me/scans", json={"barcode": "4006381333931", "store_id": store["id"]},
                           headers=member["headers"])
     assert scanned.status_code == 201, scanned.get_json()
-    new = events_of(app, member["id"])[before:]
+    new = member_events(app, member["id"])[before:]
     assert [e.type for e in new] == ["check_in.recorded", "scan.recorded"]
     check_in, scan = new
     assert check_in.data == {"check_in_id": r.get_json()["check_in"]["id"], "points_awarded": 0}
@@ -83,14 +73,14 @@ def test_a_claimed_coupon_and_its_redemption(app, client, factory):
     offer = make_offer(client, marketer, points_cost=30)
     member = factory.member()
     factory.earn(member["id"], 100)
-    before = len(events_of(app, member["id"]))
+    before = len(member_events(app, member["id"]))
     coupon = client.post(f"{API}/me/coupons", json={"offer_id": offer["id"]}, headers=member["headers"]).get_json()
     store = factory.store()
     cashier = factory.staff("cashier", store_id=store["id"])
     r = client.post(f"{API}/pos/redemptions", json={"coupon": coupon["code"], "receipt_id": "R-9"},
                     headers=cashier["headers"])
     assert r.status_code == 201, r.get_json()
-    new = events_of(app, member["id"])[before:]
+    new = member_events(app, member["id"])[before:]
     assert [e.type for e in new] == ["points.spent", "coupon.issued", "coupon.redeemed"]
     spent, issued, redeemed = new
     assert spent.data["points"] == 30 and spent.data["balance_after"] == 70 and spent.data["reason"] == "coupon"
@@ -102,4 +92,4 @@ def test_a_claimed_coupon_and_its_redemption(app, client, factory):
     again = client.post(f"{API}/pos/redemptions", json={"coupon": coupon["code"], "receipt_id": "R-10"},
                         headers=cashier["headers"])
     assert again.status_code == 409
-    assert len(events_of(app, member["id"])) == before + 3  # a refused redemption says nothing
+    assert len(member_events(app, member["id"])) == before + 3  # a refused redemption says nothing

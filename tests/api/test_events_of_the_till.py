@@ -8,18 +8,11 @@ import json
 from sqlalchemy import select
 
 from api.extensions import db
-from wallet.events import Event
+from tests.outbox import member_events
 from wallet.ledger import LedgerEntry
 
 PURCHASES = "/api/v1/pos/purchases"
 
-
-def events_of(app, member_id: str) -> list[Event]:
-    with app.app_context():
-        found = list(db.session.scalars(select(Event).where(Event.member_id == member_id).order_by(Event.position)))
-        db.session.expunge_all()
-        db.session.remove()
-    return found
 
 
 def setup(factory):
@@ -32,13 +25,13 @@ def setup(factory):
 
 def test_a_purchase_records_its_event_its_points_and_its_reward(app, client, factory):
     store, cashier, rule_id, member = setup(factory)
-    before = {e.type for e in events_of(app, member["id"])}
+    before = {e.type for e in member_events(app, member["id"])}
     body = {"card": member["card_number"], "amount": "120.50", "currency": "ILS", "receipt_id": "R-1",
             "items": [{"barcode": "4006381333931", "quantity": 2, "unit_price": "10.00"}]}
     r = client.post(PURCHASES, json=body, headers=cashier["headers"])
     assert r.status_code == 201, r.get_json()
     answer = r.get_json()
-    new = [e for e in events_of(app, member["id"]) if e.type not in before or e.type == "points.earned"]
+    new = [e for e in member_events(app, member["id"]) if e.type not in before or e.type == "points.earned"]
     by_type = {e.type: e for e in new if e.data.get("purchase_id", e.data.get("source", "")).endswith(
         answer["purchase_id"]) or e.type == "reward.granted"}
     assert set(by_type) == {"purchase.recorded", "points.earned", "reward.granted"}
@@ -73,32 +66,32 @@ def test_a_retried_receipt_and_a_replayed_request_write_no_event(app, client, fa
     headers = cashier["headers"] | {"Idempotency-Key": "till-1-r2"}
     first = client.post(PURCHASES, json=body, headers=headers)
     assert first.status_code == 201
-    count = len(events_of(app, member["id"]))
+    count = len(member_events(app, member["id"]))
     assert client.post(PURCHASES, json=body, headers=headers).get_json() == first.get_json()
     assert client.post(PURCHASES, json=body, headers=cashier["headers"]).status_code == 201  # the receipt, retried
-    assert len(events_of(app, member["id"])) == count
+    assert len(member_events(app, member["id"])) == count
 
 
 def test_a_refused_purchase_leaves_no_event(app, client, factory):
     _, cashier, _, member = setup(factory)
-    count = len(events_of(app, member["id"]))
+    count = len(member_events(app, member["id"]))
     body = {"card": member["card_number"], "amount": "10.00", "currency": "USD", "receipt_id": "R-3"}
     assert client.post(PURCHASES, json=body, headers=cashier["headers"]).status_code == 422
-    assert len(events_of(app, member["id"])) == count
+    assert len(member_events(app, member["id"])) == count
 
 
 def test_a_refund_records_the_reversal_and_the_refund(app, client, factory):
     _, cashier, _, member = setup(factory)
     body = {"card": member["card_number"], "amount": "30.00", "currency": "ILS", "receipt_id": "R-4"}
     purchase = client.post(PURCHASES, json=body, headers=cashier["headers"]).get_json()
-    before = len(events_of(app, member["id"]))
+    before = len(member_events(app, member["id"]))
     r = client.post(f"{PURCHASES}/{purchase['purchase_id']}/refund", headers=cashier["headers"])
     assert r.status_code == 200, r.get_json()
-    new = events_of(app, member["id"])[before:]
+    new = member_events(app, member["id"])[before:]
     assert [e.type for e in new] == ["points.adjusted", "purchase.refunded"]
     reversal, refunded = new
     assert reversal.data["kind"] == "reverse" and reversal.data["points"] == -30
     assert reversal.data["balance_after"] == r.get_json()["balance"]
     assert refunded.data["purchase_id"] == purchase["purchase_id"] and refunded.data["points_reversed"] == 30
     assert client.post(f"{PURCHASES}/{purchase['purchase_id']}/refund", headers=cashier["headers"]).status_code == 200
-    assert len(events_of(app, member["id"])) == before + 2  # refunding again changes nothing, and says nothing
+    assert len(member_events(app, member["id"])) == before + 2  # refunding again changes nothing, and says nothing
