@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .clock import utcnow
 from .db import Base, JSONType, id_column
+from .members import Staff
 
 # Fields whose values never enter the log, whatever the entity: people's data and secrets.
 PERSONAL_FIELDS = frozenset({
@@ -52,10 +53,7 @@ def _actor(session: Session, actor: Any) -> Actor:
         actor = Actor(actor["id"], actor["role"], actor.get("email"))
     email = getattr(actor, "email", None)
     if email is None and actor.role in ("cashier", "marketer", "admin"):
-        # By table, not by model: the staff model's module is being moved; the table's name is stable.
-        staff = Base.metadata.tables.get("staff")
-        if staff is not None:
-            email = session.execute(select(staff.c.email).where(staff.c.id == actor.id)).scalar()
+        email = session.execute(select(Staff.email).where(Staff.id == actor.id)).scalar()
     return Actor(actor.id, actor.role, email)
 
 
