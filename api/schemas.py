@@ -97,11 +97,18 @@ class StoredTime(fields.String):
         return zulu(super()._serialize(value, attr, obj, **kwargs))
 
 
+MONEY_PATTERN = r"^[0-9]{1,10}(\.[0-9]{1,2})?$"
+
+
 class Money(fields.Field):
     """A decimal string such as "12.50" (at most two places, non-negative); never a float."""
 
     def __init__(self, **kwargs):
-        kwargs.setdefault("metadata", {}).setdefault("example", "12.50")
+        # Documented as what it is on the wire, so a generated client keeps it a decimal string, not a float.
+        metadata = kwargs.setdefault("metadata", {})
+        metadata.setdefault("example", "12.50")
+        metadata.setdefault("type", "string")  # apispec adds "null" where None is allowed
+        metadata.setdefault("pattern", MONEY_PATTERN)
         super().__init__(**kwargs)
 
     def _serialize(self, value, attr, obj, **kwargs):

@@ -455,16 +455,18 @@ def expire_due(session: Session, program: Program, *, batch_size: int = 500) -> 
     expired = 0
     for member_id in member_ids:
         session.execute(select(Balance.member_id).where(Balance.member_id == member_id).with_for_update())
-        lots = session.scalars(
-            select(Lot).where(Lot.member_id == member_id, Lot.remaining > 0, Lot.expires_at <= now)
+        lots = session.execute(
+            select(Lot, LedgerEntry.created_at).join(LedgerEntry, LedgerEntry.id == Lot.entry_id)
+            .where(Lot.member_id == member_id, Lot.remaining > 0, Lot.expires_at <= now)
             .order_by(Lot.expires_at).execution_options(populate_existing=True)
         ).all()
-        for lot in lots:
+        for lot, earned_at in lots:
             points = lot.remaining
+            # The lot's own life (its rule's points_expiry_days), not the programme's default.
             entry = _move(session, program, member_id=member_id, delta=-points, kind="expire", reason="expiry",
                           idempotency_key=f"expire:{lot.id}", source=f"lot:{lot.id}", actor="system",
-                          description=f"{points} points expired (earned points last "
-                                      f"{program.points_expiry_days or '?'} days)")
+                          description=f"{points} points expired (earned {earned_at.date().isoformat()}, they "
+                                      f"lasted {lasts_days(earned_at, lot.expires_at)} days)")
             lot.remaining = 0
             session.add(LotUse(entry_id=entry.id, lot_id=lot.id, points=points))
             expired += points
@@ -543,6 +545,20 @@ def statement(session: Session, member_id: str, *, limit: int = 50, before_seq: 
     if before_seq is not None:
         query = query.where(LedgerEntry.seq < before_seq)
     return list(session.scalars(query.order_by(LedgerEntry.seq.desc()).limit(limit)))
+
+
+def lots_of(session: Session, entry_ids: list[str]) -> dict[str, Lot]:
+    """The lots these credits opened, by entry (one query)."""
+    if not entry_ids:
+        return {}
+    return {lot.entry_id: lot for lot in session.scalars(select(Lot).where(Lot.entry_id.in_(entry_ids)))}
+
+
+def lasts_days(earned_at: datetime, expires_at: datetime | None) -> int | None:
+    """How many days a lot lasts: its own expiry, not the programme's default (a rule may give 30 days)."""
+    if expires_at is None:
+        return None
+    return round((expires_at - earned_at).total_seconds() / 86400)
 
 
 def expiring(session: Session, member_id: str, now: datetime, within: timedelta = timedelta(days=90)) -> list[dict]:

@@ -6,13 +6,14 @@ import unicodedata
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, func, select
+from sqlalchemy import ForeignKey, Index, String, and_, func, select, text, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from . import events
 from .clock import iso, utcnow
-from .db import Base, id_column
+from .codes import new_card_number
+from .db import Base, id_column, new_id, rowcount
 from .errors import Conflict, Invalid, NotFound, Rejected, Unauthorized
 from .program import Program
 from .scanner import Scanned
@@ -65,19 +66,29 @@ class Member(Base):
     channel: Mapped[str] = mapped_column(String(16), default="app")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    card: Mapped[Card] = relationship(back_populates="member", uselist=False)
+    # The member's current card: the one not replaced (a replaced card stays, blocked, for the books and the till's
+    # refusal). Read-only: cards are written as rows (enrolment, replace_card).
+    card: Mapped[Card] = relationship(primaryjoin="and_(Member.id == Card.member_id, Card.replaced_by_id.is_(None))",
+                                      uselist=False, viewonly=True)
 
 
 class Card(Base):
     __tablename__ = "cards"
+    # One current card per member; replaced ones keep their row (and number: it is refused, never reused).
+    __table_args__ = (Index("ix_cards_member_current", "member_id", unique=True,
+                            postgresql_where=text("replaced_by_id IS NULL"), sqlite_where=text("replaced_by_id IS NULL")),
+                      Index("ix_cards_member_id", "member_id"))
 
     id: Mapped[str] = id_column("crd")
-    member_id: Mapped[str] = mapped_column(ForeignKey("members.id"), unique=True)
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.id"))
     number: Mapped[str] = mapped_column(String(16), unique=True)
-    status: Mapped[str] = mapped_column(String(16), default="active")
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active, blocked
     issued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    blocked_at: Mapped[datetime | None]
+    # No foreign key: the old card is marked before its successor's row exists (one current card per member).
+    replaced_by_id: Mapped[str | None] = mapped_column(String(32))
 
-    member: Mapped[Member] = relationship(back_populates="card")
+    member: Mapped[Member] = relationship(viewonly=True)
 
 
 class Staff(Base):
@@ -209,3 +220,49 @@ def find_card(session: Session, scanned: Scanned) -> Card:
     if card.status != "active":
         raise Rejected("This card is blocked", code="card_inactive")
     return card
+
+
+def _current_card(session: Session, member: Member) -> Card:
+    card = session.scalar(select(Card).where(Card.member_id == member.id, Card.replaced_by_id.is_(None))
+                          .with_for_update().execution_options(populate_existing=True))
+    if card is None:
+        raise NotFound("This member has no card", code="card_not_found")
+    return card
+
+
+def block_card(session: Session, program: Program, member_id: str, *, actor: str) -> tuple[Card, bool]:
+    """Block the member's current card at every till (its number, QR tokens and pass codes); ``(card, changed)``.
+    Blocking a blocked card changes nothing and writes no event."""
+    member = get_member(session, member_id)
+    card = _current_card(session, member)
+    now = program.now()
+    done = session.execute(update(Card).where(Card.id == card.id, Card.status == "active")
+                           .values(status="blocked", blocked_at=now).execution_options(synchronize_session=False))
+    if not rowcount(done):
+        return card, False
+    session.refresh(card)
+    events.emit(session, "card.blocked", member_id=member.id, channel="console", actor=actor[:64], occurred_at=now,
+                data={"card_id": card.id})
+    return card, True
+
+
+def replace_card(session: Session, program: Program, member_id: str, *, actor: str) -> tuple[Card, Card]:
+    """Block the member's current card (if it is not already) and issue a new number; ``(old, new)``."""
+    member = get_member(session, member_id)
+    if member.status != "active":
+        raise Rejected("This membership is closed: no new card", code="account_disabled")
+    old = _current_card(session, member)
+    now = program.now()
+    new = Card(id=new_id("crd"), member_id=member.id, number=new_card_number(), issued_at=now)
+    done = session.execute(update(Card).where(and_(Card.id == old.id, Card.replaced_by_id.is_(None)))
+                           .values(status="blocked", blocked_at=func.coalesce(Card.blocked_at, now),
+                                   replaced_by_id=new.id).execution_options(synchronize_session=False))
+    if not rowcount(done):  # a concurrent replace got there first (the row lock makes this rare)
+        raise Conflict("The card was replaced meanwhile", code="card_replaced_concurrently")
+    session.add(new)
+    session.flush()
+    session.refresh(old)
+    session.expire(member, ["card"])
+    events.emit(session, "card.replaced", member_id=member.id, channel="console", actor=actor[:64], occurred_at=now,
+                data={"card_id": old.id, "new_card_id": new.id})
+    return old, new

@@ -16,7 +16,7 @@ from ..auth import admin_required, current_principal, marketer_required
 from ..blueprints import admin as blp
 from ..extensions import db
 from ..resource import Resource
-from ..schemas import ListArgs, StrictSchema, decode_cursor, page, page_schema
+from ..schemas import ListArgs, StrictSchema, Time, decode_cursor, page, page_schema
 from ..state import program
 from .me import LedgerEntrySchema, MemberSchema
 
@@ -75,9 +75,11 @@ class Members(Resource):
         if args.get("q"):
             q = args["q"].strip()
             # contains(autoescape): a % or _ typed in the search box is a character, not a wildcard
-            query = query.join(members.Card).where(or_(Member.email.contains(q.lower(), autoescape=True),
-                                                       func.lower(Member.name).contains(q.lower(), autoescape=True),
-                                                       Member.phone == q, members.Card.number == q))
+            # a card number, current or replaced, finds its member (a subquery: a member with two cards is one row)
+            by_card = select(members.Card.member_id).where(members.Card.number == q)
+            query = query.where(or_(Member.email.contains(q.lower(), autoescape=True),
+                                    func.lower(Member.name).contains(q.lower(), autoescape=True),
+                                    Member.phone == q, Member.id.in_(by_card)))
         after = decode_cursor(args["cursor"])
         if after:
             query = query.where(Member.id > after)
@@ -116,6 +118,51 @@ class Adjustments(Resource):
         audit_trail.record("adjust_points", "member", member.id, after={"points": data["points"],
                                                                         "reason": data["reason"], "entry_id": entry.id})
         return entry
+
+
+class AdminCardSchema(StrictSchema):
+    id = fields.String(required=True)
+    number = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(["active", "blocked"]))
+    issued_at = Time(required=True)
+    blocked_at = Time(required=True, allow_none=True)
+    replaced_by = fields.String(required=True, allow_none=True, attribute="replaced_by_id")
+
+
+class CardBlockAnswerSchema(StrictSchema):
+    card = fields.Nested(AdminCardSchema, required=True)
+    changed = fields.Boolean(required=True, metadata={"description": "false: the card was already blocked"})
+
+
+class CardReplaceAnswerSchema(StrictSchema):
+    card = fields.Nested(AdminCardSchema, required=True, metadata={"description": "the new card"})
+    replaced = fields.Nested(AdminCardSchema, required=True, metadata={"description": "the old card, now blocked"})
+
+
+@blp.route("/members/<string:member_id>/card/block")
+class CardBlock(Resource):
+    decorators = [admin_required]
+
+    @blp.response(200, CardBlockAnswerSchema)
+    def post(self, member_id):
+        """Block the member's card at every till: its number, its QR codes and its wallet pass codes."""
+        card, changed = members.block_card(db.session, program(), member_id, actor=f"staff:{current_principal().id}")
+        if changed:
+            audit_trail.record("block_card", "member", member_id, after={"card_id": card.id, "status": card.status})
+        return {"card": card, "changed": changed}
+
+
+@blp.route("/members/<string:member_id>/card/replace")
+class CardReplace(Resource):
+    decorators = [admin_required]
+
+    @blp.response(201, CardReplaceAnswerSchema)
+    def post(self, member_id):
+        """Block the member's card (if it is not already) and issue a new number; the old codes stop working."""
+        old, new = members.replace_card(db.session, program(), member_id, actor=f"staff:{current_principal().id}")
+        audit_trail.record("replace_card", "member", member_id, before={"card_id": old.id},
+                           after={"card_id": new.id})
+        return {"card": new, "replaced": old}
 
 
 @blp.route("/staff")

@@ -165,7 +165,8 @@ class AdminCouponSchema(CouponSchema):
     voided_by = fields.String(allow_none=True)
     void_reason = fields.String(allow_none=True)
     spend_entry_id = fields.String(allow_none=True)
-    points_refunded = fields.Integer(metadata={"description": "on void: points given back by a ledger reversal"})
+    points_refunded = fields.Integer(allow_none=True, dump_default=None,
+                                     metadata={"description": "on void: points given back by a ledger reversal"})
 
 
 class AdminCouponListArgs(CouponListArgs):

@@ -182,7 +182,8 @@ class ScannedProductSchema(StrictSchema):
 
 class ComplementarySchema(ScannedProductSchema):
     source = fields.String(metadata={"description": "marketer (the marketer's list) or bought_together"})
-    purchases = fields.Integer(metadata={"description": "bought_together: purchases with both products"})
+    purchases = fields.Integer(allow_none=True, dump_default=None,
+                               metadata={"description": "bought_together: purchases with both products"})
 
     @pre_dump
     def _flatten(self, suggestion: dict, **_) -> dict:

@@ -7,9 +7,10 @@ from datetime import date
 from flask import Response
 from marshmallow import ValidationError, fields, validate
 
-from wallet import benefits, coupons, ledger, members, qr, referrals
+from wallet import benefits, coupons, export, ledger, members, qr, referrals
 from wallet.errors import Invalid, InvalidToken, NotFound, Rejected
 from wallet.members import CHANNELS
+from wallet.rules.explain import statement as statement_lines
 
 from ..auth import current_principal, member_required
 from ..blueprints import me as blp
@@ -136,7 +137,23 @@ class LedgerEntrySchema(StrictSchema):
     channel = fields.String(allow_none=True)
 
 
-LedgerPageSchema = page_schema(LedgerEntrySchema, "LedgerPage")
+class LotSchema(StrictSchema):
+    points = fields.Integer(required=True)
+    remaining = fields.Integer(required=True)
+    expires_at = Time(required=True, allow_none=True)
+    expiry_days = fields.Integer(required=True, allow_none=True,
+                                 metadata={"description": "how long this lot lasts: its own rule's expiry"})
+
+
+class StatementLineSchema(LedgerEntrySchema):
+    rule_id = fields.String(required=True, allow_none=True, metadata={"description": "the rule that gave it"})
+    rule_title = fields.String(required=True, allow_none=True)
+    cause = fields.String(required=True, metadata={"description": "the rule or action that caused it, in words"})
+    lot = fields.Nested(LotSchema, required=True, allow_none=True,
+                        metadata={"description": "for a credit: its points, what is left and when they expire"})
+
+
+LedgerPageSchema = page_schema(StatementLineSchema, "LedgerPage")
 
 
 class QrArgs(StrictSchema):
@@ -236,8 +253,8 @@ class Statement(Resource):
         before = decode_cursor(args["cursor"], int)
         if before is not None and not 0 < before < 2**62:  # a seq is a positive 64-bit integer
             raise Invalid("Not a cursor this API gave out", code="invalid_cursor", errors={"cursor": ["Unknown cursor."]})
-        entries = ledger.statement(db.session, current_principal().id, limit=args["limit"] + 1, before_seq=before)
-        return page(entries, args["limit"], lambda e: e.seq)
+        lines = statement_lines(db.session, current_principal().id, limit=args["limit"] + 1, before_seq=before)
+        return page(lines, args["limit"], lambda line: line["seq"])
 
 
 @blp.route("/me/referral")
@@ -249,3 +266,36 @@ class Referral(Resource):
     def post(self, data):
         """Name the member who referred you (within 30 days of joining, once); both sides' referral rules fire."""
         return referrals.claim_referral(db.session, program(), current_principal().id, data["referral_code"])
+
+
+_RECORDS = fields.List(fields.Dict(keys=fields.String()), required=True)
+
+
+class ExportSchema(StrictSchema):
+    """Everything held about the member; each list is every record of its kind, oldest first."""
+
+    profile = fields.Dict(keys=fields.String(), required=True,
+                          metadata={"description": "the member's profile, points balance and cards (replaced ones too)"})
+    consents = fields.Dict(keys=fields.String(), required=True)
+    consent_history = fields.List(fields.Dict(keys=fields.String()), required=True,
+                                  metadata={"description": "every consent given or withdrawn: {consent, granted, "
+                                                           "source, channel, at}"})
+    ledger = _RECORDS
+    purchases = _RECORDS
+    coupons = _RECORDS
+    check_ins = _RECORDS
+    scans = _RECORDS
+    referrals = _RECORDS
+    grants = _RECORDS
+    messages = _RECORDS
+
+
+@blp.route("/me/export")
+class Export(Resource):
+    decorators = [member_required]
+
+    @blp.response(200, ExportSchema)
+    def get(self):
+        """Everything held about me, as JSON: profile, consents and their history, points, purchases, coupons, visits,
+        scans, referrals, rewards and messages."""
+        return export.member_export(db.session, _member().id), 200, {"Cache-Control": "no-store"}

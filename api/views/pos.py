@@ -27,9 +27,10 @@ class IdentifySchema(StrictSchema):
 
 class IdentifiedSchema(StrictSchema):
     kind = fields.String(metadata={"description": "card or coupon"})
-    member = fields.Dict()
-    card = fields.Dict()
-    coupon = fields.Dict()
+    # Always present (a generated client reads every field): the other kind's are null.
+    member = fields.Dict(allow_none=True, dump_default=None)
+    card = fields.Dict(allow_none=True, dump_default=None)
+    coupon = fields.Dict(allow_none=True, dump_default=None)
 
 
 class ItemSchema(StrictSchema):
@@ -65,7 +66,7 @@ class RewardSchema(StrictSchema):
     pending = fields.Boolean(metadata={"description": "held for the return window before it can be spent"})
     surprise = fields.Boolean(metadata={"description": "a chance reward (the rule's probability is below 1)"})
     grant_id = fields.String(allow_none=True)
-    benefit = fields.Nested(RewardBenefitSchema, allow_none=True)
+    benefit = fields.Nested(RewardBenefitSchema, allow_none=True, dump_default=None)  # null: no benefit
 
 
 class PurchaseOutSchema(StrictSchema):

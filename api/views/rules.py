@@ -9,10 +9,12 @@ from flask.cli import with_appcontext
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from wallet import benefits, members, rules, triggers
+from wallet.rules.explain import public_rules
 
 from .. import audit_trail
 from ..auth import current_principal, marketer_required
 from ..blueprints import admin as blp
+from ..blueprints import me as public
 from ..extensions import db
 from ..resource import Resource
 from ..schemas import ListArgs, Money, StoredJSON, StrictSchema, Time, decode_cursor, page, page_schema
@@ -375,3 +377,27 @@ def register_cli(app: Flask) -> None:
             click.echo(f"{name}: {tally.events} events, {tally.grants} rewards, {tally.points} points")
 
     app.cli.add_command(group)
+
+
+# ------------------------------------------------------------------ the terms, public
+
+class RuleTermsSchema(StrictSchema):
+    id = fields.String(required=True)
+    title = fields.String(required=True)
+    terms = fields.String(required=True, metadata={"description": "the rule's terms in the member's words"})
+    trigger = fields.String(required=True, validate=validate.OneOf(rules.TRIGGERS))
+    reward = fields.String(required=True, metadata={"description": "what the rule gives, in the member's words"})
+
+
+class RuleTermsListSchema(StrictSchema):
+    items = fields.List(fields.Nested(RuleTermsSchema), required=True)
+
+
+@public.route("/rules")
+class PublicRules(Resource):
+    @public.response(200, RuleTermsListSchema)
+    @public.doc(security=[])
+    def get(self):
+        """Every active rule's terms in the member's words: what it gives, for what, when and how long points last."""
+        prog = program()
+        return {"items": public_rules(db.session, prog, prog.now())}

@@ -10,7 +10,8 @@ import pytest
 
 from tests.conftest import assert_problem
 
-PUBLIC = ("/api/v1/auth/", "/api/v1/openapi.json", "/api/v1/docs", "/api/v1/redoc", "/static/")
+PUBLIC = ("/api/v1/auth/", "/api/v1/openapi.json", "/api/v1/docs", "/api/v1/redoc", "/static/",
+          "/api/v1/rules")  # the rules' terms are public (issue 18)
 WRITE = {"POST", "PUT", "PATCH"}
 
 

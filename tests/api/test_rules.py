@@ -131,7 +131,7 @@ def test_why_a_member_won(client, marketer, factory, till, program, clock):
     [reward] = answer["rewards"]
     assert reward["grant_id"].startswith("gnt_")
     assert reward == {"rule_id": rule["id"], "title": "Lucky basket", "points": 25, "coupon": None,
-                      "pending": False, "surprise": True, "grant_id": reward["grant_id"]}
+                      "pending": False, "surprise": True, "grant_id": reward["grant_id"], "benefit": None}
     client.patch(f"{RULES}/{rule['id']}", json={"reward": {"points": 99}}, headers=marketer)
     page = client.get(f"{RULES}/{rule['id']}/grants?member_id={lucky['id']}", headers=marketer).get_json()
     [grant] = page["items"]

@@ -70,8 +70,10 @@ def test_every_type_has_a_schema_and_the_channel_list_is_the_contracts():
                 "purchase.refunded", "points.earned", "points.spent", "points.expired", "points.adjusted",
                 "coupon.issued", "coupon.redeemed", "check_in.recorded", "scan.recorded", "reward.granted",
                 "tier.changed", "referral.qualified", "message.sent", "contest.drawn"}
-    # additions: refused check-ins (kept for review), coupons voided and redemptions rolled back (passes follow them)
-    assert set(events.TYPES) - contract == {"check_in.refused", "coupon.voided", "coupon.redemption_rolled_back"}
+    # additions: refused check-ins (kept for review), coupons voided and redemptions rolled back (passes follow them),
+    # cards blocked and replaced (passes turn void; the till refuses the old codes)
+    assert set(events.TYPES) - contract == {"check_in.refused", "coupon.voided", "coupon.redemption_rolled_back",
+                                            "card.blocked", "card.replaced"}
     assert contract <= set(events.TYPES)
     assert set(events.TYPES) == set(events.DATA_SCHEMAS)
     assert events.CHANNELS == ("app", "till", "web", "console", "api", "job", "import")

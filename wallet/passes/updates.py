@@ -29,7 +29,8 @@ from .webservice import forget_device_tokens
 log = logging.getLogger("loyalty.passes")
 
 EVENT_CURSOR = "passes"  # the event log reader's name (event_cursors)
-CARD_EVENTS = frozenset({"points.earned", "points.spent", "points.expired", "points.adjusted", "tier.changed"})
+CARD_EVENTS = frozenset({"points.earned", "points.spent", "points.expired", "points.adjusted", "tier.changed",
+                         "card.blocked", "card.replaced"})  # a blocked or replaced card's pass turns void
 COUPON_EVENTS = frozenset({"coupon.redeemed", "coupon.voided", "coupon.redemption_rolled_back"})
 EVENT_TYPES = sorted(CARD_EVENTS | COUPON_EVENTS | {"purchase.refunded", "member.updated", "member.erased"})
 _PROFILE_FIELDS = {"name", "status", "card", "tier"}  # member.updated fields a pass shows
