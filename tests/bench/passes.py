@@ -45,20 +45,28 @@ def _app(url: str):
     return create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": SECRET, "LOYALTY_PASSWORD_HASH": FAST_HASH})
 
 
+def _with_apple(app):
+    """The app's programme with Apple Wallet configured by a throwaway certificate chain (call in its context)."""
+    from tests.wallet_keys import TEAM_ID, make_apple_pki
+    from wallet import passes
+
+    pki = make_apple_pki(Path(tempfile.mkdtemp()))
+    program = app.extensions["loyalty.program"]
+    program.apple_wallet = passes.load_apple(pass_type_id=pki.pass_type_id, team_id=TEAM_ID, cert_path=str(pki.cert),
+                                             key_path=str(pki.key), wwdr_path=str(pki.wwdr), key_password=None,
+                                             now=datetime.now(UTC))
+    return program
+
+
 def passes_per_second(app, seconds: float) -> None:
     from api.extensions import db
-    from tests.wallet_keys import TEAM_ID, make_apple_pki
     from wallet import enrolment, ledger, passes
     from wallet.passes import apple
     from wallet.passes.content import card_view, store_locations
     from wallet.stores import Store
 
-    pki = make_apple_pki(Path(tempfile.mkdtemp()))
     with app.app_context():
-        program = app.extensions["loyalty.program"]
-        program.apple_wallet = passes.load_apple(pass_type_id=pki.pass_type_id, team_id=TEAM_ID,
-                                                 cert_path=str(pki.cert), key_path=str(pki.key),
-                                                 wwdr_path=str(pki.wwdr), key_password=None, now=datetime.now(UTC))
+        program = _with_apple(app)
         program.public_url = "https://club.example"
         session = db.session
         for i in range(12):
@@ -101,16 +109,12 @@ def updated_serials(app, devices: int) -> None:
     from sqlalchemy import text
 
     from api.extensions import db
-    from tests.wallet_keys import TEAM_ID, make_apple_pki
-    from wallet import enrolment, passes
+    from wallet import enrolment
     from wallet.passes import webservice
 
-    pki = make_apple_pki(Path(tempfile.mkdtemp()))
     with app.app_context():
-        program = app.extensions["loyalty.program"]
-        program.apple_wallet = passes.load_apple(pass_type_id=pki.pass_type_id, team_id=TEAM_ID,
-                                                 cert_path=str(pki.cert), key_path=str(pki.key),
-                                                 wwdr_path=str(pki.wwdr), key_password=None, now=datetime.now(UTC))
+        program = _with_apple(app)
+        pass_type_id = program.apple_wallet.pass_type_id
         session = db.session
         owner = enrolment.register_member(session, program, email="owner@example.com", password="a long secret",
                                           name="Owner").id
@@ -142,7 +146,7 @@ def updated_serials(app, devices: int) -> None:
             for i in range(500):
                 device = f"dev{(i * 7919) % size:09d}"
                 started = time.perf_counter()
-                webservice.updated_serials(session, program, device_id=device, pass_type_id=pki.pass_type_id,
+                webservice.updated_serials(session, program, device_id=device, pass_type_id=pass_type_id,
                                            since=since if i % 2 else None)
                 timings.append(time.perf_counter() - started)
                 session.rollback()
