@@ -5,14 +5,20 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
+# Serving installs only what serving needs; the tests add their extras (browser driver, client generator, mypy...).
 $(BIN)/loyalty: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.test-extras: $(BIN)/loyalty
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-.PHONY: install serve test bench clean
+.PHONY: install install-test serve test bench clean
 install: $(BIN)/loyalty
+install-test: $(VENV)/.test-extras
 
 serve: install  ## install, migrate the SQLite default, load the demo club, serve on http://127.0.0.1:5000
 	$(BIN)/loyalty db upgrade
@@ -20,10 +26,10 @@ serve: install  ## install, migrate the SQLite default, load the demo club, serv
 	@echo "API docs: http://$(HOST):$(PORT)/api/v1/docs   OpenAPI: http://$(HOST):$(PORT)/api/v1/openapi.json"
 	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers 2 --preload --access-logfile - "api:create_app()"
 
-test: install  ## install with the test extras and run the suite (PostgreSQL tests run when DATABASE_URL points there)
+test: install-test  ## install with the test extras and run the suite (PostgreSQL tests run when DATABASE_URL points there)
 	$(BIN)/pytest -q
 
-bench: install  ## the purchase benchmark (needs PostgreSQL and wrk)
+bench: install-test  ## the purchase benchmark (needs PostgreSQL and wrk)
 	$(BIN)/python -m tests.bench.purchases
 
 clean:
