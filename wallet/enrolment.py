@@ -39,7 +39,7 @@ def register_member(session: Session, program: Program, *, email: str, password:
     session.add(card)
     ledger.open_account(session, member.id)
     session.flush()
-    event_channel = channel if channel in events.CHANNELS else "app"
+    event_channel = events.channel_of(channel, "app")
     events.emit(session, "member.enrolled", member_id=member.id, channel=event_channel, actor=f"member:{member.id}",
                 occurred_at=now, data={"card_id": card.id} | ({"referred_by": referrer.id} if referrer else {}))
     for purpose, granted in member.consents.items():

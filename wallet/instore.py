@@ -226,7 +226,7 @@ def check_in(session: Session, program: Program, *, member_id: str, store_id: st
                                     "store_code": store.code})
     grants = rules.fire(session, program, event)
     attempt.points_awarded = sum(g.points for g in grants)
-    events.emit(session, "check_in.recorded", member_id=member_id, store_id=store.id, channel=_channel(channel),
+    events.emit(session, "check_in.recorded", member_id=member_id, store_id=store.id, channel=events.channel_of(channel, "app"),
                 actor=f"member:{member_id}", occurred_at=now,
                 data={"check_in_id": attempt.id, "points_awarded": attempt.points_awarded})
     session.flush()
@@ -234,16 +234,12 @@ def check_in(session: Session, program: Program, *, member_id: str, store_id: st
                          counts)
 
 
-def _channel(channel: str) -> str:
-    return channel if channel in events.CHANNELS else "app"
-
-
 def _refuse(session: Session, attempt: CheckIn, reason: str, detail: str, **extra: Any) -> None:
     attempt.status, attempt.reason = "refused", reason
     session.add(attempt)
     session.flush()
     events.emit(session, "check_in.refused", member_id=attempt.member_id, store_id=attempt.store_id,
-                channel=_channel(attempt.channel), actor=f"member:{attempt.member_id}", occurred_at=attempt.created_at,
+                channel=events.channel_of(attempt.channel, "app"), actor=f"member:{attempt.member_id}", occurred_at=attempt.created_at,
                 data={"check_in_id": attempt.id, "reason": reason})
     # commit=True: the refusal is kept (fraud review) although the request fails.
     raise Rejected(detail, code=reason, commit=True, check_in_id=attempt.id, **extra)
@@ -327,7 +323,7 @@ def scan(session: Session, program: Program, *, member_id: str, barcode: str, st
         trigger="scan", member_id=member_id, source=f"scan:{record.id}", channel=channel,
         store_id=record.store_id, attributes=attributes, occurred_at=now))
     record.points_awarded = sum(g.points for g in grants)
-    events.emit(session, "scan.recorded", member_id=member_id, store_id=record.store_id, channel=_channel(channel),
+    events.emit(session, "scan.recorded", member_id=member_id, store_id=record.store_id, channel=events.channel_of(channel, "app"),
                 actor=f"member:{member_id}", occurred_at=now,
                 data={"scan_id": record.id, "product_id": product.id, "barcode": product.barcode,
                       "first_scan": record.first_scan, "points_awarded": record.points_awarded})

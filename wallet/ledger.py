@@ -197,9 +197,7 @@ _EVENT_TYPES = {"earn": "points.earned", "spend": "points.spent", "expire": "poi
 
 def _event_channel(kind: str, channel: str | None) -> str:
     """The event's channel: the entry's, else where such a movement comes from (a job expires, staff adjust)."""
-    if channel in events.CHANNELS:
-        return channel
-    return {"expire": "job", "adjust": "console"}.get(kind, "api")
+    return events.channel_of(channel, {"expire": "job", "adjust": "console"}.get(kind, "api"))
 
 
 def _movement_data(values: dict[str, Any], balance_after: int) -> dict[str, Any]:

@@ -140,7 +140,7 @@ def update_member(session: Session, program: Program, member: Member, changes: d
             put(key, changes[key])
     if "preferences" in changes:
         put("preferences", dict(member.preferences) | changes["preferences"])
-    actor, event_channel = f"member:{member.id}", channel if channel in events.CHANNELS else "app"
+    actor, event_channel = f"member:{member.id}", events.channel_of(channel, "app")
     if "consents" in changes:
         consents = dict(member.consents)
         for k, v in changes["consents"].items():

@@ -57,8 +57,8 @@ def record_issue(session: Session, coupon: Coupon, *, channel: str, batch: str |
             "points_cost": coupon.points_cost or 0, "expires_at": iso(coupon.expires_at)}
     if batch is not None:
         data["batch"] = batch[:64]
-    events.emit(session, "coupon.issued", member_id=coupon.member_id, channel=channel if channel in events.CHANNELS
-                else "api", actor=coupon.actor[:64], data=data, occurred_at=coupon.issued_at)
+    events.emit(session, "coupon.issued", member_id=coupon.member_id, channel=events.channel_of(channel, "api"),
+                actor=coupon.actor[:64], data=data, occurred_at=coupon.issued_at)
 
 
 def issue_coupon(session: Session, program: Program, *, offer_id: str, member_id: str, idempotency_key: str,

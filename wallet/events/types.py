@@ -122,6 +122,12 @@ def _type_ok(value: Any, spec: dict[str, Any]) -> bool:
     return not kinds
 
 
+def channel_of(channel: str | None, default: str) -> str:
+    """An event's channel: the one a use case was told, if it is one of the list; else where such a change comes
+    from (``default``). Rows older than the list carry other words ("rule", "bulk", "system")."""
+    return channel if channel in CHANNELS else default
+
+
 def check(type_: str, channel: str, data: dict[str, Any]) -> None:
     """Refuse (ValueError) an unknown type or channel, data off its type's schema, or any personal data in it."""
     schema = DATA_SCHEMAS.get(type_)

@@ -61,7 +61,7 @@ def write_grant(run: Run, grant: Grant) -> bool:
         "event": _event_record(run), "draw": grant.draw, "points": grant.points,
         "coupon_id": (grant.coupon or {}).get("id"), "benefit_id": grant.benefit.id if grant.benefit is not None else None,
         "entry_id": getattr(grant.entry, "id", None), "caps": grant.caps, "day": run.day, "granted_at": run.now}))
-    channel = event.channel if event.channel in events.CHANNELS else "api"
+    channel = events.channel_of(event.channel, "api")
     run.rows.append((_events, events.event_row(
         "reward.granted", member_id=event.member_id, store_id=event.store_id, channel=channel,
         actor=f"rule:{rule.id}", occurred_at=run.now,
