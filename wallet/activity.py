@@ -1,6 +1,7 @@
 """The member's activity: one timeline read from the club's event log, across every channel.
 
-Purchases and refunds, check-ins (refused ones too), scans, coupons issued and used, every point movement,
+Purchases and refunds, check-ins (refused ones too), scans, coupons issued and used, every point movement (a
+purchase's own points are on its item, with what each rule gave: the purchase's one event carries them),
 joining the club, referrals that qualified, profile changes and consents: each is an event (``wallet.events``), so a page is one indexed
 query on the log (member, time) and one look-up per kind for what a person wants to read (a store's name, an
 entry's description, whether a purchase was refunded since). The order is (time, kind's rank, event id), newest
@@ -102,7 +103,9 @@ def _read(session: Session, found: list[Event]) -> list[ActivityItem]:
 
     purchases = rows(Purchase, _ids(found, "purchase", "purchase_id") | _ids(found, "refund", "purchase_id"))
     check_ins = rows(CheckIn, _ids(found, "check_in", "check_in_id"))
-    entries = rows(LedgerEntry, _ids(found, "points", "entry_id"))
+    earned_by_purchases = {r["entry_id"] for e in found if e.type == "purchase.recorded"
+                           for r in e.data.get("rewards", ()) if r.get("entry_id")}
+    entries = rows(LedgerEntry, _ids(found, "points", "entry_id") | earned_by_purchases)
     coupons = rows(Coupon, _ids(found, "coupon", "coupon_id"))
     offer_ids = {c.offer_id for c in coupons.values()}
     titles = dict(session.execute(select(Offer.id, Offer.title).where(Offer.id.in_(offer_ids))).all()) if offer_ids \
@@ -125,6 +128,8 @@ def _read(session: Session, found: list[Event]) -> list[ActivityItem]:
                                  "currency": purchase.currency}
                 if kind == "purchase":
                     item.details["status"] = purchase.status
+            if kind == "purchase":
+                item.details["rewards"] = [_reward(r, entries.get(r.get("entry_id") or "")) for r in data.get("rewards", ())]
         elif kind == "check_in":
             check_in = check_ins.get(data["check_in_id"])
             item.id = data["check_in_id"]
@@ -187,6 +192,13 @@ def _read(session: Session, found: list[Event]) -> list[ActivityItem]:
             item.details = {"fields": data["fields"]}
         items.append(item)
     return items
+
+
+def _reward(reward: dict[str, Any], entry: LedgerEntry | None) -> dict[str, Any]:
+    """One rule's (or benefit's) part of a purchase's points, as the member reads it."""
+    return {"rule_id": reward["rule_id"], "points": reward["points"], "pending": reward["pending"],
+            "description": entry.description if entry is not None else None, "coupon_id": reward.get("coupon_id"),
+            "entry_id": reward.get("entry_id"), "balance_after": entry.balance_after if entry is not None else None}
 
 
 def _name_things(session: Session, items: list[ActivityItem]) -> None:

@@ -254,7 +254,7 @@ def _move(session: Session, program: Program, *, member_id: str, delta: int, kin
           idempotency_key: str, description: str, source: str | None, actor: str,
           expires_at: datetime | None = None, reverses_id: str | None = None,
           rule_id: str | None = None, channel: str | None = None, lot: bool = False,
-          batch: Batch | None = None) -> LedgerEntry:
+          batch: Batch | None = None, announce: bool = True) -> LedgerEntry:
     """Change the balance and append the entry in one go; the UPDATE takes the member's row lock.
 
     ``lot``: a credit also opens its lot. On PostgreSQL the balance, the entry and the lot are then written
@@ -273,6 +273,9 @@ def _move(session: Session, program: Program, *, member_id: str, delta: int, kin
         entry = as_written(LedgerEntry, values)
         params = {"member": member_id, "delta": delta, "now": now, "lot_id": new_id("lot"),
                   **{f"e_{key}": values[key] for key in _CREDIT_PG_ENTRY}}
+        if batch is not None and batch.lead is None and kind == "earn" and not announce:
+            batch.lead = Lead(_CREDIT_PG, params, lambda row: _moved(session, entry, row))
+            return entry
         if batch is not None and batch.lead is None and kind == "earn":
             # The event goes in the same statement: its balance_after comes from the move. Checked here first.
             data = _movement_data(values, 0)
@@ -283,7 +286,8 @@ def _move(session: Session, program: Program, *, member_id: str, delta: int, kin
             batch.lead = Lead(_CREDIT_PG_EVENT, params, lambda row: _moved(session, entry, row))
             return entry
         _moved(session, entry, execute(session, _CREDIT_PG, params).one_or_none())
-        _emit_movement(session, values, entry.balance_after)
+        if announce:
+            _emit_movement(session, values, entry.balance_after)
         return entry
     entry = LedgerEntry(**values)
     _moved(session, entry, execute(session, _MOVE, {"member": member_id, "delta": delta, "now": now}).one_or_none())
@@ -291,7 +295,8 @@ def _move(session: Session, program: Program, *, member_id: str, delta: int, kin
     if lot:
         add_now(session, Lot(member_id=member_id, entry_id=entry.id, points=delta, remaining=delta,
                              expires_at=expires_at))
-    _emit_movement(session, values, entry.balance_after)
+    if announce:
+        _emit_movement(session, values, entry.balance_after)
     return entry
 
 
@@ -333,8 +338,11 @@ def _take_from_lots(session: Session, entry: LedgerEntry, points: int, first_lot
 def earn(session: Session, program: Program, *, member_id: str, points: int, reason: str, idempotency_key: str,
          description: str, source: str | None = None, actor: str = "system", expires_at: datetime | None = None,
          expiry_days: int | None = None, rule_id: str | None = None, channel: str | None = None,
-         kind: str = "earn", fresh: bool = False, batch: Batch | None = None) -> LedgerEntry:
+         kind: str = "earn", fresh: bool = False, batch: Batch | None = None, announce: bool = True) -> LedgerEntry:
     """Credit points as a new lot (expiring per the programme unless told otherwise).
+
+    ``announce``: write the credit's ``points.earned`` event; False when the caller's own event carries the credit
+    (a purchase's ``purchase.recorded`` lists the points and grants it earned: one event row per purchase).
 
     ``fresh``: the caller's event was inserted in this transaction under a unique constraint, so no movement
     with this key can exist yet; the look-up is skipped (the key's unique index still guards).
@@ -349,7 +357,7 @@ def earn(session: Session, program: Program, *, member_id: str, points: int, rea
         expires_at = default_expiry(program, program.now(), expiry_days)
     return _move(session, program, member_id=member_id, delta=points, kind=kind, reason=reason,
                  idempotency_key=idempotency_key, description=description, source=source, actor=actor,
-                 expires_at=expires_at, rule_id=rule_id, channel=channel, lot=True, batch=batch)
+                 expires_at=expires_at, rule_id=rule_id, channel=channel, lot=True, batch=batch, announce=announce)
 
 
 def spend(session: Session, program: Program, *, member_id: str, points: int, reason: str, idempotency_key: str,

@@ -88,7 +88,7 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
     pending_until = now + timedelta(days=program.pending_days) if program.pending_days else None
     event = rules.Event(trigger="purchase", member_id=at.member_id, source=source,
                         channel="till", store_id=store_id, amount=amount, currency=currency, items=basket,
-                        occurred_at=now, store_timezone=at.store_timezone, fresh=True)
+                        occurred_at=now, store_timezone=at.store_timezone, fresh=True, announced_by_caller=True)
     # The grants' audit rows and the purchase, written in one statement; on PostgreSQL with the points credit.
     batch = Batch()
     grants = rules.fire(session, program, event, pending_until=pending_until, prefetched=at.prefetched, batch=batch)
@@ -103,7 +103,8 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
         "purchase.recorded", member_id=at.member_id, store_id=store_id, channel="till",
         actor=f"staff:{cashier_id}" if cashier_id else "till", occurred_at=now,
         data={"purchase_id": purchase_id, "receipt_id": receipt_id, "amount": str(amount), "currency": currency,
-              "points_awarded": values["points_awarded"], "item_count": sum(i["quantity"] for i in basket)})))
+              "points_awarded": values["points_awarded"], "item_count": sum(i["quantity"] for i in basket),
+              "rewards": [_announced(g) for g in grants]})))
     # When the rules wrote nothing else, this one statement is the whole transaction: its own, no BEGIN/COMMIT.
     with own_transaction(session):
         write(session, batch)
@@ -111,6 +112,13 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
     earned = [g.entry for g in grants if isinstance(getattr(g, "entry", None), ledger.LedgerEntry)]
     balance = max(e.balance_after for e in earned) if earned else ledger.balance_of(session, at.member_id).points
     return PurchaseResult(purchase, balance, rewards)
+
+
+def _announced(grant: rules.Grant) -> dict[str, Any]:
+    """A grant as its purchase's event lists it (the purchase's one event row carries its credits and grants)."""
+    return {"rule_id": grant.rule.id, "grant_id": grant.grant_id, "kind": grant.kind, "points": grant.points,
+            "entry_id": getattr(grant.entry, "id", None), "pending": grant.pending,
+            "coupon_id": (grant.coupon or {}).get("id"), "surprise": grant.surprise}
 
 
 @dataclass

@@ -32,7 +32,9 @@ EVENT_CURSOR = "passes"  # the event log reader's name (event_cursors)
 CARD_EVENTS = frozenset({"points.earned", "points.spent", "points.expired", "points.adjusted", "tier.changed",
                          "card.blocked", "card.replaced"})  # a blocked or replaced card's pass turns void
 COUPON_EVENTS = frozenset({"coupon.redeemed", "coupon.voided", "coupon.redemption_rolled_back"})
-EVENT_TYPES = sorted(CARD_EVENTS | COUPON_EVENTS | {"purchase.refunded", "member.updated", "member.erased"})
+# A purchase's points are in its own event (points_awarded), not in a points.earned of their own.
+EVENT_TYPES = sorted(CARD_EVENTS | COUPON_EVENTS | {"purchase.recorded", "purchase.refunded", "member.updated",
+                                                    "member.erased"})
 _PROFILE_FIELDS = {"name", "status", "card", "tier"}  # member.updated fields a pass shows
 RETRY_AFTER = 30.0  # seconds a worker waits before trying Apple or Google again after a failure
 ROTATING_USES_KEPT = timedelta(minutes=10)  # a rotating code is dead after a minute and a half
@@ -51,6 +53,8 @@ def apply_event(session: Session, program: Program, event: Event) -> int:
         return changed(session, program, member_id)
     if event.type in COUPON_EVENTS:
         return changed(session, program, member_id, card=False, coupon_ids=[data.get("coupon_id", "")])
+    if event.type == "purchase.recorded":
+        return changed(session, program, member_id) if data.get("points_awarded") else 0
     if event.type == "purchase.refunded":
         return changed(session, program, member_id, coupon_ids=list(data.get("coupons_voided") or []))
     if event.type == "member.erased":

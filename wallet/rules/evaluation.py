@@ -48,6 +48,9 @@ class Event:
     # The event was recorded in this transaction under a unique key (or is recorded after its rules run), so
     # no rule can have granted for it yet: the look-up is skipped (the grants' unique key still guards).
     fresh: bool = False
+    # The caller's own event row carries what this event earns (a purchase's ``purchase.recorded`` lists its points
+    # and grants): the credits and grants then write no ``points.earned`` or ``reward.granted`` rows of their own.
+    announced_by_caller: bool = False
 
     def describe(self) -> dict[str, Any]:
         return {"trigger": self.trigger, "source": self.source, "channel": self.channel, "store_id": self.store_id,

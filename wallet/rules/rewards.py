@@ -61,13 +61,15 @@ def write_grant(run: Run, grant: Grant) -> bool:
         "event": _event_record(run), "draw": grant.draw, "points": grant.points,
         "coupon_id": (grant.coupon or {}).get("id"), "benefit_id": grant.benefit.id if grant.benefit is not None else None,
         "entry_id": getattr(grant.entry, "id", None), "caps": grant.caps, "day": run.day, "granted_at": run.now}))
+    grant.grant_id = grant_id
+    if event.announced_by_caller:
+        return True
     channel = events.channel_of(event.channel, "api")
     run.rows.append((_events, events.event_row(
         "reward.granted", member_id=event.member_id, store_id=event.store_id, channel=channel,
         actor=f"rule:{rule.id}", occurred_at=run.now,
         data={"grant_id": grant_id, "rule_id": rule.id, "trigger": event.trigger, "points": grant.points,
               "coupon_id": (grant.coupon or {}).get("id"), "surprise": rule.surprise})))
-    grant.grant_id = grant_id
     return True
 
 
@@ -111,7 +113,7 @@ def _credit(run: Run, points: int, *, key: str, reason: str, description: str, r
     return ledger.earn(run.session, run.program, member_id=event.member_id, points=points, reason=reason,
                        idempotency_key=key, description=description, source=event.source,
                        expiry_days=rule.points_expiry_days, rule_id=rule.id, channel=event.channel,
-                       actor=f"rule:{rule.id}", fresh=True, batch=run.batch)
+                       actor=f"rule:{rule.id}", fresh=True, batch=run.batch, announce=not event.announced_by_caller)
 
 
 def apply_benefits(run: Run, base: int) -> None:
