@@ -108,6 +108,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     from .docs import register as register_docs
     register_docs(app)
+    from .console import register as register_console
+    register_console(app)
     from .views.passkit import register as register_passkit  # Apple's PassKit web service: not problem+json
     register_passkit(app)
     from .cli import register as register_cli
