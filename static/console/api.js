@@ -168,6 +168,3 @@ export function newKey() {
   if (window.crypto && crypto.randomUUID) return "console-" + crypto.randomUUID();
   return "console-" + Date.now().toString(36) + Math.random().toString(36).slice(2);
 }
-
-/** For tests and diagnosis: the storages other pages could read stay empty. */
-export function _forget() { session = null; clearTimeout(timer); }

@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 
 from tests.api.test_stores_import_cli import barcode
+from tests.browser import documented_stubs
 
 pytestmark = pytest.mark.slow
 
@@ -21,19 +22,34 @@ CSP_LISTENER = """document.addEventListener("securitypolicyviolation", (e) => {
 
 
 @pytest.fixture
-def server(make_app):
-    """A real threaded HTTP server on the test database (the factory's data is what the console sees)."""
+def serve(make_app):
+    """serve(stubs=False): a real threaded HTTP server on the test database (the factory's data is what the console
+    sees); with stubs, API.md's documented shapes stand in for the KPI, segment and campaign endpoints that are not
+    on this server yet."""
     from werkzeug.serving import make_server
-    app = make_app()
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, name="console-server", daemon=True)
-    thread.start()
-    try:
-        yield app, f"http://127.0.0.1:{httpd.server_port}"
-    finally:
+    running = []
+
+    def start(stubs: bool = False):
+        app = make_app()
+        if stubs:
+            documented_stubs.received.update(previews=[], campaigns=[], launches=[])
+            app.extensions["test.stubbed"] = documented_stubs.install(app)
+        httpd = make_server("127.0.0.1", 0, app, threaded=True)
+        thread = threading.Thread(target=httpd.serve_forever, name="console-server", daemon=True)
+        thread.start()
+        running.append((httpd, thread))
+        return app, f"http://127.0.0.1:{httpd.server_port}"
+
+    yield start
+    for httpd, thread in running:
         httpd.shutdown()
         thread.join(timeout=10)
         httpd.server_close()
+
+
+@pytest.fixture
+def server(serve):
+    return serve()
 
 
 class Console:
@@ -311,3 +327,123 @@ def test_the_console_page_and_its_files(server):
     assert js.headers["Content-Type"] == "text/javascript; charset=utf-8"
     assert requests.get(f"{base}/console/../api/__init__.py", timeout=10).status_code == 404
     assert requests.get(f"{base}/console", timeout=10, allow_redirects=False).status_code == 308
+
+
+def test_today_draws_the_kpis_as_tiles_and_svg_charts(browser, serve, factory, screenshot):
+    app, base = serve(stubs=True)
+    marketer = staff(factory, "marketer")
+    console = Console(browser, base)
+    page = console.page
+    try:
+        console.sign_in(marketer)
+        page.locator(".chart-figure").nth(4).wait_for()
+        tiles = dict(zip(page.locator(".tile-label").all_inner_texts(), page.locator(".tile-value").all_inner_texts(),
+                         strict=True))
+        if "/api/v1/admin/kpis" in app.extensions["test.stubbed"]:  # the documented shape, as the stand-in answers
+            assert (tiles["Members"], tiles["Redemption rate"], tiles["Liability"]) == ("1,200", "45.6%", "8600.00")
+        assert len(tiles) == 17
+        captions = page.locator(".chart-figure figcaption").all_inner_texts()
+        assert captions == ["Members active", "Purchases", "Points", "Redemption and response rates",
+                            "Activity by channel"]
+        assert page.locator("svg.chart polyline").count() == 7  # 1 + 1 + 3 + 2 series
+        assert page.locator("svg.chart[role=img] > title").first.text_content() == "Members active"
+        screenshot(page, "console-today-kpis", full_page=True)
+        page.get_by_label("Chart by").select_option("")
+        page.get_by_role("button", name="Show").click()
+        page.get_by_text("Choose an interval").wait_for()
+        assert page.locator("svg.chart polyline").count() == 0
+    finally:
+        console.close()
+
+
+def test_a_segment_with_its_live_count_and_a_campaign_created_and_launched(browser, serve, factory, screenshot):
+    app, base = serve(stubs=True)
+    marketer = staff(factory, "marketer")
+    for points in (40, 12, 0):
+        member = factory.member()
+        if points:
+            factory.earn(member["id"], points)
+    console = Console(browser, base, expected_failures=("/api/v1/admin/kpis",))
+    page = console.page
+    try:
+        console.sign_in(marketer)
+        console.go("segments", "Segments")
+        page.get_by_label("Field").select_option("points_balance")
+        page.get_by_label("Comparison").select_option(">=")
+        page.get_by_label("Value").fill("10")
+        page.get_by_text("2 members match now").wait_for()
+        page.get_by_label("Name", exact=True).fill("Regulars")
+        page.get_by_role("button", name="Save segment").click()
+        page.get_by_text("Saved the segment “Regulars”.").wait_for()
+        page.get_by_role("cell", name="Regulars", exact=True).wait_for()
+        screenshot(page, "console-segments", full_page=True)
+
+        console.go("campaigns", "Campaigns")
+        page.get_by_label("Name", exact=True).fill("Spring hello")
+        page.get_by_label("Segment").select_option(label="Regulars")
+        page.get_by_label("Subject (email)").fill("Spring is here")
+        page.get_by_label("Message", exact=True).fill("Come and see what is new.")
+        page.get_by_role("button", name="Create campaign").click()
+        page.get_by_text("Created “Spring hello”.").wait_for()
+        row = page.get_by_role("row", name=re.compile("Spring hello"))
+        row.get_by_role("button", name="Launch").click()
+        dialog = page.get_by_role("dialog", name="Launch this campaign?")
+        dialog.get_by_role("button", name="Cancel").click()
+        if "/api/v1/admin/campaigns" in app.extensions["test.stubbed"]:
+            assert documented_stubs.received["launches"] == []  # asked first: nothing launched
+        row.get_by_role("button", name="Launch").click()
+        page.get_by_role("dialog", name="Launch this campaign?").get_by_role("button", name="Launch campaign").click()
+        page.get_by_text("Launched “Spring hello”.").wait_for()
+        page.get_by_role("link", name="Spring hello").click()
+        page.get_by_role("heading", name="Campaign: Spring hello").wait_for()
+        page.get_by_text("Lift, 95% interval").wait_for()
+        if "/api/v1/admin/campaigns" in app.extensions["test.stubbed"]:
+            assert documented_stubs.received["campaigns"][0] | {"segment_id": None} == {
+                "name": "Spring hello", "segment_id": None, "channel": "email",
+                "message": {"body": "Come and see what is new.", "subject": "Spring is here"},
+                "holdout_percent": 10, "response_days": 14}
+            assert len(documented_stubs.received["launches"]) == 1
+            assert "2% to 18%" in page.locator(".report").inner_text()  # the lift's interval
+        screenshot(page, "console-campaign", full_page=True)
+    finally:
+        console.close()
+
+
+def test_the_csp_violation_check_can_fail(browser, server, factory):
+    """The listener the other tests rely on does hear a violation (an inline script refused by the page's CSP)."""
+    app, base = server
+    console = Console(browser, base)
+    try:
+        console.page.goto(f"{base}/console/", wait_until="load")
+        console.page.evaluate("""() => { const s = document.createElement("script");
+            s.textContent = "window.ranInline = true"; document.head.append(s); }""")
+        console.page.wait_for_timeout(300)
+        assert console.page.evaluate("() => window.ranInline === undefined")
+        assert any(p.startswith("console: CSP violation: script-src") for p in console.problems), console.problems
+    finally:
+        console.problems.clear()
+        console.close()
+
+
+def test_lists_page_forwards_and_back(browser, server, factory):
+    app, base = server
+    marketer = staff(factory, "marketer")
+    for i in range(27):
+        factory.member(name=f"Pager member {i:02d}")
+    console = Console(browser, base, expected_failures=("/api/v1/admin/kpis",))
+    page = console.page
+    try:
+        console.sign_in(marketer)
+        console.go("members", "Members")
+        page.get_by_text("Page 1").wait_for()
+        first = page.locator("tbody tr").all_inner_texts()
+        assert len(first) == 25
+        page.get_by_role("button", name="Next page").click()
+        page.get_by_text("Page 2").wait_for()
+        assert len(page.locator("tbody tr").all_inner_texts()) == 2
+        assert page.get_by_role("button", name="Next page").is_disabled()
+        page.get_by_role("button", name="Previous page").click()
+        page.get_by_text("Page 1").wait_for()
+        assert page.locator("tbody tr").all_inner_texts() == first
+    finally:
+        console.close()

@@ -91,7 +91,8 @@ async function detail(id) {
   load: (cursor) => api.get(`/admin/members/${encodeURIComponent(id)}/activity`, {cursor, limit: 20}),
   empty: "Nothing has happened yet."});
   return screen(`Member: ${m.name}`,
-    h("p", {}, h("a", {href: "#/members", text: "← All members"})),
+    h("p", {class: "actions"}, h("a", {href: "#/members", text: "← All members"}),
+      h("a", {href: `#/rules/simulate/${encodeURIComponent(m.id)}`, text: "What would a purchase earn? (simulator)"})),
     h("div", {class: "columns"},
       h("section", {class: "panel", "aria-label": "Card"},
         h("h2", {text: "Card"}),

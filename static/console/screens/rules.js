@@ -58,10 +58,10 @@ function ruleForm(listing, rule) {
     }});
 }
 
-function simulator() {
-  const out = h("div", {class: "simulation", "aria-live": "polite"});
+function simulator(memberId) {
   return form({label: "Simulator: what would an event earn?", submitText: "Simulate", fields: [
-    field({label: "Member id", name: "member_id", required: true, hint: "from the member's page (Members)"}),
+    field({label: "Member id", name: "member_id", required: true, value: memberId || "",
+      hint: "from the member's page (Members)"}),
     field({label: "Trigger", name: "trigger", options: TRIGGERS.map((t) => [t])}),
     field({label: "Store id (optional)", name: "store_id"}),
     field({label: "Amount (a purchase)", name: "amount", inputmode: "decimal", pattern: "[0-9]+(\\.[0-9]{1,2})?",
@@ -69,7 +69,7 @@ function simulator() {
     field({label: "When (UTC, optional; default now)", name: "at", type: "datetime-local"}),
     field({label: "Items (JSON, optional)", name: "items", type: "textarea", rows: 2,
       hint: '[{"barcode": "7290001234518", "quantity": 2, "unit_price": "12.50"}]'}),
-  ], extra: out, submit: async (values) => {
+  ], submit: async (values, formEl, out) => {
     const body = {member_id: values.member_id.trim(), trigger: values.trigger, store_id: values.store_id.trim() || null,
       amount: values.amount || null, items: parseJSON(values.items, "items") || [], at: isoFromLocal(values.at)};
     const s = await api.post("/admin/rules/simulate", body);
@@ -83,7 +83,7 @@ function simulator() {
   }});
 }
 
-export default function rules() {
+export default function rules([sub, memberId]) {
   const problems = h("div", {"aria-live": "polite"});
   const editor = h("div", {class: "editor"});
   const listing = pagedTable({caption: "Rules", what: "Rules", columns: [
@@ -106,6 +106,6 @@ export default function rules() {
   }
   replace(editor, ruleForm(listing, null));
   return screen("Rules", problems, listing,
-    h("div", {class: "columns"}, editor, simulator()),
+    h("div", {class: "columns"}, editor, simulator(sub === "simulate" ? memberId : "")),
     facts([["Why a rule would not grant", "The simulator names the condition or cap that stops each rule; it writes nothing and draws nothing."]]));
 }
