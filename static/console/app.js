@@ -122,5 +122,11 @@ async function route() {
   if (heading) heading.focus({preventScroll: false});
 }
 
+// The skip link moves the focus to the content; following its #main would be a route change.
+document.querySelector(".skip").addEventListener("click", (event) => {
+  event.preventDefault();
+  main.focus();
+});
+
 window.addEventListener("hashchange", route);
 route();

@@ -41,7 +41,8 @@ export function lineChart({title, labels, series, format = "number"}) {
   const every = Math.max(1, Math.ceil(labels.length / 6));
   labels.forEach((label, i) => {
     if (i % every === 0 || i === labels.length - 1) {
-      grid.append(h("text", {x: x(i), y: H - 10, "text-anchor": "middle", text: String(label).slice(0, 10)}));
+      const anchor = labels.length > 1 && i === labels.length - 1 ? "end" : i === 0 && labels.length > 1 ? "start" : "middle";
+      grid.append(h("text", {x: x(i), y: H - 10, "text-anchor": anchor, text: String(label).slice(0, 10)}));
     }
   });
   svg.append(grid);

@@ -447,3 +447,50 @@ def test_lists_page_forwards_and_back(browser, server, factory):
         assert page.locator("tbody tr").all_inner_texts() == first
     finally:
         console.close()
+
+
+def test_a_tour_of_the_demo_club_as_its_admin(browser, server, screenshot):
+    """The demo club (`loyalty demo`) in the console: every screen opens, with the demo's data where its API is here
+    and the plain "not available" sentence where it is not; a screenshot of each."""
+    from api.extensions import db
+    from wallet import demo
+    app, base = server
+    with app.app_context():
+        demo.load(db.session, app.extensions["loyalty.program"])
+        db.session.commit()
+        db.session.remove()
+    routes = {rule.rule for rule in app.url_map.iter_rules()}
+    missing = tuple(p for p in ("/api/v1/admin/kpis", "/api/v1/admin/tiers", "/api/v1/admin/segments",
+                                "/api/v1/admin/campaigns", "/api/v1/admin/contests", "/api/v1/admin/flags")
+                    if p not in routes)
+    console = Console(browser, base, expected_failures=missing)
+    page = console.page
+    seen = {"offers": "Offers", "rules": "1 point for every shekel", "catalogue": "House blend coffee 250 g",
+            "members": "member@demo.club"}
+    try:
+        console.sign_in("admin@demo.club", "demo-admin-1")
+        page.locator(".tiles, .unavailable").first.wait_for()
+        for hash_, heading in [("members", "Members"), ("offers", "Offers"), ("rules", "Rules"), ("tiers", "Tiers"),
+                               ("segments", "Segments"), ("campaigns", "Campaigns"), ("contests", "Contests"),
+                               ("catalogue", "Stores and products"), ("webhooks", "Webhooks"),
+                               ("flags", "Flags to review")]:
+            console.go(hash_, heading)
+            page.locator("table, .unavailable, .empty").first.wait_for()
+            if hash_ in seen:
+                page.get_by_text(seen[hash_]).first.wait_for()
+            assert page.locator(".problem").count() == 0, (hash_, page.locator(".problem").all_inner_texts())
+            page.wait_for_load_state("networkidle")
+            screenshot(page, f"tour-{hash_}", full_page=True)
+        # keyboard: the skip link leads to the content, without leaving the screen
+        console.go("offers", "Offers")
+        page.locator(".skip").focus()
+        assert page.locator(".skip").is_visible()
+        page.keyboard.press("Enter")
+        assert page.evaluate("() => document.activeElement.id") == "main"
+        assert page.url.endswith("#/offers")
+        # and Tab from the screen's heading reaches its first control
+        page.get_by_role("heading", name="Offers", level=1).focus()
+        page.keyboard.press("Tab")
+        assert page.evaluate("() => document.activeElement.tagName") in ("BUTTON", "A", "INPUT")
+    finally:
+        console.close()
