@@ -170,3 +170,19 @@ def test_the_operation_is_documented_with_both_body_types(client):
     operation = spec["paths"]["/api/v1/admin/products/import"]["post"]
     assert {"text/csv", "multipart/form-data"} <= set(operation["requestBody"]["content"])
     assert "413" in operation["responses"] and "200" in operation["responses"]
+
+
+def test_an_idempotency_key_replays_the_report_of_a_multipart_upload(client, app, marketer):
+    def send(name="K"):
+        return client.post(IMPORT, headers={**marketer, "Idempotency-Key": "import-1"},
+                           content_type="multipart/form-data",  # each send has its own random boundary
+                           data={"file": (io.BytesIO((HEADER + f"K-1,{barcode(60)},{name},,,\n").encode()), "k.csv")})
+    first, second = send(), send()
+    assert_problem(send("Another name"), 409, "idempotency_conflict")
+    assert first.status_code == second.status_code == 200
+    assert second.get_json() == first.get_json()
+    assert second.headers.get("Idempotency-Replayed") == "true"
+    assert first.get_json()["created"] == 1
+    with app.app_context():
+        assert len(db.session.scalars(select(AuditEntry).where(AuditEntry.action == "import")).all()) == 1
+        db.session.remove()
