@@ -3,7 +3,8 @@
 
 import * as api from "../api.js";
 import {h, num, replace, when} from "../dom.js";
-import {confirmAction, facts, field, form, pagedTable, problemBox, say, screen, showError, table} from "../ui.js";
+import {confirmAction, dangerButton, facts, field, form, pagedTable, problemBox, say, screen, showError, table}
+  from "../ui.js";
 
 function memberLink(member) {
   return h("a", {href: `#/members/${encodeURIComponent(member.id)}`, text: member.name || member.email || member.id});
@@ -76,6 +77,46 @@ function adjustment(member, balanceEl, timeline) {
   }});
 }
 
+function cardActions(member, problems, shown) {
+  if (api.role() !== "admin") return null;
+  const path = `/admin/members/${encodeURIComponent(member.id)}/card`;
+  return h("div", {class: "actions"},
+    dangerButton("Block card", {title: "Block this card?", confirm: "Block card",
+      message: `${member.card && member.card.number}: its number, QR codes and wallet passes stop working at every till at once.`},
+    async () => {
+      const r = await api.post(`${path}/block`);
+      shown.status.textContent = r.card.status;
+      replace(problems, h("p", {class: "ok", text: r.changed ? "The card is blocked." : "The card was already blocked."}));
+    }, problems),
+    dangerButton("Replace card", {title: "Replace this card?", confirm: "Replace card",
+      message: "The old card is blocked everywhere and a new number is issued; the member's wallet passes update."},
+    async () => {
+      const r = await api.post(`${path}/replace`);
+      shown.number.textContent = r.card.number;
+      shown.status.textContent = r.card.status;
+      replace(problems, h("p", {class: "ok", text: `New card ${r.card.number}; ${r.replaced.number} is blocked.`}));
+    }, problems));
+}
+
+function tierByHand(member) {
+  return form({label: "A tier by hand (a status match)", submitText: "Set tier", fields: [
+    field({label: "Tier code", name: "code", required: true, maxlength: 32}),
+    field({label: "Until (date)", name: "until", type: "date", required: true}),
+    field({label: "Reason", name: "reason", required: true, minlength: 3, maxlength: 200}),
+  ], submit: async (values, formEl, result) => {
+    const ok = await confirmAction({title: "Set this tier?", danger: false, confirm: "Set tier",
+      message: `${member.name} will be at least ${values.code} until ${values.until}; the member sees it.`});
+    if (!ok) return;
+    try {
+      await api.post(`/admin/members/${encodeURIComponent(member.id)}/tier`,
+        {code: values.code, until: values.until, reason: values.reason});
+      replace(result, h("p", {class: "ok", text: `${member.name} is now at least ${values.code}.`}));
+    } catch (error) {
+      showError(result, error, "Tiers by hand");
+    }
+  }});
+}
+
 async function detail(id) {
   let data;
   try {
@@ -85,6 +126,8 @@ async function detail(id) {
   }
   const m = data.member;
   const balance = h("span", {class: "balance", text: num(m.balance)});
+  const cardProblems = h("div", {"aria-live": "polite"});
+  const shown = {number: h("span", {text: m.card ? m.card.number : "—"}), status: h("span", {text: m.card ? m.card.status : "—"})};
   const timeline = pagedTable({caption: "Timeline, newest first", what: "The timeline", columns: [
     ["When", (i) => when(i.occurred_at)], ["What", (i) => i.summary || i.kind], ["Channel", (i) => i.channel],
     ["Store", (i) => i.store && i.store.name], ["Points", (i) => (i.points === null || i.points === undefined ? "" : num(i.points))]],
@@ -96,14 +139,14 @@ async function detail(id) {
     h("div", {class: "columns"},
       h("section", {class: "panel", "aria-label": "Card"},
         h("h2", {text: "Card"}),
-        facts([["Name", m.name], ["Email", m.email], ["Phone", m.phone], ["Card number", m.card && m.card.number],
-          ["Card status", m.card && m.card.status], ["Tier", m.tier], ["Balance", balance],
+        facts([["Name", m.name], ["Email", m.email], ["Phone", m.phone], ["Card number", shown.number],
+          ["Card status", shown.status], ["Tier", m.tier], ["Balance", balance],
           ["Member since", when(m.created_at)], ["Status", m.status], ["Referral code", m.referral_code],
-          ["Channels", preferences(m)]])),
+          ["Channels", preferences(m)]]), cardActions(m, cardProblems, shown), cardProblems),
       h("section", {class: "panel", "aria-label": "Consents"}, h("h2", {text: "Consents"}), consents(m)),
       h("section", {class: "panel", "aria-label": "Referrals and influence"},
         h("h2", {text: "Referrals and influence"}), await influence(id))),
-    adjustment(m, balance, timeline),
+    h("div", {class: "columns"}, adjustment(m, balance, timeline), tierByHand(m)),
     h("section", {"aria-label": "Timeline"}, h("h2", {text: "Timeline across channels"}), timeline));
 }
 
