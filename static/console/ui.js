@@ -139,6 +139,8 @@ export function pagedTable({caption, columns, load, what, empty = "Nothing here 
   const prev = h("button", {type: "button", class: "secondary", text: "Previous page", disabled: true});
   const next = h("button", {type: "button", class: "secondary", text: "Next page", disabled: true});
   const where = h("span", {class: "page-no", "aria-live": "polite"});
+  const pager = h("div", {class: "pager", role: "group", "aria-label": `Pages of ${caption || what || "the list"}`},
+    prev, where, next);
   const stack = [null]; // cursors of the pages shown so far; the last one is the current page's
   let nextCursor = null;
 
@@ -153,15 +155,18 @@ export function pagedTable({caption, columns, load, what, empty = "Nothing here 
       where.textContent = `Page ${stack.length}`;
       prev.disabled = stack.length < 2;
       next.disabled = !nextCursor;
+      pager.hidden = false;
     } catch (error) {
       showError(body, error, what);
+      pager.hidden = stack.length < 2; // nothing to page through (a way back stays)
+      prev.disabled = stack.length < 2;
     } finally {
       body.removeAttribute("aria-busy");
     }
   }
   prev.addEventListener("click", () => { if (stack.length > 1) { stack.pop(); show(); } });
   next.addEventListener("click", () => { if (nextCursor) { stack.push(nextCursor); show(); } });
-  append(wrap, [body, h("div", {class: "pager"}, prev, where, next)]);
+  append(wrap, [body, pager]);
   wrap.reload = () => { stack.length = 1; return show(); };
   wrap.refresh = () => show();
   show();

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import threading
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -56,6 +57,7 @@ class Console:
     """One browser context on the console: offline, every console error, page error and CSP violation noted."""
 
     def __init__(self, browser, base: str, expected_failures: tuple[str, ...] = ()):
+        """``expected_failures``: patterns of the URL paths whose 4xx the test provokes or expects."""
         self.base = base
         self.context = browser.new_context(viewport={"width": 1280, "height": 900})
         self.context.add_init_script(CSP_LISTENER)
@@ -72,7 +74,8 @@ class Console:
         if msg.type != "error":
             return
         url = (msg.location or {}).get("url", "")
-        if msg.text.startswith("Failed to load resource") and any(p in url for p in self.expected):
+        path = urlsplit(url).path
+        if msg.text.startswith("Failed to load resource") and any(re.fullmatch(p, path) for p in self.expected):
             return  # the browser's own note on a 4xx the test asked for (the page shows the problem)
         self.problems.append(f"console: {msg.text} ({url})")
 
@@ -103,6 +106,19 @@ class Console:
         assert self.problems == [], self.problems
 
 
+# Endpoints of API.md that other engineers are adding now: where one is not on the server, the console's call answers
+# 404 (the browser notes it as a console error) and the screen says plainly that it is not there yet.
+DOCUMENTED = ("/api/v1/admin/kpis", "/api/v1/admin/tiers", "/api/v1/admin/segments", "/api/v1/admin/segments/fields",
+              "/api/v1/admin/campaigns", "/api/v1/admin/contests", "/api/v1/admin/flags", "/api/v1/admin/influencers",
+              "/api/v1/admin/members/<member_id>/influence", "/api/v1/admin/members/<member_id>/tier")
+
+
+def absent(app) -> tuple[str, ...]:
+    """The documented endpoints this server lacks, as patterns of a URL's path."""
+    routes = {re.sub(r"<(?:\w+:)?(\w+)>", r"<\1>", rule.rule) for rule in app.url_map.iter_rules()}
+    return tuple(re.escape(p).replace(re.escape("<member_id>"), "[^/]+") for p in DOCUMENTED if p not in routes)
+
+
 def staff(factory, role: str) -> str:
     return factory.staff(role)["email"]
 
@@ -113,7 +129,7 @@ def test_sign_in_today_offers_rules_and_the_simulator(browser, server, factory, 
     member = factory.member(name="Dana Levi")
     factory.rule(title="A point a shekel", reward={"points_per_currency_unit": 1})
     factory.rule(title="Big baskets", reward={"points": 50}, conditions={"min_amount": "500.00"})
-    console = Console(browser, base, expected_failures=("/api/v1/admin/kpis",))
+    console = Console(browser, base, expected_failures=absent(app))
     page = console.page
     try:
         console.sign_in(marketer)
@@ -157,7 +173,7 @@ def test_a_member_named_with_markup_is_text_and_points_are_adjusted_after_asking
     marketer = staff(factory, "marketer")
     member = factory.member(name=MARKUP, email="markup@example.com")
     factory.earn(member["id"], 40)
-    console = Console(browser, base, expected_failures=("/api/v1/admin/kpis", "/influence"))
+    console = Console(browser, base, expected_failures=absent(app))
     page = console.page
     try:
         console.sign_in(marketer)
@@ -200,7 +216,7 @@ def test_products_csv_import_shows_its_report_and_archiving_asks_first(browser, 
                       f"BAD-1,{barcode(2)[:-1]}0,Wrong digit,1\r\n"
                       f"=CMD(),{barcode(3)[:-1]}0,Formula SKU,2\r\n"
                       f"TEA-1,{barcode(4)},Tea,3\r\n").encode())
-    console = Console(browser, base, expected_failures=("/api/v1/admin/kpis",))
+    console = Console(browser, base, expected_failures=absent(app))
     page = console.page
     try:
         console.sign_in(marketer)
@@ -240,7 +256,7 @@ def test_a_webhook_secret_is_shown_once(browser, server, factory, screenshot):
     app, base = server
     app.config["LOYALTY_WEBHOOK_ALLOW_PRIVATE"] = False
     admin = staff(factory, "admin")
-    console = Console(browser, base, expected_failures=("/api/v1/admin/kpis",))
+    console = Console(browser, base, expected_failures=absent(app))
     page = console.page
     try:
         console.sign_in(admin)
@@ -271,7 +287,7 @@ def test_screens_whose_api_is_not_there_say_so(browser, server, factory, screens
     screens = [("tiers", "Tiers", "/api/v1/admin/tiers"), ("segments", "Segments", "/api/v1/admin/segments"),
                ("campaigns", "Campaigns", "/api/v1/admin/campaigns"), ("contests", "Contests", "/api/v1/admin/contests"),
                ("flags", "Flags to review", "/api/v1/admin/flags")]
-    console = Console(browser, base, expected_failures=("/api/v1/admin/",))
+    console = Console(browser, base, expected_failures=absent(app))
     page = console.page
     try:
         console.sign_in(marketer)
@@ -289,8 +305,7 @@ def test_screens_whose_api_is_not_there_say_so(browser, server, factory, screens
 def test_a_session_that_ends_mid_form_keeps_what_was_typed(browser, server, factory):
     app, base = server
     marketer = staff(factory, "marketer")
-    console = Console(browser, base, expected_failures=("/api/v1/admin/kpis", "/api/v1/admin/offers",
-                                                        "/api/v1/auth/token"))
+    console = Console(browser, base, expected_failures=absent(app) + ("/api/v1/admin/offers", "/api/v1/auth/token"))
     page = console.page
     program = app.extensions["loyalty.program"]
     try:
@@ -363,7 +378,7 @@ def test_a_segment_with_its_live_count_and_a_campaign_created_and_launched(brows
         member = factory.member()
         if points:
             factory.earn(member["id"], points)
-    console = Console(browser, base, expected_failures=("/api/v1/admin/kpis",))
+    console = Console(browser, base, expected_failures=absent(app))
     page = console.page
     try:
         console.sign_in(marketer)
@@ -430,21 +445,22 @@ def test_lists_page_forwards_and_back(browser, server, factory):
     marketer = staff(factory, "marketer")
     for i in range(27):
         factory.member(name=f"Pager member {i:02d}")
-    console = Console(browser, base, expected_failures=("/api/v1/admin/kpis",))
+    console = Console(browser, base, expected_failures=absent(app))
     page = console.page
     try:
         console.sign_in(marketer)
         console.go("members", "Members")
-        page.get_by_text("Page 1").wait_for()
-        first = page.locator("tbody tr").all_inner_texts()
+        members = page.locator(".paged").first
+        members.get_by_text("Page 1").wait_for()
+        first = members.locator("tbody tr").all_inner_texts()
         assert len(first) == 25
-        page.get_by_role("button", name="Next page").click()
-        page.get_by_text("Page 2").wait_for()
-        assert len(page.locator("tbody tr").all_inner_texts()) == 2
-        assert page.get_by_role("button", name="Next page").is_disabled()
-        page.get_by_role("button", name="Previous page").click()
-        page.get_by_text("Page 1").wait_for()
-        assert page.locator("tbody tr").all_inner_texts() == first
+        members.get_by_role("button", name="Next page").click()
+        members.get_by_text("Page 2").wait_for()
+        assert len(members.locator("tbody tr").all_inner_texts()) == 2
+        assert members.get_by_role("button", name="Next page").is_disabled()
+        members.get_by_role("button", name="Previous page").click()
+        members.get_by_text("Page 1").wait_for()
+        assert members.locator("tbody tr").all_inner_texts() == first
     finally:
         console.close()
 
@@ -459,13 +475,7 @@ def test_a_tour_of_the_demo_club_as_its_admin(browser, server, screenshot):
         demo.load(db.session, app.extensions["loyalty.program"])
         db.session.commit()
         db.session.remove()
-    routes = {rule.rule for rule in app.url_map.iter_rules()}
-    missing = tuple(p for p in ("/api/v1/admin/kpis", "/api/v1/admin/tiers", "/api/v1/admin/segments",
-                                "/api/v1/admin/campaigns", "/api/v1/admin/contests", "/api/v1/admin/flags")
-                    if p not in routes)
-    if not any(r.startswith("/api/v1/admin/members/") and r.endswith("/influence") for r in routes):
-        missing += ("/influence",)
-    console = Console(browser, base, expected_failures=missing)
+    console = Console(browser, base, expected_failures=absent(app))
     page = console.page
     seen = {"offers": "Offers", "rules": "1 point for every shekel", "catalogue": "House blend coffee 250 g",
             "members": "member@demo.club"}

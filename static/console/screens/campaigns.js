@@ -4,8 +4,8 @@
 import * as api from "../api.js";
 import {barChart} from "../charts.js";
 import {h, isoFromLocal, num, pct, replace, when} from "../dom.js";
-import {button, confirmAction, facts, field, form, optionalInt, pagedTable, problemBox, say, screen, showError}
-  from "../ui.js";
+import {button, confirmAction, dangerButton, facts, field, form, optionalInt, pagedTable, problemBox, say, screen,
+  showError} from "../ui.js";
 
 async function options(path, label) {
   try {
@@ -72,7 +72,11 @@ async function list() {
     ["Name", (c) => h("a", {href: `#/campaigns/${encodeURIComponent(c.id)}`, text: c.name})],
     ["Channel", (c) => c.channel], ["Status", (c) => c.status], ["Holdout", (c) => `${c.holdout_percent ?? 0}%`],
     ["Send at", (c) => when(c.send_at)],
-    ["", (c) => (c.status === "draft" || c.status === "scheduled" || !c.status ? launchButton(c, listing, problems) : "")]],
+    ["", (c) => (c.status === "draft" || !c.status ? h("div", {class: "row-actions"}, launchButton(c, listing, problems),
+      dangerButton("Delete", {title: "Delete this draft?", message: `“${c.name}” has not been sent; it goes for good.`,
+        confirm: "Delete draft"}, async () => {
+        await api.del(`/admin/campaigns/${encodeURIComponent(c.id)}`); say("Campaign deleted"); listing.refresh();
+      }, problems)) : "")]],
   load: (cursor) => api.get("/admin/campaigns", {cursor}), empty: "No campaigns yet."});
   const [segmentsList, offersList] = await Promise.all([options("/admin/segments", "name"), options("/admin/offers", "title")]);
   const create = form({label: "New campaign", submitText: "Create campaign", fields: [

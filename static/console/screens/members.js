@@ -2,7 +2,7 @@
 // influence; a manual points adjustment with its reason (asked first, sent once with an Idempotency-Key).
 
 import * as api from "../api.js";
-import {h, num, replace, when} from "../dom.js";
+import {h, isoFromLocal, num, replace, when} from "../dom.js";
 import {confirmAction, dangerButton, facts, field, form, pagedTable, problemBox, say, screen, showError, table}
   from "../ui.js";
 
@@ -21,7 +21,12 @@ function list() {
     field({label: "Email, name, phone or card number", name: "q", type: "search", maxlength: 120})],
   submit: async (values) => { query = values.q.trim(); await results.reload(); }});
   search.classList.add("inline");
-  return screen("Members", search, results);
+  const influencers = pagedTable({caption: "Influencers: members ranked by the value of the friends they brought",
+    what: "Influencers", columns: [["Member", (i) => (i.member ? memberLink(i.member) : "—")],
+      ["Referral value", (i) => i.referral_value], ["Own value", (i) => i.own_value],
+      ["Qualified referrals", (i) => num(i.qualified_referrals)], ["Influence", (i) => i.influence]],
+    load: (cursor) => api.get("/admin/influencers", {cursor, limit: 10}), empty: "No referrals yet."});
+  return screen("Members", search, results, h("h2", {text: "Influencers"}), influencers);
 }
 
 function consents(member) {
@@ -101,7 +106,7 @@ function cardActions(member, problems, shown) {
 function tierByHand(member) {
   return form({label: "A tier by hand (a status match)", submitText: "Set tier", fields: [
     field({label: "Tier code", name: "code", required: true, maxlength: 32}),
-    field({label: "Until (date)", name: "until", type: "date", required: true}),
+    field({label: "Until (UTC)", name: "until", type: "datetime-local", required: true}),
     field({label: "Reason", name: "reason", required: true, minlength: 3, maxlength: 200}),
   ], submit: async (values, formEl, result) => {
     const ok = await confirmAction({title: "Set this tier?", danger: false, confirm: "Set tier",
@@ -109,7 +114,7 @@ function tierByHand(member) {
     if (!ok) return;
     try {
       await api.post(`/admin/members/${encodeURIComponent(member.id)}/tier`,
-        {code: values.code, until: values.until, reason: values.reason});
+        {code: values.code, until: isoFromLocal(values.until), reason: values.reason});
       replace(result, h("p", {class: "ok", text: `${member.name} is now at least ${values.code}.`}));
     } catch (error) {
       showError(result, error, "Tiers by hand");

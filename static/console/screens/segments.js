@@ -15,11 +15,26 @@ export const FIELDS = [
   ["influence", "text"],
 ];
 const OPS = ["=", "!=", ">", ">=", "<", "<=", "in"];
-const KIND = Object.fromEntries(FIELDS);
+let catalogue = FIELDS.map(([name, kind]) => ({name, kind, ops: OPS, choices: []}));
+const KINDS = {integer: "int", decimal: "money", boolean: "bool", string: "text", enum: "text", tier: "text"};
+
+/** The server's own list of fields (GET /admin/segments/fields) where it has one; else API.md's list above. */
+async function loadCatalogue() {
+  try {
+    const answer = await api.get("/admin/segments/fields");
+    if (Array.isArray(answer.items) && answer.items.length) {
+      catalogue = answer.items.map((f) => ({name: f.name, kind: KINDS[f.type] || "text",
+        ops: Array.isArray(f.ops) && f.ops.length ? f.ops : OPS, choices: f.choices || []}));
+    }
+  } catch (error) {
+    // not on this server: API.md's fields
+  }
+}
 
 /** A typed value for a condition: numbers for counts, booleans, a list for "in", strings for the rest. */
 export function typed(fieldName, op, raw) {
-  const kind = KIND[fieldName] || "text";
+  const spec = catalogue.find((f) => f.name === fieldName);
+  const kind = spec ? spec.kind : "text";
   const one = (text) => {
     const t = text.trim();
     if (kind === "int") return Number.parseInt(t, 10);
@@ -31,9 +46,20 @@ export function typed(fieldName, op, raw) {
 
 function conditionRow(onChange) {
   const id = uid("cond");
-  const fieldSel = h("select", {id: `${id}-f`, "aria-label": "Field"}, FIELDS.map(([f]) => h("option", {value: f, text: f})));
-  const opSel = h("select", {id: `${id}-o`, "aria-label": "Comparison"}, OPS.map((o) => h("option", {value: o, text: o})));
+  const fieldSel = h("select", {id: `${id}-f`, "aria-label": "Field"},
+    catalogue.map((f) => h("option", {value: f.name, text: f.name.replace(/_/g, " ")})));
+  const opSel = h("select", {id: `${id}-o`, "aria-label": "Comparison"});
   const value = h("input", {id: `${id}-v`, "aria-label": "Value", placeholder: "value (in: a, b, c)"});
+  const fitOps = () => {
+    const spec = catalogue.find((f) => f.name === fieldSel.value) || {ops: OPS, choices: []};
+    const was = opSel.value;
+    replace(opSel, spec.ops.map((o) => h("option", {value: o, text: o})));
+    if (spec.ops.includes(was)) opSel.value = was;
+    value.placeholder = spec.choices.length ? `one of: ${spec.choices.join(", ")}` : spec.kind === "bool"
+      ? "true or false" : "value (in: a, b, c)";
+  };
+  fitOps();
+  fieldSel.addEventListener("change", fitOps);
   const negate = h("input", {id: `${id}-n`, type: "checkbox"});
   const row = h("div", {class: "condition", role: "group", "aria-label": "Condition"},
     fieldSel, opSel, value, h("span", {class: "check"}, negate, h("label", {for: `${id}-n`, text: "not"})),
@@ -66,7 +92,8 @@ export function builder(onChange) {
   return el;
 }
 
-function segmentsScreen() {
+async function segmentsScreen() {
+  await loadCatalogue();
   const problems = h("div", {"aria-live": "polite"});
   const preview = h("div", {class: "preview", "aria-live": "polite"}, h("p", {text: "Add a condition to see how many members match."}));
   let timer = null;
