@@ -79,3 +79,33 @@ def test_sources_load_nothing_from_elsewhere_and_never_build_html_from_strings(s
                        "localStorage", "sessionStorage", "document.cookie", "window.confirm", "confirm(\"",
                        "alert(", "setTimeout(\"", "setAttribute(\"on"):
             assert banned not in code, (source.name, banned)
+
+
+def _luminance(hex_colour: str) -> float:
+    channels = [int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(a: str, b: str) -> float:
+    hi, lo = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def test_the_colours_meet_wcag_aa():
+    css = (ROOT / "console.css").read_text()
+    var = dict(re.findall(r"--([a-z-]+):\s*(#[0-9a-f]{6})", css))
+    text_pairs = [  # (text, background): 4.5:1 for text (WCAG 2.x AA)
+        (var["ink"], var["paper"]), (var["ink"], var["wash"]), (var["muted"], var["paper"]),
+        (var["muted"], var["wash"]), (var["brand"], var["paper"]), (var["brand"], var["wash"]),
+        (var["brand-ink"], var["brand"]), (var["danger"], var["paper"]), (var["ok"], var["paper"]),
+        ("#5c0b0e", "#fff5f5"), ("#ffffff", var["danger"]), (var["ok"], "#f1fbf3"),
+    ]
+    for fg, bg in text_pairs:
+        assert contrast(fg, bg) >= 4.5, (fg, bg, round(contrast(fg, bg), 2))
+    # the focus ring and the charts' lines against what they sit on: 3:1 for non-text (WCAG 1.4.11)
+    assert contrast(var["focus"], var["paper"]) >= 3 and contrast(var["focus"], var["wash"]) >= 3
+    charts = (ROOT / "charts.js").read_text()
+    colours = re.search(r"const COLOURS = \[([^\]]+)\]", charts).group(1)
+    for colour in re.findall(r"#[0-9a-f]{6}", colours):
+        assert contrast(colour, "#ffffff") >= 4.5, colour  # also the colour of text in the legend's swatches
