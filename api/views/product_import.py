@@ -109,7 +109,7 @@ def _csv_text() -> tuple[str, str]:
 def _rows_within_limit(text: str) -> None:
     # Counting newlines over-counts quoted multi-line cells (and blank lines), so count records properly only when
     # the quick count passes the limit.
-    if text.count("\n") <= MAX_ROWS:
+    if max(text.count("\n"), text.count("\r")) <= MAX_ROWS:  # CR-only lines (old Mac files) too
         return
     records = sum(1 for cells in csv.reader(io.StringIO(text, newline="")) if any(c.strip() for c in cells))
     if records - 1 > MAX_ROWS:

@@ -126,7 +126,7 @@ function url(path, query) {
  */
 export async function request(method, path, {body, query, headers = {}, idempotencyKey} = {}) {
   if (!session) await needSignIn();
-  if (session.expiresAt - Date.now() < 20000) await refresh();
+  if (session.expiresAt - Date.now() < 20000 && !(await refresh())) await needSignIn(); // expiring: renew first
   const send = async () => {
     const h = {Accept: "application/json", ...headers, Authorization: "Bearer " + session.access};
     let payload;

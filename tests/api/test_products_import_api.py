@@ -160,6 +160,7 @@ def test_too_many_rows_is_422(client, app, marketer, monkeypatch):
     text = HEADER + "".join(f"S{i},{barcode(50 + i)},N,,,\n" for i in range(4))
     body = assert_problem(csv_post(client, text, marketer), 422, "too_many_rows")
     assert body["errors"] == {"file": ["4 rows; at most 3."]}
+    assert_problem(csv_post(client, text.replace("\n", "\r"), marketer), 422, "too_many_rows")  # old Mac lines
     assert products(app) == 0
     assert csv_post(client, HEADER + "".join(f"S{i},{barcode(50 + i)},N,,,\n" for i in range(3)),
                     marketer).status_code == 200
