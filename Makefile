@@ -23,7 +23,7 @@ install-test: $(VENV)/.test-extras
 serve: install  ## install, migrate the SQLite default, load the demo club, serve on http://127.0.0.1:5000
 	$(BIN)/loyalty db upgrade
 	$(BIN)/loyalty demo
-	@echo "API docs: http://$(HOST):$(PORT)/api/v1/docs   OpenAPI: http://$(HOST):$(PORT)/api/v1/openapi.json"
+	@echo "Console: http://$(HOST):$(PORT)/console/   API docs: http://$(HOST):$(PORT)/api/v1/docs   OpenAPI: http://$(HOST):$(PORT)/api/v1/openapi.json"
 	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers 2 --preload --access-logfile - "api:create_app()"
 
 test: install-test  ## install with the test extras and run the suite (PostgreSQL tests run when DATABASE_URL points there)

@@ -27,6 +27,7 @@ def register(app: Flask) -> None:
         click.echo("Demo club loaded. Sign in at POST /api/v1/auth/token with:")
         for role, email, password, extra in accounts:
             click.echo(f"  {role:<9} {email:<28} {password}{'  ' + extra if extra else ''}")
+        click.echo("The marketers' console is at /console/ (sign in there as the marketer or the admin).")
 
     staff = click.Group("staff", help="Staff accounts.")
 

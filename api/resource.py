@@ -56,7 +56,16 @@ def _idempotency_scope() -> tuple[str, str] | None:
 def _fingerprint() -> str:
     digest = hashlib.sha256()
     digest.update(f"{request.method} {request.path}?{request.query_string.decode()}\n".encode())
-    digest.update(request.get_data(cache=True))
+    if request.mimetype == "multipart/form-data":
+        # An upload sent again comes with a new random boundary: the same body is the same fields and files.
+        for name, value in sorted(request.form.items(multi=True)):
+            digest.update(f"field {len(name)}:{name} {len(value)}:".encode() + value.encode())
+        for name, upload in sorted(request.files.items(multi=True), key=lambda item: item[0]):
+            content = upload.read()
+            upload.seek(0)
+            digest.update(f"file {len(name)}:{name} {upload.filename!r} {len(content)}:".encode() + content)
+    else:
+        digest.update(request.get_data(cache=True))
     return digest.hexdigest()
 
 
