@@ -5,7 +5,7 @@ import unicodedata
 from datetime import date
 
 from flask import Response
-from marshmallow import ValidationError, fields, validate
+from marshmallow import ValidationError, fields, pre_dump, validate
 
 from wallet import benefits, coupons, export, ledger, members, qr, referrals
 from wallet.errors import Invalid, InvalidToken, NotFound, Rejected
@@ -67,7 +67,8 @@ class MemberPatchSchema(StrictSchema):
     name = fields.String(validate=[validate.Length(1, 120), printable_name])
     phone = fields.String(allow_none=True, validate=PHONE)
     birthday = fields.Date(allow_none=True, validate=past_birthday)
-    preferences = fields.Dict(keys=fields.String(validate=validate.OneOf(CHANNELS)), values=fields.Boolean())
+    preferences = fields.Dict(keys=fields.String(validate=validate.OneOf(CHANNELS)), values=fields.Boolean(),
+                              validate=validate.Length(max=len(CHANNELS)))
     consents = fields.Dict(keys=fields.String(validate=validate.Length(1, 40)), values=fields.Boolean(),
                            validate=validate.Length(max=20))
 
@@ -79,8 +80,16 @@ class ExpiringSchema(StrictSchema):
 
 class PendingSchema(StrictSchema):
     points = fields.Integer()
-    available_at = Time()
+    available_at = Time(allow_none=True, metadata={"description": "when they become spendable; null while they "
+                                                                 "await something (see awaits)"})
+    awaits = fields.String(allow_none=True, metadata={"description": "first_purchase: welcome points, spendable "
+                                                                     "from the member's first purchase"})
     description = fields.String()
+
+    @pre_dump
+    def _shape(self, held, **_) -> dict:
+        return {"points": held.points, "available_at": None if held.awaits else held.available_at,
+                "awaits": held.awaits, "description": held.description}
 
 
 class PointsSchema(StrictSchema):
