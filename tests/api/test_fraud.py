@@ -406,3 +406,27 @@ def test_a_flood_is_one_flag_per_hour_not_one_row_per_request(app, client, progr
         assert fraud.prune_counters(db.session, clock.now + timedelta(hours=2)) == 2
         db.session.commit()
         db.session.remove()
+
+
+# ------------------------------------------------------------------ the demo club shows the defences
+
+
+def test_the_demo_club_shows_a_flagged_check_in_and_a_pending_welcome(app, client, factory, program, clock):
+    from wallet import demo
+    from wallet.members import Member
+    with app.app_context():
+        accounts = demo.load(db.session, program)
+        demo.load(db.session, program)  # twice: nothing doubles
+        db.session.commit()
+        member_id = db.session.scalar(select(Member.id).where(Member.email == "member@demo.club"))
+        db.session.remove()
+    notes = {email: note for _, email, _, note in accounts}
+    assert "the welcome points wait for the first purchase" in notes["member@demo.club"]
+    assert "flagged" in notes["traveller@demo.club"]
+    wallet = client.get(f"{API}/me/wallet", headers=factory.headers(Principal(member_id, "member"))).get_json()
+    assert (wallet["points"]["balance"], wallet["points"]["pending"][0]["awaits"]) == (0, "first_purchase")
+    admin = factory.staff("admin")["headers"]
+    [flag] = client.get(f"{API}/admin/flags?kind=impossible_travel", headers=admin).get_json()["items"]
+    assert flag["count"] == 1 and flag["details"]["distance_km"] > 50
+    refused = client.get(f"{API}/admin/check-ins?reason=impossible_travel", headers=admin).get_json()["items"]
+    assert len(refused) == 1 and refused[0]["member_id"] == flag["member_id"]
