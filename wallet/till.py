@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, exists, select
+from sqlalchemy import bindparam, exists, literal_column, select
 from sqlalchemy.orm import Session
 
 from . import benefits, events, fraud, ledger, passes, rules, scanner
@@ -142,9 +142,11 @@ class _CardAtStore:
 
 def _card_at_store_query(by: Any) -> Any:
     usable_benefit = exists().where(*benefits.usable_where(Card.member_id, bindparam("now"), bindparam("source")))
-    # Welcome points waiting for this first purchase: a probe of a partial index that holds only such holds.
+    # Welcome points waiting for this first purchase: a probe of a partial index that holds only such holds (its
+    # predicate written as literals, so that a prepared, generic plan still matches the index's).
     awaiting = exists().where(ledger.PendingPoints.member_id == Card.member_id,
-                              ledger.PendingPoints.awaits.is_not(None), ledger.PendingPoints.status == "pending")
+                              ledger.PendingPoints.awaits.is_not(None),
+                              ledger.PendingPoints.status == literal_column("'pending'"))
     return (select(Card.member_id, Card.status, Store.active, Store.timezone, Purchase.id,
                    rules.revision_column(), usable_benefit, awaiting)
             .select_from(Card).join(Store, Store.id == bindparam("store_id"))
