@@ -9,6 +9,7 @@ import hmac
 import json
 import re
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from flask import Flask, redirect, request
@@ -126,6 +127,9 @@ def program_from_config(cfg: dict) -> Program:
         pending_days=cfg["LOYALTY_PENDING_DAYS"],
         card_token_ttl=timedelta(minutes=cfg["LOYALTY_CARD_TOKEN_MINUTES"]),
         redemption_rollback_window=timedelta(minutes=cfg["LOYALTY_REDEMPTION_ROLLBACK_MINUTES"]),
+        max_purchase_amount=Decimal(cfg["LOYALTY_MAX_PURCHASE_AMOUNT"]), welcome_pending=bool(cfg["LOYALTY_WELCOME_PENDING"]),
+        enrolment_burst=int(cfg["LOYALTY_ENROLMENT_BURST"]), claim_burst=int(cfg["LOYALTY_CLAIM_BURST"]),
+        max_travel_kmh=float(cfg["LOYALTY_MAX_TRAVEL_KMH"]),
         **wallet_passes.program_settings(cfg),  # LOYALTY_PUBLIC_URL, LOYALTY_APPLE_*, LOYALTY_GOOGLE_*
     )
 

@@ -116,7 +116,7 @@ def scheduled_jobs() -> list:
     """The jobs ``loyalty worker`` runs when due (the CLI commands stay): each one batch at a time, until done."""
     from datetime import timedelta
 
-    from wallet import triggers
+    from wallet import fraud, triggers
     from wallet.worker import PeriodicJob
 
     def run_triggers(session, club) -> int:
@@ -126,4 +126,7 @@ def scheduled_jobs() -> list:
     return [PeriodicJob("points-release", timedelta(minutes=5), lambda s, p: ledger.release_due(s, p)),
             PeriodicJob("triggers-run", timedelta(minutes=10), run_triggers),
             PeriodicJob("points-expire", timedelta(hours=24), lambda s, p: ledger.expire_due(s, p)),
+            # a card used at two stores within a minute, flagged from the event log (nothing added to the till)
+            PeriodicJob("fraud-watch", timedelta(seconds=30), lambda s, p: fraud.watch_purchases(s, p)),
+            PeriodicJob("fraud-prune", timedelta(hours=1), lambda s, p: fraud.prune_counters(s, p.now())),
             *wallet_passes.jobs()]  # pass updates, APNs pushes, Google Wallet updates (when configured)

@@ -37,11 +37,17 @@
 | LOYALTY_GOOGLE_ISSUER_ID | (none) | Google Wallet: the issuer id; unset: Google Wallet answers 404 |
 | LOYALTY_GOOGLE_SERVICE_ACCOUNT | (none) | Google Wallet: the service account's JSON key file |
 | LOYALTY_PASSES_EVERY_SECONDS | 5 | how often the worker turns events into pass updates, APNs pushes and Google Wallet updates |
+| LOYALTY_MAX_PURCHASE_AMOUNT | 1000000.00 | the largest purchase amount (and item price) a till may send; more is 422 |
+| LOYALTY_WELCOME_PENDING | 1 | 1: welcome (enrolment) points are pending until the member's first purchase |
+| LOYALTY_ENROLMENT_BURST | 10 | enrolments per minute per device (X-Device-ID) or address; more are 429 and flagged |
+| LOYALTY_CLAIM_BURST | 30 | coupon claims per minute per member; more are 429 and flagged |
+| LOYALTY_MAX_TRAVEL_KMH | 300 | check-ins faster apart than this are refused (422 impossible_travel) and flagged |
 """
 from __future__ import annotations
 
 import os
 import secrets
+from decimal import Decimal
 from pathlib import Path
 
 
@@ -104,4 +110,9 @@ def from_environment(instance_path: str) -> dict:
         "LOYALTY_GOOGLE_ISSUER_ID": _env("LOYALTY_GOOGLE_ISSUER_ID", ""),
         "LOYALTY_GOOGLE_SERVICE_ACCOUNT": _env("LOYALTY_GOOGLE_SERVICE_ACCOUNT", ""),
         "LOYALTY_PASSES_EVERY_SECONDS": float(_env("LOYALTY_PASSES_EVERY_SECONDS", "5")),
+        "LOYALTY_MAX_PURCHASE_AMOUNT": Decimal(_env("LOYALTY_MAX_PURCHASE_AMOUNT", "1000000.00")),
+        "LOYALTY_WELCOME_PENDING": _env("LOYALTY_WELCOME_PENDING", "1") not in ("0", "false", "no"),
+        "LOYALTY_ENROLMENT_BURST": int(_env("LOYALTY_ENROLMENT_BURST", "10")),
+        "LOYALTY_CLAIM_BURST": int(_env("LOYALTY_CLAIM_BURST", "30")),
+        "LOYALTY_MAX_TRAVEL_KMH": float(_env("LOYALTY_MAX_TRAVEL_KMH", "300")),
     }

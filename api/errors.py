@@ -22,6 +22,7 @@ _STATUS_OF = [  # most specific first
     (domain.Conflict, 409),
     (domain.Invalid, 422),
     (domain.Rejected, 422),
+    (domain.TooManyRequests, 429),
 ]
 
 _HTTP_CODES = {
@@ -86,6 +87,8 @@ def register(app: Flask) -> None:
             headers = {"WWW-Authenticate": 'Bearer realm="loyalty", error="invalid_token"'}  # RFC 6750 section 3
         elif isinstance(error, domain.Unauthorized):
             headers = {"WWW-Authenticate": 'Bearer realm="loyalty"'}
+        elif isinstance(error, domain.TooManyRequests):
+            headers = {"Retry-After": str(max(1, int(error.extra.get("retry_after", 60))))}
         return problem(status_of(error), error.code, error.title, error.detail, error.errors, headers, **extra)
 
     @app.errorhandler(HTTPException)

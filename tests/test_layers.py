@@ -16,8 +16,8 @@ WALLET = Path(__file__).resolve().parent.parent / "wallet"
 # Lowest first. A package named here (coupons, rules, stores, events, webhooks) places all its modules.
 LAYERS: dict[str, tuple[str, ...]] = {
     "core": ("clock", "db", "fast_sql", "errors", "program", "codes", "qr", "barcodes", "scanner"),
-    "entities": ("members", "stores", "ledger", "benefits", "purchases", "coupons", "tokens", "idempotency",
-                 "events", "audit", "passes"),
+    "entities": ("members", "stores", "ledger", "statement", "benefits", "purchases", "coupons", "tokens", "idempotency",
+                 "events", "audit", "passes", "fraud"),
     "rules engine": ("rules",),
     "use cases": ("till", "enrolment", "referrals", "instore", "triggers", "activity", "webhooks", "worker",
                   "demo", "export"),

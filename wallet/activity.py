@@ -128,7 +128,7 @@ def _read(session: Session, found: list[Event]) -> list[ActivityItem]:
                                  "currency": purchase.currency}
                 if kind == "purchase":
                     item.details["status"] = purchase.status
-            if kind == "purchase":
+            if kind == "purchase" and "rewards" in data:  # not on events backfilled from before the log (0004)
                 item.details["rewards"] = [_reward(r, entries.get(r.get("entry_id") or "")) for r in data.get("rewards", ())]
         elif kind == "check_in":
             check_in = check_ins.get(data["check_in_id"])

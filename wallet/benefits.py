@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .clock import utcnow
-from .db import Base, id_column, new_id, rowcount
+from .db import Base, Points, id_column, new_id, rowcount
 from .errors import NotFound
 
 KIND = "points_multiplier"
@@ -75,8 +75,8 @@ class BenefitUse(Base):
     benefit_id: Mapped[str] = mapped_column(ForeignKey("member_benefits.id"))
     member_id: Mapped[str] = mapped_column(ForeignKey("members.id"), index=True)
     event_source: Mapped[str] = mapped_column(String(80))
-    base_points: Mapped[int]
-    points: Mapped[int]
+    base_points: Mapped[int] = mapped_column(Points)
+    points: Mapped[int] = mapped_column(Points)
     entry_id: Mapped[str | None] = mapped_column(String(32))
     used_at: Mapped[datetime] = mapped_column(default=utcnow)
     returned_at: Mapped[datetime | None]  # the purchase was refunded: the benefit got this use back

@@ -7,7 +7,19 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import JSON, CursorResult, DateTime, MetaData, Numeric, Result, String, Table, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CursorResult,
+    DateTime,
+    Integer,
+    MetaData,
+    Numeric,
+    Result,
+    String,
+    Table,
+    TypeDecorator,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -39,6 +51,13 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 Money = Numeric(12, 2, asdecimal=True)
+# Points: 64-bit on PostgreSQL (a 32-bit column overflowed at 2,147,483,647: a purchase of 3 billion answered 500).
+# SQLite's INTEGER already holds 8 bytes whatever the declared type, so it keeps INTEGER (no table rebuilt for it).
+Points = BigInteger().with_variant(Integer(), "sqlite")
+# What a balance may reach: 2^53 - 1, the largest integer every JSON reader (JavaScript's Number) keeps exact.
+MAX_BALANCE = 2**53 - 1
+# What one movement (an earn, a spend, an adjustment, a rule's reward, an offer's cost) may carry.
+MAX_POINTS_PER_MOVEMENT = 100_000_000
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 

@@ -7,8 +7,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import coupons, enrolment, instore, members, rules
+from . import coupons, enrolment, instore, members, rules, statement
 from .barcodes import gtin_check_digit
+from .errors import Rejected
 from .program import Program
 from .stores import Product, Store
 
@@ -88,9 +89,32 @@ def load(session: Session, program: Program) -> list[tuple[str, str, str, str]]:
             note = f"card {member.card.number}"
         if role == "cashier":
             note = "store TLV-DIZ"
+        if role == "member" and program.welcome_pending and statement.pending_of(session, member.id):
+            note += "; the welcome points wait for the first purchase"
         out.append((role, email, password, note))
+    out.append(_load_traveller(session, program, stores))
     session.flush()
     return out
+
+
+TRAVELLER = ("traveller@demo.club", "demo-traveller-1")
+
+
+def _load_traveller(session: Session, program: Program, stores: dict) -> tuple[str, str, str, str]:
+    """A member who checked in at Dizengoff and, a moment later, at Mamilla (54 km away): the second check-in is
+    refused as impossible travel and flagged for review (GET /admin/flags)."""
+    email, password = TRAVELLER
+    note = "checked in at Tel Aviv, then Jerusalem at once: flagged (GET /api/v1/admin/flags)"
+    if members.email_taken(session, email):
+        return ("member", email, password, note)
+    member = enrolment.register_member(session, program, email=email, password=password, name="Tom Traveller")
+    for code in ("TLV-DIZ", "JLM-MAM"):
+        store = stores[code]
+        try:
+            instore.check_in(session, program, member_id=member.id, store_id=store.id, lat=store.lat, lon=store.lon)
+        except Rejected:  # impossible travel: the refused check-in and its flag are kept
+            pass
+    return ("member", email, password, note)
 
 
 def _load_more(session: Session, program: Program, stores: dict, products: dict) -> None:

@@ -5,7 +5,7 @@ from datetime import date
 
 from sqlalchemy.orm import Session
 
-from . import events, ledger, referrals, rules
+from . import events, fraud, ledger, referrals, rules
 from .clock import iso
 from .codes import new_card_number, new_referral_code
 from .errors import Conflict
@@ -16,8 +16,18 @@ from .program import Program
 def register_member(session: Session, program: Program, *, email: str, password: str, name: str,
                     phone: str | None = None, birthday: date | None = None,
                     referral_code: str | None = None, consents: dict[str, bool] | None = None,
-                    preferences: dict[str, bool] | None = None, channel: str = "app") -> Member:
-    """Enrol a member and issue the loyalty card at once; fires the enrolment and referral triggers."""
+                    preferences: dict[str, bool] | None = None, channel: str = "app",
+                    device_id: str | None = None, address: str | None = None) -> Member:
+    """Enrol a member and issue the loyalty card at once; fires the enrolment and referral triggers.
+
+    ``device_id`` and ``address`` (the app's X-Device-ID, the client's address): past LOYALTY_ENROLMENT_BURST
+    enrolments a minute from either, the request is refused (429) and flagged. The welcome points wait for the
+    member's first purchase while LOYALTY_WELCOME_PENDING is on."""
+    subjects = [f"{kind}:{value}" for kind, value in (("device", device_id), ("address", address)) if value]
+    if subjects:
+        fraud.check_burst(session, kind=fraud.ENROLMENT_BURST, subjects=subjects, limit=program.enrolment_burst,
+                          now=program.now(), code="too_many_enrolments",
+                          detail="Too many enrolments from this device or address; try again in a minute")
     email = normalise_email(email)
     if email_taken(session, email):
         raise Conflict("An account with this email already exists", code="email_taken")
@@ -47,7 +57,8 @@ def register_member(session: Session, program: Program, *, email: str, password:
                     actor=f"member:{member.id}", occurred_at=now,
                     data={"consent": purpose, "granted": granted["granted"], "source": "enrolment"})
     rules.fire(session, program, rules.Event(trigger="enrolment", member_id=member.id, source=f"member:{member.id}",
-                                             channel=channel))
+                                             channel=channel),
+               awaits=ledger.FIRST_PURCHASE if program.welcome_pending else None)
     if referrer is not None:
         referrals.record_referral(session, program, referrer=referrer, member=member, channel=channel)
     return member

@@ -127,3 +127,11 @@ class PassUnavailable(NotFound):
     """Apple Wallet or Google Wallet is not configured here (or its certificate is not valid now)."""
     code = "wallet_pass_unavailable"
     title = "Wallet passes are not available"
+
+
+# ---------------------------------------------------------------- defences against farming points
+
+class TooManyRequests(DomainError):
+    """Slowed down (429, with Retry-After from ``retry_after``): a burst of enrolments or claims."""
+    code = "rate_limited"
+    title = "Too many requests"

@@ -25,10 +25,10 @@ from sqlalchemy import Float, ForeignKey, Index, String, UniqueConstraint, case,
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from . import events, rules
+from . import events, fraud, rules
 from .barcodes import normalise_barcode
 from .clock import iso, utcnow
-from .db import Base, id_column
+from .db import Base, Points, id_column, new_id
 from .errors import Invalid, NotFound, Rejected
 from .ledger import Balance
 from .program import Program
@@ -46,6 +46,7 @@ TOO_FAR = "too_far_from_store"
 INACCURATE = "location_inaccurate"
 COOLDOWN = "check_in_cooldown"
 STORE_INACTIVE = "store_inactive"
+IMPOSSIBLE_TRAVEL = fraud.IMPOSSIBLE_TRAVEL  # faster from the last check-in than LOYALTY_MAX_TRAVEL_KMH
 
 
 class CheckIn(Base):
@@ -69,7 +70,7 @@ class CheckIn(Base):
     accuracy_m: Mapped[float | None] = mapped_column(Float)
     distance_m: Mapped[float] = mapped_column(Float)
     visit_number: Mapped[int | None]  # accepted only: the member's n-th accepted check-in at this store
-    points_awarded: Mapped[int] = mapped_column(default=0)
+    points_awarded: Mapped[int] = mapped_column(Points, default=0)
     channel: Mapped[str] = mapped_column(String(16), default="app")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -92,7 +93,7 @@ class Scan(Base):
     barcode: Mapped[str] = mapped_column(String(14))  # the GTIN-13 scanned
     store_id: Mapped[str | None] = mapped_column(ForeignKey("stores.id"), index=True)
     first_scan: Mapped[bool] = mapped_column(default=False)
-    points_awarded: Mapped[int] = mapped_column(default=0)
+    points_awarded: Mapped[int] = mapped_column(Points, default=0)
     channel: Mapped[str] = mapped_column(String(16), default="app")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -192,7 +193,7 @@ def check_in(session: Session, program: Program, *, member_id: str, store_id: st
         raise NotFound("No such member")
     now = program.now()
     distance = great_circle_m(store.lat, store.lon, lat, lon)
-    attempt = CheckIn(member_id=member_id, store_id=store.id, lat=float(lat), lon=float(lon),
+    attempt = CheckIn(id=new_id("chk"), member_id=member_id, store_id=store.id, lat=float(lat), lon=float(lon),
                       accuracy_m=None if accuracy_m is None else float(accuracy_m), distance_m=round(distance, 2),
                       channel=channel, created_at=now)
     cooldown = timedelta(minutes=store.check_in_cooldown_minutes)
@@ -207,6 +208,7 @@ def check_in(session: Session, program: Program, *, member_id: str, store_id: st
         _refuse(session, attempt, TOO_FAR,
                 f"You are {distance:.0f} m from {store.name}; check in within {store.radius_m} m",
                 distance_m=round(distance, 2), radius_m=store.radius_m)
+    _check_travel(session, program, attempt, store, now)
     if last is not None and now < last.created_at + cooldown:
         next_at = last.created_at + cooldown
         local = next_at.astimezone(store.tz)
@@ -232,6 +234,30 @@ def check_in(session: Session, program: Program, *, member_id: str, store_id: st
     session.flush()
     return CheckInResult(attempt, store, now + cooldown, attempt.points_awarded, [g.as_reward() for g in grants],
                          counts)
+
+
+def _check_travel(session: Session, program: Program, attempt: CheckIn, store: Store, now: datetime) -> None:
+    """Refuse (and flag) a check-in the member could not have reached from their last accepted one in time: faster
+    than LOYALTY_MAX_TRAVEL_KMH, allowing for both stores' radii."""
+    previous = session.execute(
+        select(CheckIn.id, CheckIn.store_id, CheckIn.lat, CheckIn.lon, CheckIn.created_at, Store.radius_m)
+        .join(Store, Store.id == CheckIn.store_id)
+        .where(CheckIn.member_id == attempt.member_id, CheckIn.status == "accepted", CheckIn.created_at <= now)
+        .order_by(CheckIn.created_at.desc()).limit(1)).first()
+    if previous is None:
+        return
+    travel = fraud.travel_from_last(
+        previous_check_in_id=previous.id, previous_store_id=previous.store_id, previous_at=previous.created_at,
+        distance_m=great_circle_m(previous.lat, previous.lon, attempt.lat, attempt.lon),
+        slack_m=previous.radius_m + store.radius_m, now=now, max_kmh=program.max_travel_kmh)
+    if not travel.impossible:
+        return
+    fraud.raise_flag(session, kind=fraud.IMPOSSIBLE_TRAVEL, subject=f"member:{attempt.member_id}", at=now,
+                     member_id=attempt.member_id, store_id=store.id,
+                     details={"check_in_id": attempt.id, **travel.details()})
+    _refuse(session, attempt, IMPOSSIBLE_TRAVEL,
+            f"Your last check-in was {travel.distance_km:.1f} km away {travel.seconds:.0f} s ago: faster than "
+            f"{program.max_travel_kmh:.0f} km/h", **{k: v for k, v in travel.details().items() if v is not None})
 
 
 def _refuse(session: Session, attempt: CheckIn, reason: str, detail: str, **extra: Any) -> None:

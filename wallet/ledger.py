@@ -34,8 +34,8 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from . import events
 from .clock import iso, utcnow
-from .db import Base, id_column, new_id, on_postgres, rowcount, table_of
-from .errors import IdempotencyConflict, InsufficientPoints, NotFound, Rejected
+from .db import MAX_BALANCE, MAX_POINTS_PER_MOVEMENT, Base, Points, id_column, new_id, on_postgres, rowcount, table_of
+from .errors import IdempotencyConflict, InsufficientPoints, Invalid, NotFound, Rejected
 from .fast_sql import Batch, Lead, add_now, as_written, execute
 from .program import Program
 
@@ -48,8 +48,8 @@ class Balance(Base):
                       CheckConstraint("pending >= 0", name="pending_not_negative"))
 
     member_id: Mapped[str] = mapped_column(ForeignKey("members.id"), primary_key=True)
-    points: Mapped[int] = mapped_column(default=0)
-    pending: Mapped[int] = mapped_column(default=0)
+    points: Mapped[int] = mapped_column(Points, default=0)
+    pending: Mapped[int] = mapped_column(Points, default=0)
     # The number of entries: the next entry's seq. Unique (member, seq) makes a lost update impossible.
     seq: Mapped[int] = mapped_column(default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -69,11 +69,11 @@ class LedgerEntry(Base):
     id: Mapped[str] = id_column("led")
     member_id: Mapped[str] = mapped_column(ForeignKey("members.id"))
     seq: Mapped[int]
-    delta: Mapped[int]
+    delta: Mapped[int] = mapped_column(Points)
     kind: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(String(32))
     source: Mapped[str | None] = mapped_column(String(80), index=True)
-    balance_after: Mapped[int]
+    balance_after: Mapped[int] = mapped_column(Points)
     expires_at: Mapped[datetime | None]
     actor: Mapped[str] = mapped_column(String(48), default="system")
     description: Mapped[str] = mapped_column(String(240), default="")
@@ -95,8 +95,8 @@ class Lot(Base):
     id: Mapped[str] = id_column("lot")
     member_id: Mapped[str] = mapped_column(ForeignKey("members.id"))
     entry_id: Mapped[str] = mapped_column(ForeignKey("ledger_entries.id"), index=True)
-    points: Mapped[int]
-    remaining: Mapped[int]
+    points: Mapped[int] = mapped_column(Points)
+    remaining: Mapped[int] = mapped_column(Points)
     expires_at: Mapped[datetime | None]
 
 
@@ -107,17 +107,23 @@ class LotUse(Base):
 
     entry_id: Mapped[str] = mapped_column(ForeignKey("ledger_entries.id"), primary_key=True)
     lot_id: Mapped[str] = mapped_column(ForeignKey("points_lots.id"), primary_key=True)
-    points: Mapped[int]
+    points: Mapped[int] = mapped_column(Points)
+
+FIRST_PURCHASE = "first_purchase"  # what a welcome hold waits for (LOYALTY_WELCOME_PENDING)
 
 
 class PendingPoints(Base):
-    """Points held for a return window; the release job turns them into an earn entry."""
+    """Points held for a return window (released by a job), or until the first purchase (``awaits``: welcome points)."""
 
     __tablename__ = "pending_points"
+    # The till's one read asks whether a hold awaits this purchase: an index of only those, next to free to ask.
+    __table_args__ = (Index("ix_pending_points_awaiting", "member_id",
+                            postgresql_where=text("awaits IS NOT NULL AND status = 'pending'"),
+                            sqlite_where=text("awaits IS NOT NULL AND status = 'pending'")),)
 
     id: Mapped[str] = id_column("pen")
     member_id: Mapped[str] = mapped_column(ForeignKey("members.id"), index=True)
-    points: Mapped[int]
+    points: Mapped[int] = mapped_column(Points)
     reason: Mapped[str] = mapped_column(String(32))
     source: Mapped[str] = mapped_column(String(80), index=True)
     description: Mapped[str] = mapped_column(String(240), default="")
@@ -129,14 +135,16 @@ class PendingPoints(Base):
     actor: Mapped[str] = mapped_column(String(48), default="system")
     channel: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    awaits: Mapped[str | None] = mapped_column(String(16))  # first_purchase; None: released at available_at
 
 
 _balances = table_of(Balance)
 _entries = table_of(LedgerEntry)
-# Built once (every purchase runs it): move the balance by :delta unless that takes it below zero, count the
+# Built once (every purchase runs it): move the balance by :delta unless that takes it below zero or past MAX_BALANCE, count the
 # entry, and answer the balance and the entry's seq. The row lock it takes orders the member's movements.
 _MOVE = (update(_balances)
-         .where(_balances.c.member_id == bindparam("member"), _balances.c.points + bindparam("delta") >= literal_column("0"))
+         .where(_balances.c.member_id == bindparam("member"), _balances.c.points + bindparam("delta") >= literal_column("0"),
+                _balances.c.points + bindparam("delta") <= literal_column(str(MAX_BALANCE)))
          .values(points=_balances.c.points + bindparam("delta"), seq=_balances.c.seq + literal_column("1"),
                  updated_at=bindparam("now", type_=_balances.c.updated_at.type))
          .returning(_balances.c.points, _balances.c.seq))
@@ -264,6 +272,7 @@ def _move(session: Session, program: Program, *, member_id: str, delta: int, kin
     ``batch``: on PostgreSQL that one statement may be put off to lead the caller's batch (if no other leads it
     yet), written with its rows by ``fast_sql.write``; until then the entry's ``seq`` and ``balance_after`` are None.
     """
+    check_points(abs(delta))
     now = program.now()
     values = {"id": new_id("led"), "member_id": member_id, "delta": delta, "kind": kind, "reason": reason,
               "source": source, "expires_at": expires_at, "actor": actor, "description": description,
@@ -273,31 +282,34 @@ def _move(session: Session, program: Program, *, member_id: str, delta: int, kin
         entry = as_written(LedgerEntry, values)
         params = {"member": member_id, "delta": delta, "now": now, "lot_id": new_id("lot"),
                   **{f"e_{key}": values[key] for key in _CREDIT_PG_ENTRY}}
-        if batch is not None and batch.lead is None and kind == "earn" and not announce:
-            batch.lead = Lead(_CREDIT_PG, params, lambda row: _moved(session, entry, row))
-            return entry
         if batch is not None and batch.lead is None and kind == "earn":
-            # The event goes in the same statement: its balance_after comes from the move. Checked here first.
-            data = _movement_data(values, 0)
-            channel = _event_channel(kind, channel)
-            events.check("points.earned", channel, data)
-            params |= {"v_id": new_id("evt"), "v_channel": channel, "v_actor": actor[:64], "v_reason": reason,
-                       "v_source": source, "v_expires_at": data.get("expires_at")}
-            batch.lead = Lead(_CREDIT_PG_EVENT, params, lambda row: _moved(session, entry, row))
+            if announce:  # the event goes in the same statement: its balance_after comes from the move
+                data = _movement_data(values, 0)
+                channel = _event_channel(kind, channel)
+                events.check("points.earned", channel, data)
+                params |= {"v_id": new_id("evt"), "v_channel": channel, "v_actor": actor[:64], "v_reason": reason,
+                           "v_source": source, "v_expires_at": data.get("expires_at")}
+            statement = _CREDIT_PG_EVENT if announce else _CREDIT_PG
+            batch.lead = Lead(statement, params, lambda row: _moved(session, entry, row))
             return entry
         _moved(session, entry, execute(session, _CREDIT_PG, params).one_or_none())
-        if announce:
-            _emit_movement(session, values, entry.balance_after)
-        return entry
-    entry = LedgerEntry(**values)
-    _moved(session, entry, execute(session, _MOVE, {"member": member_id, "delta": delta, "now": now}).one_or_none())
-    add_now(session, entry)
-    if lot:
-        add_now(session, Lot(member_id=member_id, entry_id=entry.id, points=delta, remaining=delta,
-                             expires_at=expires_at))
+    else:
+        entry = LedgerEntry(**values)
+        _moved(session, entry, execute(session, _MOVE, {"member": member_id, "delta": delta, "now": now}).one_or_none())
+        add_now(session, entry)
+        if lot:
+            add_now(session, Lot(member_id=member_id, entry_id=entry.id, points=delta, remaining=delta,
+                                 expires_at=expires_at))
     if announce:
         _emit_movement(session, values, entry.balance_after)
     return entry
+
+
+def check_points(points: int) -> None:
+    """One movement carries at most MAX_POINTS_PER_MOVEMENT points (422 points_out_of_range)."""
+    if points > MAX_POINTS_PER_MOVEMENT:
+        raise Invalid(f"One movement carries at most {MAX_POINTS_PER_MOVEMENT:,} points; this one is {points:,}",
+                      code="points_out_of_range", errors={"points": [f"At most {MAX_POINTS_PER_MOVEMENT} in one movement."]})
 
 
 def _moved(session: Session, entry: LedgerEntry, row: Any) -> None:
@@ -306,6 +318,9 @@ def _moved(session: Session, entry: LedgerEntry, row: Any) -> None:
         points = session.scalar(select(Balance.points).where(Balance.member_id == entry.member_id))
         if points is None:
             raise NotFound("No such member")
+        if entry.delta > 0:  # refused by the upper bound, not for want of points
+            raise Rejected(f"This credit of {entry.delta:,} points would take the balance past {MAX_BALANCE:,}",
+                           code="balance_limit", balance=points, max_balance=MAX_BALANCE)
         raise InsufficientPoints(f"This needs {-entry.delta} points; the balance is {points}",
                                  balance=points, required=-entry.delta)
     # set as loaded values (no change to flush: the row is written)
@@ -482,15 +497,18 @@ def expire_due(session: Session, program: Program, *, batch_size: int = 500) -> 
 
 def hold(session: Session, program: Program, *, member_id: str, points: int, reason: str, source: str,
          idempotency_key: str, description: str, available_at: datetime, expiry_days: int | None = None,
-         rule_id: str | None = None, actor: str = "system", channel: str | None = None) -> PendingPoints:
-    """Hold points as pending until ``available_at`` (a purchase's return window)."""
+         rule_id: str | None = None, actor: str = "system", channel: str | None = None,
+         awaits: str | None = None) -> PendingPoints:
+    """Hold points as pending until ``available_at`` (a return window), or until ``awaits`` (fraud.release_welcome)."""
     existing = session.scalar(select(PendingPoints).where(PendingPoints.idempotency_key == idempotency_key))
     if existing is not None:
         return existing
+    check_points(points)
     expires_at = default_expiry(program, available_at, expiry_days)
     held = PendingPoints(member_id=member_id, points=points, reason=reason, source=source, rule_id=rule_id,
                          idempotency_key=idempotency_key, description=description, available_at=available_at,
-                         expires_at=expires_at, actor=actor, channel=channel, created_at=program.now())
+                         expires_at=expires_at, actor=actor, channel=channel, created_at=program.now(),
+                         awaits=awaits)
     session.add(held)
     session.execute(update(Balance).where(Balance.member_id == member_id)
                     .values(pending=Balance.pending + points), execution_options={"synchronize_session": False})
@@ -502,6 +520,7 @@ def release_due(session: Session, program: Program, *, batch_size: int = 500) ->
     """Turn pending points whose window has passed into spendable points; returns how many holds were released."""
     now = program.now()
     ids = list(session.scalars(select(PendingPoints.id).where(PendingPoints.status == "pending",
+                                                               PendingPoints.awaits.is_(None),
                                                                PendingPoints.available_at <= now)
                                .order_by(PendingPoints.available_at).limit(batch_size)))
     released = 0
@@ -541,44 +560,8 @@ def cancel_pending(session: Session, source: str) -> int:
     return cancelled
 
 
-def entries_from(session: Session, source: str) -> list[LedgerEntry]:
-    return list(session.scalars(select(LedgerEntry).where(LedgerEntry.source == source).order_by(LedgerEntry.seq)))
-
-
-def statement(session: Session, member_id: str, *, limit: int = 50, before_seq: int | None = None) -> list[LedgerEntry]:
-    """The member's entries, newest first; ``before_seq`` is the cursor."""
-    query = select(LedgerEntry).where(LedgerEntry.member_id == member_id)
-    if before_seq is not None:
-        query = query.where(LedgerEntry.seq < before_seq)
-    return list(session.scalars(query.order_by(LedgerEntry.seq.desc()).limit(limit)))
-
-
-def lots_of(session: Session, entry_ids: list[str]) -> dict[str, Lot]:
-    """The lots these credits opened, by entry (one query)."""
-    if not entry_ids:
-        return {}
-    return {lot.entry_id: lot for lot in session.scalars(select(Lot).where(Lot.entry_id.in_(entry_ids)))}
-
-
 def lasts_days(earned_at: datetime, expires_at: datetime | None) -> int | None:
     """How many days a lot lasts: its own expiry, not the programme's default (a rule may give 30 days)."""
     if expires_at is None:
         return None
     return round((expires_at - earned_at).total_seconds() / 86400)
-
-
-def expiring(session: Session, member_id: str, now: datetime, within: timedelta = timedelta(days=90)) -> list[dict]:
-    """What of the balance expires soon: [{points, expires_at}] by date, earliest first."""
-    rows = session.execute(
-        select(Lot.expires_at, func.sum(Lot.remaining))
-        .where(Lot.member_id == member_id, Lot.remaining > 0, Lot.expires_at.is_not(None),
-               Lot.expires_at <= now + within)
-        .group_by(Lot.expires_at).order_by(Lot.expires_at)
-    ).all()
-    return [{"points": int(points), "expires_at": at} for at, points in rows]
-
-
-def pending_of(session: Session, member_id: str) -> list[PendingPoints]:
-    return list(session.scalars(select(PendingPoints).where(PendingPoints.member_id == member_id,
-                                                            PendingPoints.status == "pending")
-                                .order_by(PendingPoints.available_at)))

@@ -3,6 +3,7 @@ from . import audit, events, webhooks, worker  # noqa: F401  (the event log, web
 from .benefits import BenefitUse, MemberBenefit  # noqa: F401
 from .coupons import Coupon, Offer, Redemption  # noqa: F401
 from .db import Base  # noqa: F401
+from .fraud import BurstCounter, Flag  # noqa: F401
 from .idempotency import IdempotencyKey  # noqa: F401
 from .instore import CheckIn, Scan  # noqa: F401
 from .ledger import Balance, LedgerEntry, Lot, LotUse, PendingPoints  # noqa: F401

@@ -5,6 +5,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -58,6 +59,12 @@ class Program:
     public_url: str = "http://127.0.0.1:5000"
     apple_wallet: AppleWallet | None = None  # None: Apple Wallet passes are off (404 wallet_pass_unavailable)
     google_wallet: GoogleWallet | None = None  # None: Google Wallet is off
+    # Defences against farming points (wallet.fraud): limits of size, welcome points held, bursts, travel.
+    max_purchase_amount: Decimal = Decimal("1000000.00")  # LOYALTY_MAX_PURCHASE_AMOUNT
+    welcome_pending: bool = True  # LOYALTY_WELCOME_PENDING: welcome points wait for the member's first purchase
+    enrolment_burst: int = 10  # LOYALTY_ENROLMENT_BURST: enrolments per minute per device or address
+    claim_burst: int = 30  # LOYALTY_CLAIM_BURST: coupon claims per minute per member
+    max_travel_kmh: float = 300.0  # LOYALTY_MAX_TRAVEL_KMH: check-ins faster apart than this are refused
 
     @property
     def qr_keys(self) -> tuple[bytes, ...]:

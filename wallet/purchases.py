@@ -8,7 +8,7 @@ from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .clock import utcnow
-from .db import Base, id_column
+from .db import Base, Points, id_column
 from .errors import NotFound
 
 
@@ -22,7 +22,7 @@ class Purchase(Base):
     receipt_id: Mapped[str] = mapped_column(String(64))
     amount: Mapped[Decimal]
     currency: Mapped[str] = mapped_column(String(3))
-    points_awarded: Mapped[int] = mapped_column(default=0)
+    points_awarded: Mapped[int] = mapped_column(Points, default=0)
     # The answer's rewards as first given, so a retried receipt is answered the same way.
     rewards: Mapped[list] = mapped_column(default=list)
     status: Mapped[str] = mapped_column(String(16), default="completed")  # completed, refunded

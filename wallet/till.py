@@ -8,10 +8,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, exists, select
+from sqlalchemy import bindparam, exists, literal_column, select
 from sqlalchemy.orm import Session
 
-from . import benefits, events, ledger, passes, rules, scanner
+from . import benefits, events, fraud, ledger, passes, rules, scanner, statement
 from .barcodes import normalise_barcode
 from .coupons import redemption, voiding
 from .db import new_id, table_of
@@ -66,6 +66,7 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
     if currency != program.currency:
         raise Invalid(f"This club counts in {program.currency}", code="unsupported_currency",
                       errors={"currency": [f"Must be {program.currency}."]})
+    _check_size(program, amount, items)
     for i, item in enumerate(items):
         item["barcode"] = normalise_barcode(item["barcode"], field=f"items.{i}.barcode")
     now = program.now()
@@ -83,6 +84,8 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
         return PurchaseResult(existing, balance, existing.rewards, replayed=True)
     if scanned.pass_code is not None:  # a wallet pass's code (not a card token or number: those add nothing here)
         passes.record_use(session, program, scanned, store_id=store_id, purpose="purchase")
+    if at.welcome_waiting:  # once per member: the first purchase makes the welcome points spendable
+        fraud.release_welcome(session, program, at.member_id)
     with own_transaction(session):  # a read
         basket = _basket(session, items)
     pending_until = now + timedelta(days=program.pending_days) if program.pending_days else None
@@ -121,18 +124,39 @@ def _announced(grant: rules.Grant) -> dict[str, Any]:
             "coupon_id": (grant.coupon or {}).get("id"), "surprise": grant.surprise}
 
 
+def _check_size(program: Program, amount: Decimal, items: list[dict[str, Any]]) -> None:
+    """LOYALTY_MAX_PURCHASE_AMOUNT bounds the amount and each item's price (422 naming the field): a till's typo of
+    a few zeros must not credit a fortune (the points it would earn are bounded again by the ledger)."""
+    most = program.max_purchase_amount
+    errors = {}
+    if amount > most:
+        errors["amount"] = [f"At most {most:.2f}."]
+    for i, item in enumerate(items):
+        if item["unit_price"] > most:
+            errors[f"items.{i}.unit_price"] = [f"At most {most:.2f}."]
+    if errors:
+        raise Invalid(f"A purchase is at most {most:,.2f} {program.currency}", code="amount_out_of_range",
+                      errors=errors)
+
+
 @dataclass
 class _CardAtStore:
     member_id: str
     store_timezone: str | None
     earlier_purchase_id: str | None
     prefetched: rules.Prefetched
+    welcome_waiting: bool = False  # the member still has points waiting for a first purchase
 
 
 def _card_at_store_query(by: Any) -> Any:
     usable_benefit = exists().where(*benefits.usable_where(Card.member_id, bindparam("now"), bindparam("source")))
+    # Welcome points waiting for this first purchase: a probe of a partial index that holds only such holds (its
+    # predicate written as literals, so that a prepared, generic plan still matches the index's).
+    awaiting = exists().where(ledger.PendingPoints.member_id == Card.member_id,
+                              ledger.PendingPoints.awaits.is_not(None),
+                              ledger.PendingPoints.status == literal_column("'pending'"))
     return (select(Card.member_id, Card.status, Store.active, Store.timezone, Purchase.id,
-                   rules.revision_column(), usable_benefit)
+                   rules.revision_column(), usable_benefit, awaiting)
             .select_from(Card).join(Store, Store.id == bindparam("store_id"))
             .outerjoin(Purchase, (Purchase.store_id == bindparam("store_id"))
                        & (Purchase.receipt_id == bindparam("receipt_id")))
@@ -153,12 +177,12 @@ def _card_at_store(session: Session, card: scanner.Scanned, store_id: str, recei
     if row is None:
         find_card(session, card)  # raises card_not_found
         raise Rejected("This store does not take purchases", code="store_inactive")
-    member_id, status, store_active, timezone, earlier, revision, has_benefits = row
+    member_id, status, store_active, timezone, earlier, revision, has_benefits, awaiting = row
     if status != "active":
         raise Rejected("This card is blocked", code="card_inactive")
     if not store_active:
         raise Rejected("This store does not take purchases", code="store_inactive")
-    return _CardAtStore(member_id, timezone, earlier, rules.Prefetched(revision, bool(has_benefits)))
+    return _CardAtStore(member_id, timezone, earlier, rules.Prefetched(revision, bool(has_benefits)), bool(awaiting))
 
 
 def _basket(session: Session, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -182,7 +206,7 @@ def refund_purchase(session: Session, program: Program, purchase_id: str, *, sto
     purchase = get_purchase(session, purchase_id, store_id)
     source = f"purchase:{purchase.id}"
     requested = reversed_ = 0
-    for entry in ledger.entries_from(session, source):
+    for entry in statement.entries_from(session, source):
         if entry.kind != "earn" or entry.delta <= 0:
             continue
         result = ledger.reverse(session, program, entry, actor=actor, reason="refund", channel="till",

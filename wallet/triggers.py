@@ -30,7 +30,7 @@ from sqlalchemy.orm import Mapped, Session, aliased, mapped_column
 from . import rules
 from .clock import iso, utcnow
 from .coupons.models import Redemption
-from .db import Base, id_column
+from .db import Base, Points, id_column
 from .instore import CheckIn, Scan
 from .ledger import LedgerEntry
 from .members import Member
@@ -53,7 +53,7 @@ class LifeEvent(Base):
     occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
     detail: Mapped[dict] = mapped_column(default=dict)
     grants: Mapped[int] = mapped_column(default=0)
-    points: Mapped[int] = mapped_column(default=0)
+    points: Mapped[int] = mapped_column(Points, default=0)
 
 
 @dataclass

@@ -7,8 +7,8 @@ from flask import request
 from marshmallow import fields, validate
 from sqlalchemy import func, or_, select
 
-from wallet import ledger, members
-from wallet.db import new_id
+from wallet import ledger, members, statement
+from wallet.db import MAX_POINTS_PER_MOVEMENT, new_id
 from wallet.members import Member
 
 from .. import audit_trail
@@ -42,7 +42,7 @@ MemberPageSchema = page_schema(AdminMemberSchema, "MemberPage")
 
 
 class AdjustmentSchema(StrictSchema):
-    points = fields.Integer(required=True, validate=validate.Range(-1_000_000, 1_000_000))
+    points = fields.Integer(required=True, validate=validate.Range(-MAX_POINTS_PER_MOVEMENT, MAX_POINTS_PER_MOVEMENT))
     reason = fields.String(required=True, validate=validate.Length(3, 200))
 
 
@@ -51,7 +51,7 @@ class StaffInSchema(StrictSchema):
     password = fields.String(required=True, load_only=True, validate=validate.Length(8, 128))
     name = fields.String(load_default="", validate=validate.Length(0, 120))
     role = fields.String(required=True, validate=validate.OneOf(members.STAFF_ROLES))
-    store_id = fields.String(load_default=None)
+    store_id = fields.String(load_default=None, validate=validate.Length(1, 32))
 
 
 class StaffSchema(StrictSchema):
@@ -95,7 +95,7 @@ class MemberDetail(Resource):
     def get(self, member_id):
         """One member: profile, card, balance and the latest points movements."""
         member = members.get_member(db.session, member_id)
-        return {"member": member, "recent_ledger": ledger.statement(db.session, member.id, limit=20)}
+        return {"member": member, "recent_ledger": statement.entries(db.session, member.id, limit=20)}
 
 
 @blp.route("/members/<string:member_id>/adjustments")

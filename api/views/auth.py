@@ -1,11 +1,14 @@
 """Enrolment and tokens."""
 from __future__ import annotations
 
-from flask import current_app
+import re
+
+from flask import current_app, request
 from flask_limiter import Limiter
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from wallet import enrolment, members, tokens
+from wallet.errors import Invalid
 from wallet.members import CHANNELS
 
 from ..blueprints import auth as blp
@@ -26,7 +29,7 @@ class RegisterSchema(StrictSchema):
     consents = fields.Dict(keys=fields.String(validate=validate.Length(1, 40)), values=fields.Boolean(),
                            load_default=None, validate=validate.Length(max=20))
     preferences = fields.Dict(keys=fields.String(validate=validate.OneOf(CHANNELS)), values=fields.Boolean(),
-                              load_default=None)
+                              load_default=None, validate=validate.Length(max=len(CHANNELS)))
 
 
 
@@ -55,6 +58,20 @@ class RegisteredSchema(TokenSchema):
     member = fields.Nested(MemberSchema)
 
 
+_DEVICE_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+
+
+def device_id() -> str | None:
+    """The app's X-Device-ID (1 to 128 visible ASCII characters), if it sent one."""
+    value = request.headers.get("X-Device-ID")
+    if value is None:
+        return None
+    if not _DEVICE_ID.match(value):
+        raise Invalid("X-Device-ID is 1 to 128 visible ASCII characters", code="invalid_device_id",
+                      errors={"X-Device-ID": ["1 to 128 visible ASCII characters."]})
+    return value
+
+
 def _tokens(principal: tokens.Principal, refresh: str | None = None) -> dict:
     ring, now = keyring(), program().now()
     return {"access_token": tokens.issue_access_token(ring, principal, now),
@@ -68,8 +85,10 @@ class Register(Resource):
     @blp.arguments(RegisterSchema)
     @blp.response(201, RegisteredSchema)
     def post(self, data):
-        """Enrol a member; the loyalty card is issued at once."""
-        member = enrolment.register_member(db.session, program(), **data)
+        """Enrol a member; the loyalty card is issued at once. Apps may send ``X-Device-ID``: enrolments per device
+        or address beyond LOYALTY_ENROLMENT_BURST a minute are slowed (429 too_many_enrolments) and flagged."""
+        member = enrolment.register_member(db.session, program(), **data, device_id=device_id(),
+                                           address=request.remote_addr)
         return {"member": member, **_tokens(tokens.principal_of(member))}
 
 

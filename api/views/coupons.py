@@ -4,6 +4,7 @@ from __future__ import annotations
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from wallet import coupons
+from wallet.db import MAX_POINTS_PER_MOVEMENT
 
 from .. import audit_trail
 from ..auth import cashier_required, current_principal, marketer_required, member_required
@@ -30,8 +31,8 @@ class OfferSchema(StrictSchema):
     terms = fields.String(load_default="", validate=validate.Length(0, 4000),
                           metadata={"description": "the conditions the shopper sees"})
     image_url = fields.Url(load_default=None, allow_none=True, validate=validate.Length(max=500))
-    benefit = fields.Dict(required=True, metadata=BENEFIT_DOC)
-    points_cost = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(1, 10_000_000),
+    benefit = fields.Dict(required=True, validate=validate.Length(max=10), metadata=BENEFIT_DOC)
+    points_cost = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(1, MAX_POINTS_PER_MOVEMENT),
                                  metadata={"description": "set: a rewards-catalogue item bought with points"})
     valid_from = Time(load_default=None, allow_none=True)
     valid_until = Time(load_default=None, allow_none=True)

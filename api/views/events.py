@@ -47,7 +47,7 @@ class EventArgs(StrictSchema):
     after = fields.String(load_default=None, validate=validate.Length(max=200),
                           metadata={"description": "next_cursor of the page before; absent: from the start"})
     cursor = fields.String(load_default=None, validate=validate.Length(max=200), metadata={"description": "= after"})
-    type = DelimitedList(fields.String(validate=validate.OneOf(events.TYPES)),
+    type = DelimitedList(fields.String(validate=validate.OneOf(events.TYPES)), validate=validate.Length(max=100),
                          metadata={"description": "comma-separated event types"})
     member_id = fields.String(load_default=None, validate=validate.Length(1, 32))
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))

@@ -42,6 +42,11 @@ def _by_time(row) -> list[str]:
     return [row.created_at.isoformat(), row.id]
 
 
+def _by_time_of(column: str):
+    """The (time, id) cursor of a list ordered by another time column."""
+    return lambda row: [getattr(row, column).isoformat(), row.id]
+
+
 class StoreBriefSchema(StrictSchema):
     id = fields.String()
     code = fields.String()
@@ -110,7 +115,7 @@ class AdminCheckInListArgs(CheckInListArgs):
     member_id = fields.String(validate=ID)
     store_id = fields.String(validate=ID)
     reason = fields.String(validate=validate.OneOf([instore.TOO_FAR, instore.INACCURATE, instore.COOLDOWN,
-                                                    instore.STORE_INACTIVE]))
+                                                    instore.STORE_INACTIVE, instore.IMPOSSIBLE_TRAVEL]))
 
 
 class AdminCheckInSchema(CheckInSchema):
@@ -266,7 +271,7 @@ class AdminScans(Resource):
 
 
 class ActivityArgs(ListArgs):
-    kind = fields.List(fields.String(validate=validate.OneOf(activity.KINDS)),
+    kind = fields.List(fields.String(validate=validate.OneOf(activity.KINDS)), validate=validate.Length(max=20),
                        metadata={"description": "only these kinds (repeat the parameter for several)"})
     channel = fields.String(validate=validate.Length(1, 16), metadata={"description": "app, till, ..."})
 

@@ -5,9 +5,9 @@ import unicodedata
 from datetime import date
 
 from flask import Response
-from marshmallow import ValidationError, fields, validate
+from marshmallow import ValidationError, fields, pre_dump, validate
 
-from wallet import benefits, coupons, export, ledger, members, qr, referrals
+from wallet import benefits, coupons, export, ledger, members, qr, referrals, statement
 from wallet.errors import Invalid, InvalidToken, NotFound, Rejected
 from wallet.members import CHANNELS
 from wallet.rules.explain import statement as statement_lines
@@ -67,7 +67,8 @@ class MemberPatchSchema(StrictSchema):
     name = fields.String(validate=[validate.Length(1, 120), printable_name])
     phone = fields.String(allow_none=True, validate=PHONE)
     birthday = fields.Date(allow_none=True, validate=past_birthday)
-    preferences = fields.Dict(keys=fields.String(validate=validate.OneOf(CHANNELS)), values=fields.Boolean())
+    preferences = fields.Dict(keys=fields.String(validate=validate.OneOf(CHANNELS)), values=fields.Boolean(),
+                              validate=validate.Length(max=len(CHANNELS)))
     consents = fields.Dict(keys=fields.String(validate=validate.Length(1, 40)), values=fields.Boolean(),
                            validate=validate.Length(max=20))
 
@@ -79,8 +80,16 @@ class ExpiringSchema(StrictSchema):
 
 class PendingSchema(StrictSchema):
     points = fields.Integer()
-    available_at = Time()
+    available_at = Time(allow_none=True, metadata={"description": "when they become spendable; null while they "
+                                                                 "await something (see awaits)"})
+    awaits = fields.String(allow_none=True, metadata={"description": "first_purchase: welcome points, spendable "
+                                                                     "from the member's first purchase"})
     description = fields.String()
+
+    @pre_dump
+    def _shape(self, held, **_) -> dict:
+        return {"points": held.points, "available_at": None if held.awaits else held.available_at,
+                "awaits": held.awaits, "description": held.description}
 
 
 class PointsSchema(StrictSchema):
@@ -203,12 +212,12 @@ class Wallet(Resource):
     def get(self):
         """The card, the points (with what expires soon and what is pending) and the coupons."""
         member, session, prog = _member(), db.session, program()
-        pending = ledger.pending_of(session, member.id)
+        pending = statement.pending_of(session, member.id)
         return {
             "card": member.card,
             "points": {"balance": ledger.balance_of(session, member.id).points,
                        "pending": pending, "pending_total": sum(p.points for p in pending),
-                       "expiring": ledger.expiring(session, member.id, prog.now())},
+                       "expiring": statement.expiring(session, member.id, prog.now())},
             "coupons": coupons.wallet_coupons(session, prog, member.id),
             "benefits": benefits.benefits_of(session, member.id, now=prog.now()),
         }

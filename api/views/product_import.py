@@ -117,6 +117,10 @@ def _rows_within_limit(text: str) -> None:
                       errors={"file": [f"{records - 1} rows; at most {MAX_ROWS}."]})
 
 
+# The default LOYALTY_MAX_IMPORT_BYTES, as the document states it (a server may be configured otherwise: 413 says so).
+_DOCUMENTED_LIMIT = 20 * 1024 * 1024
+
+
 @blp.route("/products/import")
 class ProductImport(Resource):
     decorators = [marketer_required]
@@ -127,10 +131,11 @@ class ProductImport(Resource):
     @blp.doc(requestBody={"required": True, "description": "the CSV file: columns " + ", ".join(stores.CSV_COLUMNS)
                           + " (sku, barcode and name required; complementary: SKUs separated by '|')",
                           "content": {
-                              "text/csv": {"schema": {"type": "string"}},
-                              "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
-                                                                 "properties": {"file": {"type": "string",
-                                                                                         "format": "binary"}}}}}})
+                              "text/csv": {"schema": {"type": "string", "maxLength": _DOCUMENTED_LIMIT}},
+                              "multipart/form-data": {"schema": {
+                                  "type": "object", "required": ["file"], "maxProperties": 1,
+                                  "properties": {"file": {"type": "string", "format": "binary",
+                                                          "maxLength": _DOCUMENTED_LIMIT}}}}}})
     def post(self, args):
         """Create or update products from a CSV file, matched by SKU; a per-row report, bad rows skipped."""
         text, name = _csv_text()

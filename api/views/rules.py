@@ -9,6 +9,7 @@ from flask.cli import with_appcontext
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from wallet import benefits, members, rules, triggers
+from wallet.db import MAX_BALANCE
 from wallet.rules.explain import public_rules
 
 from .. import audit_trail
@@ -37,9 +38,9 @@ class RuleSchema(StrictSchema):
     title = fields.String(required=True, validate=validate.Length(1, 120))
     description = fields.String(load_default="", validate=validate.Length(0, 500))
     trigger = fields.String(required=True, validate=validate.OneOf(rules.TRIGGERS))
-    conditions = fields.Dict(load_default=dict, metadata={"description": CONDITIONS_HELP,
+    conditions = fields.Dict(load_default=dict, validate=validate.Length(max=20), metadata={"description": CONDITIONS_HELP,
                                                           "example": {"stores": [], "min_amount": "50.00"}})
-    reward = fields.Dict(required=True, metadata={"description": REWARD_HELP,
+    reward = fields.Dict(required=True, validate=validate.Length(max=10), metadata={"description": REWARD_HELP,
                                                   "example": {"points_per_currency_unit": 1}})
     probability = fields.Float(load_default=1.0, validate=validate.Range(0, 1, min_inclusive=False), allow_nan=False,
                                metadata={"description": "below 1: surprise and delight, drawn per event"})
@@ -48,13 +49,13 @@ class RuleSchema(StrictSchema):
     status = fields.String(load_default="active", validate=validate.OneOf(rules.STATUSES))
     starts_at = Time(load_default=None, allow_none=True)
     ends_at = Time(load_default=None, allow_none=True)
-    per_member_limit = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(1))
+    per_member_limit = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(1, 1_000_000))
     per_member_period_days = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(1, 3660))
-    daily_limit = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(1),
+    daily_limit = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(1, 1_000_000_000),
                                  metadata={"description": "grants per day (the programme's timezone), all members"})
-    total_limit = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(1),
+    total_limit = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(1, 1_000_000_000),
                                  metadata={"description": "grants over the whole campaign"})
-    points_budget = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(1))
+    points_budget = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(1, MAX_BALANCE))
     points_expiry_days = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(1, 3660))
     version = fields.Integer(dump_only=True)
     created_at = Time(dump_only=True)
@@ -92,21 +93,22 @@ class RuleVersionListSchema(StrictSchema):
 
 
 class SimulateItemSchema(StrictSchema):
-    barcode = fields.String(required=True)
+    barcode = fields.String(required=True, validate=validate.Length(1, 32))
     quantity = fields.Integer(load_default=1, validate=validate.Range(1, 10_000))
     unit_price = Money(required=True)
-    category = fields.String(load_default=None, metadata={"description": "default: the product's category"})
+    category = fields.String(load_default=None, validate=validate.Length(max=64),
+                             metadata={"description": "default: the product's category"})
 
 
 class SimulateSchema(StrictSchema):
     trigger = fields.String(required=True, validate=validate.OneOf(rules.TRIGGERS))
-    member_id = fields.String(required=True)
-    store_id = fields.String(load_default=None)
+    member_id = fields.String(required=True, validate=validate.Length(1, 32))
+    store_id = fields.String(load_default=None, validate=validate.Length(1, 32))
     amount = Money(load_default=None)
     items = fields.List(fields.Nested(SimulateItemSchema), load_default=list, validate=validate.Length(max=500))
     at = Time(load_default=None, metadata={"description": "when the event happens; default now"})
-    attributes = fields.Dict(load_default=dict, metadata={"example": {"side": "referrer"}})
-    rule_ids = fields.List(fields.String(), load_default=None, validate=validate.Length(1, 100),
+    attributes = fields.Dict(load_default=dict, validate=validate.Length(max=20), metadata={"example": {"side": "referrer"}})
+    rule_ids = fields.List(fields.String(validate=validate.Length(1, 32)), load_default=None, validate=validate.Length(1, 100),
                            metadata={"description": "evaluate only these rules, even paused ones (test a draft)"})
 
 

@@ -190,6 +190,7 @@ def test_a_purchase_whose_one_statement_fails_writes_nothing(app, factory, progr
         pytest.skip("SQLite does not enforce a numeric column's precision")
     factory.rule(title="1 point per shekel", reward={"points_per_currency_unit": 1})
     store, member = factory.store(), factory.member()
+    program.max_purchase_amount = TOO_DEAR  # past the till's bound too: the statement itself must fail here
     with app.app_context():
         with pytest.raises((DataError, StatementError)):
             _purchase(program, store, member, "R-BIG", TOO_DEAR)
@@ -216,6 +217,7 @@ def test_what_the_rules_wrote_first_rolls_back_with_a_failed_purchase(app, facto
     factory.rule(title="1 point per shekel", reward={"points_per_currency_unit": 1}, priority=1)
     store, member = factory.store(), factory.member()
     coupons_of = select(func.count()).select_from(Coupon).where(Coupon.member_id == member["id"])
+    program.max_purchase_amount = TOO_DEAR  # past the till's bound too: the statement itself must fail here
     with app.app_context():
         with pytest.raises((DataError, StatementError)):
             _purchase(program, store, member, "R-C", TOO_DEAR)

@@ -159,6 +159,7 @@ def test_check_in_across_the_antimeridian(session, program, member):
 
 
 def test_check_in_near_the_poles(session, program, member):
+    program.max_travel_kmh = float("inf")  # pole to pole in no time: geometry here, impossible travel elsewhere
     north = make_store(session, lat=89.9999, lon=0, radius_m=50, timezone="UTC")  # a research station
     assert check_in_at(session, program, member, north, lat=89.9999, lon=180).check_in.status == "accepted"
     south = make_store(session, lat=-90, lon=0, radius_m=120, timezone="Antarctica/McMurdo")
@@ -219,13 +220,14 @@ def test_the_cool_down_is_per_store_and_counts_from_the_last_accepted_check_in(s
     make_rule(session, program)
     first = check_in_at(session, program, member, tlv)
     assert first.next_check_in_at == clock.now + timedelta(minutes=60)
+    clock.advance(minutes=20)  # Tel Aviv to Jerusalem (54 km) by car: any sooner is impossible travel
     assert check_in_at(session, program, member, jlm).check_in.status == "accepted"  # another store: its own
     clock.advance(minutes=30)
     error = refusal(session, program, member, tlv)
     assert error.code == "check_in_cooldown"
     assert error.extra["next_check_in_at"] == "2026-11-22T11:00:00Z"
     assert error.extra["next_check_in_local"] == "2026-11-22T13:00:00+02:00"
-    clock.advance(minutes=30)  # exactly the cool-down later: counts
+    clock.advance(minutes=10)  # exactly the cool-down later: counts
     again = check_in_at(session, program, member, tlv)
     assert again.check_in.visit_number == 2
     assert points(session, member) == 30
@@ -299,6 +301,7 @@ def test_store_conditions(session, program, member, clock):
     jlm = make_store(session, lat=JERUSALEM[0], lon=JERUSALEM[1])
     make_rule(session, program, title="Dizengoff only", conditions={"stores": [tlv.id]}, reward={"points": 7})
     assert check_in_at(session, program, member, tlv).rewards[0]["title"] == "Dizengoff only"
+    clock.advance(hours=1)  # the drive to Jerusalem
     assert check_in_at(session, program, member, jlm).points_awarded == 0
 
 

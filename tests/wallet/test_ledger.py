@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from wallet import ledger
+from wallet import ledger, statement
 from wallet.errors import IdempotencyConflict, InsufficientPoints, Rejected
 from wallet.ledger import Balance, LedgerEntry, Lot
 
@@ -113,7 +113,7 @@ def test_expiring_soon_is_reported_by_date(session, program, clock, member):
     earn(session, program, member["id"], 10, "a", expires_at=at)
     earn(session, program, member["id"], 15, "b", expires_at=at)
     earn(session, program, member["id"], 7, "c", expires_at=clock.now + timedelta(days=400))
-    assert ledger.expiring(session, member["id"], clock.now) == [{"points": 25, "expires_at": at}]
+    assert statement.expiring(session, member["id"], clock.now) == [{"points": 25, "expires_at": at}]
 
 
 def test_reversing_an_earn_takes_back_only_what_is_left(session, program, clock, member):
@@ -200,7 +200,7 @@ def test_adjustments_record_actor_and_reason(session, program, clock, member):
 def test_statement_is_newest_first_with_a_cursor(session, program, clock, member):
     for i in range(5):
         earn(session, program, member["id"], i + 1, f"e{i}")
-    first = ledger.statement(session, member["id"], limit=2)
+    first = statement.entries(session, member["id"], limit=2)
     assert [e.delta for e in first] == [5, 4]
-    rest = ledger.statement(session, member["id"], limit=10, before_seq=first[-1].seq)
+    rest = statement.entries(session, member["id"], limit=10, before_seq=first[-1].seq)
     assert [e.delta for e in rest] == [3, 2, 1]

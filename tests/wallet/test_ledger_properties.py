@@ -17,7 +17,7 @@ from hypothesis.stateful import (
 )
 
 from api.extensions import db
-from wallet import ledger
+from wallet import ledger, statement
 from wallet.errors import InsufficientPoints
 
 from .test_ledger import assert_consistent
@@ -94,7 +94,7 @@ def test_ledger_state_machine(app, factory):
             seq = ledger.balance_of(self.session, self.member).seq
             ledger.expire_due(self.session, program)  # expires every member's due lots, earlier examples' too
             self.session.commit()
-            expired = -sum(e.delta for e in ledger.statement(self.session, self.member, limit=1000)
+            expired = -sum(e.delta for e in statement.entries(self.session, self.member, limit=1000)
                            if e.seq > seq and e.kind == "expire")
             due = sum(r for r, at in self.lots.values() if at is not None and at <= self.now)
             assert expired == due

@@ -355,6 +355,7 @@ def test_the_job_command(app, factory, clock, program):
 # ------------------------------------------------------------------ enrolment
 
 def test_a_welcome_bonus_at_enrolment(session, club, clock):
+    club.welcome_pending = False  # LOYALTY_WELCOME_PENDING=0: credited at once (pending: tests/wallet/test_fraud.py)
     rule = make_rule(session, club, title="Welcome to the club", trigger="enrolment", reward={"points": 50})
     make_rule(session, club, title="Gold welcome", trigger="enrolment", reward={"points": 10},
               conditions={"tiers": ["gold"]})

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from .. import ledger
+from .. import fraud, ledger
 from ..db import new_id
 from ..errors import (
     LimitReached,
@@ -20,8 +20,13 @@ from .offers import check_open, held_by
 
 def claim_coupon(session: Session, program: Program, *, member_id: str, offer_id: str, actor: str | None = None,
                  channel: str = "app") -> Coupon:
-    """A member takes a coupon of an offer, paying its points cost through the ledger in the same transaction."""
+    """A member takes a coupon of an offer, paying its points cost through the ledger in the same transaction.
+
+    Past LOYALTY_CLAIM_BURST claims a minute by one member, refused (429) and flagged."""
     now = program.now()
+    fraud.check_burst(session, kind=fraud.CLAIM_BURST, subjects=[f"member:{member_id}"], limit=program.claim_burst,
+                      now=now, member_id=member_id, code="too_many_claims",
+                      detail="Too many coupon claims in a minute; try again shortly")
     offer = session.get(Offer, offer_id)
     if offer is None or offer.archived_at is not None or not offer.claimable:
         raise NotFound("No such offer", code="offer_not_found")

@@ -18,7 +18,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..clock import iso, utcnow
-from ..db import Base, id_column
+from ..db import Base, Points, id_column
 
 STATUSES = ("issued", "redeemed", "void")  # stored; "expired" is derived
 
@@ -44,7 +44,7 @@ class Offer(Base):
     terms: Mapped[str] = mapped_column(Text, default="")
     image_url: Mapped[str | None] = mapped_column(String(500))
     benefit: Mapped[dict]
-    points_cost: Mapped[int | None]
+    points_cost: Mapped[int | None] = mapped_column(Points)
     valid_from: Mapped[datetime | None]
     valid_until: Mapped[datetime | None]
     coupon_valid_days: Mapped[int | None]  # how long a claimed coupon stays valid; None: the programme's default

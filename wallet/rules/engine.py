@@ -162,14 +162,15 @@ def _draw(run: Run, grant: Grant) -> bool:
 
 
 def fire(session: Session, program: Program, event: Event, *, pending_until: datetime | None = None,
-         prefetched: Prefetched | None = None, batch: Batch | None = None) -> list[Grant]:
+         prefetched: Prefetched | None = None, batch: Batch | None = None, awaits: str | None = None) -> list[Grant]:
     """Evaluate an event and grant what it earns, inside the caller's transaction; returns the grants made.
 
     ``batch``: the caller writes the grants' audit rows itself, with its own, in one go (``fast_sql.write``) before
     its transaction ends: they are added to the batch instead of written here, and so may be a points credit
     (the ledger puts one off to lead the batch). Until then, what the grants' entries say of the balance is None.
+    ``awaits``: points are held until that happens (``"first_purchase"``: the welcome points), not credited.
     """
-    run = Run(session, program, event, live=True, pending_until=pending_until, batch=batch)
+    run = Run(session, program, event, live=True, pending_until=pending_until, batch=batch, awaits=awaits)
     if prefetched is not None and prefetched.revision is not None and event.fresh:
         rules = _cached_rules(session, prefetched.revision, event.trigger, run.now)
         run._granted_before, run.has_benefits = set(), prefetched.has_benefits

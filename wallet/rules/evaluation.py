@@ -122,9 +122,12 @@ class Run:
     """One event's evaluation: its clock, what it has looked up, what it has locked, what it decided."""
 
     def __init__(self, session: Session, program: Program, event: Event, *, live: bool,
-                 pending_until: datetime | None = None, batch: Batch | None = None) -> None:
+                 pending_until: datetime | None = None, batch: Batch | None = None,
+                 awaits: str | None = None) -> None:
         self.session, self.program, self.event, self.live = session, program, event, live
         self.pending_until = pending_until
+        # "first_purchase": points are held until the member's first purchase (welcome points, LOYALTY_WELCOME_PENDING)
+        self.awaits = awaits
         self.now = event.occurred_at or program.now()
         self.day = self.now.astimezone(program.tz).date()
         self.grants: list[Grant] = []

@@ -11,6 +11,8 @@ from .. import ledger
 from ..clock import iso
 from ..coupons.models import Offer
 from ..program import Program
+from ..statement import entries as ledger_entries
+from ..statement import lots_of
 from .models import MEMBER_CAPS, SHARED_CAPS, Rule, RuleGrant
 
 PUBLIC_RULES_MAX = 500  # the public terms page: more active rules than this is a marketer's mistake, not a page
@@ -153,11 +155,11 @@ _ACTIONS = {("spend", "coupon"): "Spent on a coupon", ("reverse", "refund"): "Ta
 def statement(session: Session, member_id: str, *, limit: int, before_seq: int | None = None) -> list[dict[str, Any]]:
     """The points statement, newest first: each line with what caused it (its rule, or the action) and, for a lot,
     its own expiry. Three queries whatever the page's length: the entries, their rules' titles, their lots."""
-    entries = ledger.statement(session, member_id, limit=limit, before_seq=before_seq)
+    entries = ledger_entries(session, member_id, limit=limit, before_seq=before_seq)
     rule_ids = {e.rule_id for e in entries if e.rule_id}
     titles = {i: t for i, t in session.execute(select(Rule.id, Rule.title).where(Rule.id.in_(rule_ids)))} \
         if rule_ids else {}
-    lots = ledger.lots_of(session, [e.id for e in entries if e.delta > 0])
+    lots = lots_of(session, [e.id for e in entries if e.delta > 0])
     lines = []
     for entry in entries:
         title = titles.get(entry.rule_id) if entry.rule_id else None

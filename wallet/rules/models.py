@@ -18,7 +18,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from ..clock import iso, utcnow
-from ..db import Base, id_column, new_id, rowcount
+from ..db import Base, Points, id_column, new_id, rowcount
 
 TRIGGERS = ("purchase", "check_in", "scan", "enrolment", "birthday", "inactivity", "referral")
 
@@ -72,7 +72,7 @@ class Rule(Base):
     per_member_period_days: Mapped[int | None]
     daily_limit: Mapped[int | None]
     total_limit: Mapped[int | None]
-    points_budget: Mapped[int | None]
+    points_budget: Mapped[int | None] = mapped_column(Points)
     points_expiry_days: Mapped[int | None]
     version: Mapped[int] = mapped_column(default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -105,7 +105,7 @@ class RuleGrant(Base):
     event_source: Mapped[str] = mapped_column(String(80))
     event: Mapped[dict] = mapped_column(default=dict)
     draw: Mapped[float | None] = mapped_column(Float)
-    points: Mapped[int] = mapped_column(default=0)
+    points: Mapped[int] = mapped_column(Points, default=0)
     coupon_id: Mapped[str | None] = mapped_column(String(32))
     benefit_id: Mapped[str | None] = mapped_column(String(32))
     entry_id: Mapped[str | None] = mapped_column(String(32))
@@ -122,7 +122,7 @@ class RuleCounter(Base):
     rule_id: Mapped[str] = mapped_column(ForeignKey("rules.id"), primary_key=True)
     period: Mapped[str] = mapped_column(String(16), primary_key=True)  # "total" or "2026-11-22"
     grants: Mapped[int] = mapped_column(default=0)
-    points: Mapped[int] = mapped_column(default=0)
+    points: Mapped[int] = mapped_column(Points, default=0)
 
 
 class RuleVersion(Base):

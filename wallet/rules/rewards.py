@@ -39,7 +39,7 @@ def write_grant(run: Run, grant: Grant) -> bool:
     if grant.points:
         grant.entry = _credit(run, grant.points, key=key, reason=_reason(rule, event), description=description,
                               rule=rule)
-        grant.pending = run.pending_until is not None
+        grant.pending = run.pending_until is not None or run.awaits is not None
     if grant.offer_id:
         coupon = issue_coupon(session, run.program, offer_id=grant.offer_id, member_id=event.member_id,
                                       idempotency_key=key, source=event.source, actor=f"rule:{rule.id}",
@@ -103,6 +103,11 @@ def _event_record(run: Run) -> dict[str, Any]:
 
 def _credit(run: Run, points: int, *, key: str, reason: str, description: str, rule: Rule) -> Any:
     event = run.event
+    if run.awaits is not None:
+        return ledger.hold(run.session, run.program, member_id=event.member_id, points=points, reason=reason,
+                           source=event.source, idempotency_key=key, description=description,
+                           available_at=run.now, expiry_days=rule.points_expiry_days, rule_id=rule.id,
+                           actor=f"rule:{rule.id}", channel=event.channel, awaits=run.awaits)
     if run.pending_until is not None:
         return ledger.hold(run.session, run.program, member_id=event.member_id, points=points, reason=reason,
                            source=event.source, idempotency_key=key, description=description,
