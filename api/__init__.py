@@ -9,6 +9,7 @@ import hmac
 import json
 import re
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from flask import Flask, redirect, request
@@ -122,6 +123,7 @@ def program_from_config(cfg: dict) -> Program:
         currency=cfg["LOYALTY_CURRENCY"], timezone=cfg["LOYALTY_TIMEZONE"],
         points_expiry_days=cfg["LOYALTY_POINTS_EXPIRY_DAYS"] or None,
         pending_days=cfg["LOYALTY_PENDING_DAYS"],
+        point_value=cfg.get("LOYALTY_POINT_VALUE", Decimal("0.01")),
         card_token_ttl=timedelta(minutes=cfg["LOYALTY_CARD_TOKEN_MINUTES"]),
         redemption_rollback_window=timedelta(minutes=cfg["LOYALTY_REDEMPTION_ROLLBACK_MINUTES"]),
         **wallet_passes.program_settings(cfg),  # LOYALTY_PUBLIC_URL, LOYALTY_APPLE_*, LOYALTY_GOOGLE_*
