@@ -129,5 +129,5 @@ def scheduled_jobs() -> list:
     return [PeriodicJob("points-release", timedelta(minutes=5), lambda s, p: ledger.release_due(s, p)),
             PeriodicJob("triggers-run", timedelta(minutes=10), run_triggers),
             PeriodicJob("points-expire", timedelta(hours=24), lambda s, p: ledger.expire_due(s, p)),
-            PeriodicJob("kpis-summarise", timedelta(minutes=1), lambda s, p: kpis.summarise(s, p)),
+            PeriodicJob("kpis-summarise", timedelta(seconds=15), lambda s, p: kpis.summarise(s, p)),
             *wallet_passes.jobs()]  # pass updates, APNs pushes, Google Wallet updates (when configured)

@@ -122,3 +122,23 @@ def test_the_openapi_document_defines_every_figure(client):
             assert len(prop.get("description", "")) > 20, (name, field)
     assert "LOYALTY_TIMEZONE" in schemas["Kpis"]["properties"]["timezone"]["description"]
     assert date.fromisoformat(schemas["Kpis"]["properties"]["from"].get("example", "2026-01-01"))
+
+
+def test_the_demo_club_has_figures_to_show(app, client, factory, session):
+    result = app.test_cli_runner().invoke(args=["demo"])
+    assert result.exit_code == 0, result.output
+    assert session.scalar(select(func.count()).select_from(KpiDay)) > 0  # summarised by `loyalty demo`
+    session.commit()
+    token = client.post("/api/v1/auth/token", json={"email": "marketer@demo.club", "password": "demo-marketer-1"})
+    body = client.get(f"{URL}?interval=week", headers={
+        "Authorization": f"Bearer {token.get_json()['access_token']}"}).get_json()
+    assert body["members"]["total"] >= 9 and body["members"]["active_30d"] >= 6
+    assert body["purchases"]["count"] > 20 and body["purchases"]["refunds"] >= 1
+    assert body["points"]["issued"] > 1000 and body["points"]["outstanding"] > 0
+    assert body["coupons"]["issued"] >= 1
+    assert body["by_channel"]["till"] > 20 and body["by_channel"]["app"] > 5
+    assert len(body["series"]) in (5, 6)
+    again = app.test_cli_runner().invoke(args=["demo"])  # safe twice: nothing counted twice
+    assert again.exit_code == 0, again.output
+    assert client.get(f"{URL}?interval=week", headers={
+        "Authorization": f"Bearer {token.get_json()['access_token']}"}).get_json() == body

@@ -289,3 +289,34 @@ def test_summaries_equal_a_direct_computation(session, program, history, split, 
         assert answer["members"][f"active_{n}d"] == len(active)
     assert answer["by_channel"]["till"] == len(buys)
     assert answer["by_channel"]["app"] == sum(1 for m in inside if m[2] == "visit")
+
+
+def test_coupons_their_rollbacks_and_the_rate_of_a_period_s_coupons(session, program, clock, factory):
+    from wallet import coupons
+    from wallet.coupons import Coupon
+    program.timezone = "UTC"
+    store = factory.store()
+    clock.now = at("2026-11-01T10:00:00")
+    offer = coupons.create_offer(session, program, {"title": "10% off", "benefit": {"kind": "percent_off",
+                                                                                      "value": "10"}})
+    claimed = [coupons.claim_coupon(session, program, member_id=factory.member()["id"], offer_id=offer.id)
+               for _ in range(3)]
+    session.commit()
+    clock.now = at("2026-11-02T10:00:00")
+    for coupon in claimed[:2]:
+        coupons.redeem(session, program, coupon.code, store_id=store["id"])
+    session.commit()
+    second = session.get(Coupon, claimed[1].id).redemption_id
+    coupons.rollback_redemption(session, program, second, store_id=store["id"], actor="staff:test")
+    session.commit()
+    clock.now = at("2026-11-25T10:00:00")
+    coupons.redeem(session, program, claimed[2].code, store_id=store["id"])
+    session.commit()
+    kpis.summarise(session, program, batch_size=9)  # part summarised, part read from the log
+    session.commit()
+    early = figures(session, program, date(2026, 11, 1), date(2026, 11, 20))
+    # Issued then: 3; redeemed then: 2, one rolled back; of those 3 coupons, 2 are redeemed by now (one on the 25th).
+    assert early["coupons"] == {"issued": 3, "redeemed": 1, "redemption_rate": 0.6667}
+    later = figures(session, program, date(2026, 11, 25), date(2026, 11, 25))
+    assert later["coupons"] == {"issued": 0, "redeemed": 1, "redemption_rate": None}
+    assert later["by_channel"]["till"] == 1  # the redemption; the coupon's issue is not an action of its own

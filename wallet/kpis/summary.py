@@ -24,6 +24,7 @@ from sqlalchemy import (
     func,
     literal_column,
     select,
+    true,
     union_all,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -40,7 +41,7 @@ from .days import sql_local_day
 from .models import COUNTERS, KpiActiveChange, KpiDay, KpiMemberDay
 
 CURSOR = "kpis"  # the event cursor the summary follows
-BATCH = 20_000  # events per transaction
+BATCH = 50_000  # events per transaction
 LEASE = timedelta(minutes=10)
 WINDOWS = (30, 90)  # active_30d, active_90d
 # A member is active on a day when they bought or checked in.
@@ -90,9 +91,12 @@ def day_rows(session: Session, tz: str, where: Any) -> Select:
         "purchases": one("purchase.recorded"),
         "revenue_cents": only(kind == "purchase.recorded", _cents(data["amount"].as_string())),
         "refunds": one("purchase.refunded"),
-        # A partial return's event may carry its amount; a whole refund's is the purchase's.
+        # A partial return's event may carry its amount; a whole refund's is the purchase's (looked up by its key,
+        # for refunds only: a correlated subquery the CASE evaluates only for them).
         "refunded_cents": only(kind == "purchase.refunded",
-                               func.coalesce(_cents(data["amount"].as_string()), _cents(_purchases.c.amount), 0)),
+                               func.coalesce(_cents(data["amount"].as_string()), _cents(
+                                   select(_purchases.c.amount).where(_purchases.c.id == data["purchase_id"].as_string())
+                                   .scalar_subquery()), 0)),
         "points_issued": only(kind == "points.earned", points),
         "points_redeemed": only(kind == "points.spent", points),
         "points_expired": only(kind == "points.expired", points),
@@ -105,16 +109,14 @@ def day_rows(session: Session, tz: str, where: Any) -> Select:
         "messages_sent": one("message.sent"),
         "actions": one(*ACTION_TYPES),
     }
-    refunded = (kind == "purchase.refunded") & (_purchases.c.id == data["purchase_id"].as_string())
     main = (select(sql_local_day(session, e.c.occurred_at, tz).label("day"), e.c.channel.label("channel"),
                    *[value.label(name) for name, value in per_event.items()])
-            .select_from(e.outerjoin(_purchases, refunded))
             .where(where, kind.in_(SUMMARISED_TYPES)))
     # A redemption (or its rollback) also counts on the day its coupon was issued: the rate of a period's coupons.
-    cohort = (select(sql_local_day(session, _coupons.c.issued_at, tz).label("day"), e.c.channel.label("channel"),
+    issued_at = select(_coupons.c.issued_at).where(_coupons.c.id == data["coupon_id"].as_string()).scalar_subquery()
+    cohort = (select(sql_local_day(session, issued_at, tz).label("day"), e.c.channel.label("channel"),
                      *[(per_event["coupons_redeemed"] if name == "coupons_redeemed_of_issued" else _zero()).label(name)
                        for name in COUNTERS])
-              .select_from(e.join(_coupons, _coupons.c.id == data["coupon_id"].as_string()))
               .where(where, kind.in_(("coupon.redeemed", "coupon.redemption_rolled_back"))))
     both = union_all(main, cohort).subquery("per_event")
     return (select(both.c.day, both.c.channel,
@@ -135,8 +137,13 @@ def active_changes(session: Session, tz: str, where: Any) -> Select:
            .where(~exists().where(kept.c.member_id == acts.c.member_id, kept.c.day == acts.c.day)).cte("new_days"))
     reach = (select(new.c.member_id, (func.min(new.c.day) - max(WINDOWS)).label("since"))
              .group_by(new.c.member_id).cte("reach"))
-    old = (select(kept.c.member_id, kept.c.day)
-           .join(reach, (reach.c.member_id == kept.c.member_id) & (kept.c.day >= reach.c.since)).cte("old_days"))
+    if on_postgres(session):  # one index range scan per member, whatever the planner thinks of the table's size
+        theirs = (select(kept.c.day).where(kept.c.member_id == reach.c.member_id, kept.c.day >= reach.c.since)
+                  .lateral("theirs"))
+        old = select(reach.c.member_id, theirs.c.day).select_from(reach.join(theirs, true())).cte("old_days")
+    else:
+        old = (select(kept.c.member_id, kept.c.day)
+               .join(reach, (reach.c.member_id == kept.c.member_id) & (kept.c.day >= reach.c.since)).cte("old_days"))
     after = union_all(select(old.c.member_id, old.c.day), select(new.c.member_id, new.c.day)).cte("all_days")
 
     def spans(days: Any, sign: int) -> Select:
