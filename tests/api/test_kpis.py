@@ -142,3 +142,19 @@ def test_the_demo_club_has_figures_to_show(app, client, factory, session):
     assert again.exit_code == 0, again.output
     assert client.get(f"{URL}?interval=week", headers={
         "Authorization": f"Bearer {token.get_json()['access_token']}"}).get_json() == body
+
+
+def test_the_worker_runs_the_summary_job(app, client, factory, clock, program):
+    from sqlalchemy.orm import sessionmaker
+
+    from api.cli import scheduled_jobs
+    from wallet import worker
+    factory.member()
+    factory.member()
+    with app.app_context():
+        jobs = [job for job in scheduled_jobs() if job.name == "kpis-summarise"]
+        assert [job.every.total_seconds() for job in jobs] == [15]
+        stats = worker.run(sessionmaker(bind=db.engine), program, jobs=jobs, once=True)
+        assert stats.jobs == {"kpis-summarise": 2}  # the two enrolments' events
+        assert kpis.position(db.session)[1] > 0
+        db.session.remove()

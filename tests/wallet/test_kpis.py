@@ -320,3 +320,26 @@ def test_coupons_their_rollbacks_and_the_rate_of_a_period_s_coupons(session, pro
     later = figures(session, program, date(2026, 11, 25), date(2026, 11, 25))
     assert later["coupons"] == {"issued": 0, "redeemed": 1, "redemption_rate": None}
     assert later["by_channel"]["till"] == 1  # the redemption; the coupon's issue is not an action of its own
+
+
+@pytest.mark.postgres
+def test_concurrent_summarisers_count_every_event_once(app, session, program, club):
+    """Four threads run the job at once, each with its own connection: the cursor's row lock and lease let one
+    batch through at a time, and the tables end as one run from the start makes them."""
+    from sqlalchemy.orm import Session as OwnSession
+
+    from api.extensions import db
+    from tests.conftest import run_together
+
+    def work(i: int) -> int:
+        with app.app_context(), OwnSession(db.engine) as own:
+            return kpis.summarise_all(own, program, own.commit, batch_size=3)
+
+    read = run_together(4, work)
+    caught_up(session)
+    assert sum(read) == session.scalar(select(func.count()).select_from(Event))
+    together = tables(session)
+    kpis.forget(session)
+    session.commit()
+    summarise(session, program)
+    assert tables(session) == together
