@@ -124,7 +124,7 @@ def day_rows(session: Session, tz: str, where: Any) -> Select:
             .group_by(both.c.day, both.c.channel))
 
 
-def active_changes(session: Session, tz: str, where: Any) -> Select:
+def active_changes(session: Session, tz: str, where: Any, *, record: bool = False) -> Select:
     """(window_days, day, delta): how the events matching ``where`` change the active-member counts.
 
     Each active day d of a member counts them as active from d until the next of their active days or d + N,
@@ -161,8 +161,12 @@ def active_changes(session: Session, tz: str, where: Any) -> Select:
         parts.append(select(literal_column(str(n), Integer), until, -seq.c.sign))
     ends = union_all(*parts).subquery("ends")
     total = func.sum(ends.c.delta)
-    return (select(ends.c.window_days, ends.c.day, cast(total, BigInteger).label("delta"))
-            .group_by(ends.c.window_days, ends.c.day).having(total != 0))
+    changes = (select(ends.c.window_days, ends.c.day, cast(total, BigInteger).label("delta"))
+               .group_by(ends.c.window_days, ends.c.day).having(total != 0))
+    if record:
+        changes = changes.add_cte(pg_insert(kept).from_select(["member_id", "day"], select(new.c.member_id, new.c.day))
+                                  .cte("recorded"))
+    return changes
 
 
 def _upsert(session: Session, table: Any, names: list[str], rows: Select, keys: list[str], add: list[str]) -> None:
@@ -188,13 +192,15 @@ def summarise(session: Session, program: Program, *, batch_size: int = BATCH, ow
     tz = program.timezone
     _upsert(session, _days, ["day", "channel", *COUNTERS], day_rows(session, tz, where), ["day", "channel"],
             list(COUNTERS))
-    # The changes read the member days as they were before this batch: written first.
-    _upsert(session, _changes, ["window_days", "day", "delta"], active_changes(session, tz, where),
+    # The changes read the member days as they were before this batch: written first (on PostgreSQL the same
+    # statement records the batch's new member days).
+    postgres = on_postgres(session)
+    _upsert(session, _changes, ["window_days", "day", "delta"], active_changes(session, tz, where, record=postgres),
             ["window_days", "day"], ["delta"])
-    insert = pg_insert if on_postgres(session) else sqlite_insert
-    acts = (select(_events.c.member_id, sql_local_day(session, _events.c.occurred_at, tz))
-            .where(where, _events.c.type.in_(ACTIVITY_TYPES), _events.c.member_id.is_not(None)).distinct())
-    session.execute(insert(_member_days).from_select(["member_id", "day"], acts).on_conflict_do_nothing())
+    if not postgres:
+        acts = (select(_events.c.member_id, sql_local_day(session, _events.c.occurred_at, tz))
+                .where(where, _events.c.type.in_(ACTIVITY_TYPES), _events.c.member_id.is_not(None)).distinct())
+        session.execute(sqlite_insert(_member_days).from_select(["member_id", "day"], acts).on_conflict_do_nothing())
     read = session.scalar(select(func.count()).select_from(_events).where(where)) or 0
     events.advance_cursor(session, claimed, upto, release=True, now=now)
     return int(read)
