@@ -120,6 +120,16 @@ def summarise(url: str, now: datetime) -> None:
     engine.dispose()
 
 
+def forget(url: str) -> None:
+    """Drop the summaries and the job's cursor (the tail's events stay: the job reads them this time)."""
+    from wallet import kpis
+    engine = create_engine(url)
+    with Session(engine) as session:
+        kpis.forget(session)
+        session.commit()
+    engine.dispose()
+
+
 def add_tail(url: str, now: datetime, purchases: int = 2000) -> None:
     """The events of ``purchases`` more purchases today, not yet summarised: answers read them from the log."""
     with psycopg.connect(_dsn(url), autocommit=True) as conn:
@@ -172,10 +182,16 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=1_000_000)
     parser.add_argument("--purchases", type=int, default=10_000_000)
     parser.add_argument("--reuse", action="store_true", help="the club and its summaries are there: measure only")
+    parser.add_argument("--resummarise", action="store_true",
+                        help="the club is there: drop the summaries, run the job again from the start, measure")
     args = parser.parse_args()
-    if args.reuse:
+    if args.reuse or args.resummarise:
         with psycopg.connect(_dsn(args.url)) as conn:
             now = conn.execute("SELECT max(created_at) FROM purchases").fetchone()[0].replace(tzinfo=UTC)
+        if args.resummarise:
+            forget(args.url)
+            summarise(args.url, now)
+            add_tail(args.url, now)
     else:
         now = generate(args.url, args.members, args.purchases)
         summarise(args.url, now)
