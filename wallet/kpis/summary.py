@@ -24,7 +24,7 @@ from sqlalchemy import (
     func,
     literal_column,
     select,
-    true,
+    union,
     union_all,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -129,21 +129,24 @@ def active_changes(session: Session, tz: str, where: Any, *, record: bool = Fals
 
     Each active day d of a member counts them as active from d until the next of their active days or d + N,
     whichever comes first (so a member counts once however many days they were active). A day new to the member
-    changes only its own span and its predecessor's: both are read from ``kpi_member_days`` around it."""
+    changes only its own span and its stored predecessor's: the spans of its stored neighbours (read from
+    ``kpi_member_days`` by key) before and after it is added are all the change, in any order of arrival."""
     e, kept = _events, _member_days
     acts = (select(e.c.member_id.label("member_id"), sql_local_day(session, e.c.occurred_at, tz).label("day"))
             .where(where, e.c.type.in_(ACTIVITY_TYPES), e.c.member_id.is_not(None)).distinct().cte("acts"))
     new = (select(acts.c.member_id, acts.c.day)
            .where(~exists().where(kept.c.member_id == acts.c.member_id, kept.c.day == acts.c.day)).cte("new_days"))
-    reach = (select(new.c.member_id, (func.min(new.c.day) - max(WINDOWS)).label("since"))
-             .group_by(new.c.member_id).cte("reach"))
-    if on_postgres(session):  # one index range scan per member, whatever the planner thinks of the table's size
-        theirs = (select(kept.c.day).where(kept.c.member_id == reach.c.member_id, kept.c.day >= reach.c.since)
-                  .lateral("theirs"))
-        old = select(reach.c.member_id, theirs.c.day).select_from(reach.join(theirs, true())).cte("old_days")
-    else:
-        old = (select(kept.c.member_id, kept.c.day)
-               .join(reach, (reach.c.member_id == kept.c.member_id) & (kept.c.day >= reach.c.since)).cte("old_days"))
+
+    # The stored days whose span a new day can change, and those that bound it: each new day's stored neighbours,
+    # found by the member's key (one index probe each), never the member's whole history.
+    def neighbour(bound: Any, side: Any) -> Select:
+        nearest = (select(bound(kept.c.day)).where(kept.c.member_id == new.c.member_id, side(kept.c.day, new.c.day))
+                   .scalar_subquery())
+        return select(new.c.member_id.label("member_id"), nearest.label("day"))
+
+    around = union(neighbour(func.max, lambda kept_day, day: kept_day < day),
+                   neighbour(func.min, lambda kept_day, day: kept_day > day)).subquery("around")
+    old = select(around.c.member_id, around.c.day).where(around.c.day.is_not(None)).cte("old_days")
     after = union_all(select(old.c.member_id, old.c.day), select(new.c.member_id, new.c.day)).cte("all_days")
 
     def spans(days: Any, sign: int) -> Select:
