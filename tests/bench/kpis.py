@@ -192,7 +192,7 @@ def main() -> None:
         if args.resummarise:
             forget(args.url)
             summarise(args.url, now)
-            add_tail(args.url, now)
+        add_tail(args.url, now)
     else:
         now = generate(args.url, args.members, args.purchases)
         summarise(args.url, now)

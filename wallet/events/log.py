@@ -112,9 +112,10 @@ def read(session: Session, after: tuple[int, int] | None = None, *, limit: int =
     return list(session.scalars(query.limit(limit)))
 
 
-def after(session: Session, cursor: tuple[int, int] | None, upto: tuple[int, int] | None = None) -> ColumnElement[bool]:
+def after(session: Session, cursor: tuple[Any, Any] | None, upto: tuple[int, int] | None = None) -> ColumnElement[bool]:
     """The log's events after ``cursor`` (and up to ``upto``, inclusive), in commit order's terms: a condition for a
-    reader that aggregates a stretch of the log in SQL instead of loading it (the KPI summaries)."""
+    reader that aggregates a stretch of the log in SQL instead of loading it (the KPI summaries). The cursor may be
+    two bound parameters, for a statement built once."""
     start = cursor or (0, 0)
     if on_postgres(session):
         where = tuple_(Event.xact_id, Event.position) > tuple_(*start)

@@ -46,7 +46,12 @@ def sql_local_day(session: Session, column: Any, tz: str) -> Any:
     if on_postgres(session):
         local = func.timezone(tz, func.timezone("UTC", column))
         return type_coerce(cast(local, Date) - literal_column("DATE '1970-01-01'", Date), Integer)
+    prepare(session)
+    return type_coerce(getattr(func, _SQLITE_FUNCTION)(column, tz), Integer)
+
+
+def prepare(session: Session) -> None:
+    """On SQLite, give the session's connection the day function (statements built once are run on many)."""
     raw = session.connection().connection.driver_connection
     if isinstance(raw, sqlite3.Connection):
         raw.create_function(_SQLITE_FUNCTION, 2, _sqlite_local_day, deterministic=True)
-    return type_coerce(getattr(func, _SQLITE_FUNCTION)(column, tz), Integer)

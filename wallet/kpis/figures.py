@@ -17,10 +17,9 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from .. import events
 from ..errors import Invalid
 from ..events import CHANNELS
 from ..program import Program
@@ -98,23 +97,29 @@ def _add(read: _Read, rows: Any, first: int, last: int) -> None:
         by[channel] = by.get(channel, 0) + int(values[_INDEX["actions"]] or 0)
 
 
+_days = KpiDay.__table__.c
+# Built once: every answer runs them with its period's day numbers.
+_BEFORE = select(*[func.coalesce(func.sum(_days[n]), 0) for n in COUNTERS]).where(_days.day < bindparam("first"))
+_STORED = select(_days.day, _days.channel, *[_days[n] for n in COUNTERS]).where(
+    _days.day.between(bindparam("first"), bindparam("last")))
+_CHANGES = select(KpiActiveChange.window_days, KpiActiveChange.day, KpiActiveChange.delta).where(
+    KpiActiveChange.day <= bindparam("last"))
+
+
 def _read(session: Session, program: Program, first: int, last: int) -> _Read:
     """The summaries and the events after them, from one consistent view: if the job moved on while they were
     being read (its cursor changed), they are read again."""
     for _ in range(5):
         cursor = summary.position(session)
         read = _Read([0] * len(COUNTERS), {}, {}, defaultdict(list))
-        before = session.execute(select(*[func.coalesce(func.sum(KpiDay.__table__.c[n]), 0) for n in COUNTERS])
-                                 .where(KpiDay.day < first)).one()
-        read.before = [int(v) for v in before]
-        stored = session.execute(select(KpiDay.day, KpiDay.channel, *[KpiDay.__table__.c[n] for n in COUNTERS])
-                                 .where(KpiDay.day.between(first, last))).all()
-        _add(read, stored, first, last)
-        changes = list(session.execute(select(KpiActiveChange.window_days, KpiActiveChange.day, KpiActiveChange.delta)
-                                       .where(KpiActiveChange.day <= last)).all())
-        tail = events.after(session, cursor)
-        _add(read, session.execute(summary.day_rows(session, program.timezone, tail)).all(), first, last)
-        changes += session.execute(summary.active_changes(session, program.timezone, tail)).all()
+        span = {"first": first, "last": last}
+        read.before = [int(v) for v in session.execute(_BEFORE, span).one()]
+        _add(read, session.execute(_STORED, span).all(), first, last)
+        changes = list(session.execute(_CHANGES, span).all())
+        tail_rows, tail_changes = summary.tail(session, program.timezone)
+        after = {"after_xact": cursor[0], "after_position": cursor[1]}
+        _add(read, session.execute(tail_rows, after).all(), first, last)
+        changes += session.execute(tail_changes, after).all()
         for window, day, delta in changes:
             if day <= last:
                 read.changes[window].append((day, int(delta)))

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Integer,
     Numeric,
     Select,
+    bindparam,
     case,
     cast,
     delete,
@@ -37,7 +38,7 @@ from ..db import new_id, on_postgres, table_of
 from ..events import EventCursor
 from ..program import Program
 from ..purchases import Purchase
-from .days import sql_local_day
+from .days import prepare, sql_local_day
 from .models import COUNTERS, KpiActiveChange, KpiDay, KpiMemberDay
 
 CURSOR = "kpis"  # the event cursor the summary follows
@@ -170,6 +171,21 @@ def active_changes(session: Session, tz: str, where: Any, *, record: bool = Fals
         changes = changes.add_cte(pg_insert(kept).from_select(["member_id", "day"], select(new.c.member_id, new.c.day))
                                   .cte("recorded"))
     return changes
+
+
+_TAILS: dict[tuple[bool, str], tuple[Select, Select]] = {}
+
+
+def tail(session: Session, tz: str) -> tuple[Select, Select]:
+    """``day_rows`` and ``active_changes`` of the events after a cursor given as the parameters ``after_xact`` and
+    ``after_position``: built once per database kind and timezone (every answer runs them)."""
+    key = (on_postgres(session), tz)
+    if key not in _TAILS:
+        where = events.after(session, (bindparam("after_xact", type_=BigInteger()),
+                                       bindparam("after_position", type_=BigInteger())))
+        _TAILS[key] = (day_rows(session, tz, where), active_changes(session, tz, where))
+    prepare(session)
+    return _TAILS[key]
 
 
 def _upsert(session: Session, table: Any, names: list[str], rows: Select, keys: list[str], add: list[str]) -> None:
