@@ -125,6 +125,7 @@ def program_from_config(cfg: dict) -> Program:
         currency=cfg["LOYALTY_CURRENCY"], timezone=cfg["LOYALTY_TIMEZONE"],
         points_expiry_days=cfg["LOYALTY_POINTS_EXPIRY_DAYS"] or None,
         pending_days=cfg["LOYALTY_PENDING_DAYS"],
+        point_value=cfg.get("LOYALTY_POINT_VALUE", Decimal("0.01")),
         card_token_ttl=timedelta(minutes=cfg["LOYALTY_CARD_TOKEN_MINUTES"]),
         redemption_rollback_window=timedelta(minutes=cfg["LOYALTY_REDEMPTION_ROLLBACK_MINUTES"]),
         max_purchase_amount=Decimal(cfg["LOYALTY_MAX_PURCHASE_AMOUNT"]), welcome_pending=bool(cfg["LOYALTY_WELCOME_PENDING"]),

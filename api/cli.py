@@ -5,7 +5,7 @@ import click
 from flask import Flask
 from flask.cli import FlaskGroup, with_appcontext
 
-from wallet import demo, ledger, members
+from wallet import demo, kpis, ledger, members
 
 from . import wallet_passes
 from .extensions import db
@@ -24,6 +24,7 @@ def register(app: Flask) -> None:
         """Load a demo club (stores, products, offers, rules, accounts) and print the demo logins. Safe to repeat."""
         accounts = demo.load(db.session, program())
         db.session.commit()
+        kpis.summarise_all(db.session, program(), db.session.commit)  # the demo's history in GET /admin/kpis
         click.echo("Demo club loaded. Sign in at POST /api/v1/auth/token with:")
         for role, email, password, extra in accounts:
             click.echo(f"  {role:<9} {email:<28} {password}{'  ' + extra if extra else ''}")
@@ -108,6 +109,9 @@ def register(app: Flask) -> None:
     from .views.stores import register_products_cli
     register_products_cli(app)
 
+    from .views.kpis import register_cli as register_kpis_cli  # loyalty kpis summarise|rebuild
+    register_kpis_cli(app)
+
     from .worker import register as register_worker  # loyalty worker [--once]
     register_worker(app, scheduled_jobs)
 
@@ -129,4 +133,5 @@ def scheduled_jobs() -> list:
             # a card used at two stores within a minute, flagged from the event log (nothing added to the till)
             PeriodicJob("fraud-watch", timedelta(seconds=30), lambda s, p: fraud.watch_purchases(s, p)),
             PeriodicJob("fraud-prune", timedelta(hours=1), lambda s, p: fraud.prune_counters(s, p.now())),
+            PeriodicJob("kpis-summarise", timedelta(seconds=15), lambda s, p: kpis.summarise(s, p)),
             *wallet_passes.jobs()]  # pass updates, APNs pushes, Google Wallet updates (when configured)

@@ -11,6 +11,7 @@
 | LOYALTY_CURRENCY | ILS | the club's currency (ISO 4217) |
 | LOYALTY_TIMEZONE | Asia/Jerusalem | the programme's timezone: daily caps, birthdays |
 | LOYALTY_POINTS_EXPIRY_DAYS | 365 | earned points expire after this many days (0: never) |
+| LOYALTY_POINT_VALUE | 0.01 | what one point is worth in the club's currency (a decimal): the KPIs' points liability |
 | LOYALTY_PENDING_DAYS | 0 | purchase points are pending this many days (the return window) |
 | LOYALTY_REDEMPTION_ROLLBACK_MINUTES | 30 | how long a store may roll back a coupon redemption |
 | LOYALTY_RATELIMIT_AUTH | 20 per minute | limit on /auth/* per client address |
@@ -47,7 +48,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 
@@ -71,6 +72,16 @@ def _secret(instance: Path) -> str:
     return path.read_text().strip()
 
 
+def _point_value(text: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        value = Decimal("NaN")
+    if not value.is_finite() or value < 0:
+        raise ValueError(f"LOYALTY_POINT_VALUE must be a non-negative decimal such as 0.01, not {text!r}")
+    return value
+
+
 def from_environment(instance_path: str) -> dict:
     instance = Path(instance_path)
     instance.mkdir(parents=True, exist_ok=True)
@@ -84,6 +95,7 @@ def from_environment(instance_path: str) -> dict:
         "LOYALTY_CURRENCY": _env("LOYALTY_CURRENCY", "ILS"),
         "LOYALTY_TIMEZONE": _env("LOYALTY_TIMEZONE", "Asia/Jerusalem"),
         "LOYALTY_POINTS_EXPIRY_DAYS": int(_env("LOYALTY_POINTS_EXPIRY_DAYS", "365")),
+        "LOYALTY_POINT_VALUE": _point_value(_env("LOYALTY_POINT_VALUE", "0.01")),
         "LOYALTY_PENDING_DAYS": int(_env("LOYALTY_PENDING_DAYS", "0")),
         "LOYALTY_REDEMPTION_ROLLBACK_MINUTES": int(_env("LOYALTY_REDEMPTION_ROLLBACK_MINUTES", "30")),
         "RATELIMIT_AUTH": _env("LOYALTY_RATELIMIT_AUTH", "20 per minute"),

@@ -20,7 +20,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
                  "events", "audit", "passes", "fraud"),
     "rules engine": ("rules",),
     "use cases": ("till", "enrolment", "referrals", "instore", "triggers", "activity", "webhooks", "worker",
-                  "demo", "export"),
+                  "demo", "export", "kpis"),
     "the schema": ("models",),  # gathers every table for Alembic: above everything, imported by nothing here
 }
 LONGEST = 600

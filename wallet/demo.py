@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import coupons, enrolment, instore, members, rules, statement
+from . import coupons, enrolment, instore, kpis, members, rules, statement
 from .barcodes import gtin_check_digit
 from .errors import Rejected
 from .program import Program
@@ -122,3 +122,4 @@ def _load_more(session: Session, program: Program, stores: dict, products: dict)
     instore.load_demo(session, program)
     rules.load_demo(session, program)  # a surprise on check-in, a birthday gift
     coupons.load_demo(session, program, stores)
+    kpis.load_demo(session, program, stores)  # six weeks of shoppers, for the KPIs

@@ -6,6 +6,7 @@ from .db import Base  # noqa: F401
 from .fraud import BurstCounter, Flag  # noqa: F401
 from .idempotency import IdempotencyKey  # noqa: F401
 from .instore import CheckIn, Scan  # noqa: F401
+from .kpis import KpiActiveChange, KpiDay, KpiMemberDay  # noqa: F401
 from .ledger import Balance, LedgerEntry, Lot, LotUse, PendingPoints  # noqa: F401
 from .members import Card, Member, Staff  # noqa: F401
 from .passes import PassDevice, PassRegistration, PassScan, RotatingCodeUse, WalletPass  # noqa: F401

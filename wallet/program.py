@@ -52,6 +52,8 @@ class Program:
     card_token_ttl: timedelta = timedelta(minutes=5)
     redemption_rollback_window: timedelta = timedelta(minutes=30)
     coupon_validity_days: int = 30
+    # What a point is worth in the club's currency (LOYALTY_POINT_VALUE): the KPIs' points liability.
+    point_value: Decimal = Decimal("0.01")
     clock: Callable[[], datetime] = utcnow
     # One injectable source for every draw (surprise and delight); tests seed it.
     random: random.Random = field(default_factory=random.SystemRandom)

@@ -107,6 +107,7 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
         actor=f"staff:{cashier_id}" if cashier_id else "till", occurred_at=now,
         data={"purchase_id": purchase_id, "receipt_id": receipt_id, "amount": str(amount), "currency": currency,
               "points_awarded": values["points_awarded"], "item_count": sum(i["quantity"] for i in basket),
+              "points_credited": sum(g.points for g in grants if not g.pending),  # spendable now (not held)
               "rewards": [_announced(g) for g in grants]})))
     # When the rules wrote nothing else, this one statement is the whole transaction: its own, no BEGIN/COMMIT.
     with own_transaction(session):

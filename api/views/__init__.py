@@ -7,6 +7,7 @@ from . import (  # noqa: F401
     events,
     fraud,
     instore,
+    kpis,
     me,
     passes,
     pos,

@@ -41,7 +41,7 @@ def test_a_purchase_records_one_event_carrying_its_points_and_its_rewards(app, c
         db.session.remove()
     assert recorded.data == {
         "purchase_id": answer["purchase_id"], "receipt_id": "R-1", "amount": "120.50", "currency": "ILS",
-        "points_awarded": 120, "item_count": 2,
+        "points_awarded": 120, "points_credited": 120, "item_count": 2,
         "rewards": [{"rule_id": rule_id, "grant_id": answer["rewards"][0]["grant_id"], "kind": "rule", "points": 120,
                      "entry_id": entry.id, "pending": False, "coupon_id": None, "surprise": False}]}
     assert (recorded.channel, recorded.store_id, recorded.actor) == ("till", store["id"], f"staff:{cashier['id']}")

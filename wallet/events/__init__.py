@@ -1,6 +1,19 @@
 """The club's event log (a transactional outbox): ``emit`` in the use case's transaction, read in commit order."""
-from .log import Claimed, Event, EventCursor, advance_cursor, claim_cursor, emit, envelope, event_row, read
+from .log import (
+    Claimed,
+    Event,
+    EventCursor,
+    advance_cursor,
+    after,
+    claim_cursor,
+    emit,
+    envelope,
+    event_row,
+    last_of_next,
+    read,
+)
 from .types import CHANNELS, DATA_SCHEMAS, PERSONAL_KEYS, TYPES, channel_of, check
 
 __all__ = ["CHANNELS", "DATA_SCHEMAS", "PERSONAL_KEYS", "TYPES", "Claimed", "Event", "EventCursor",
-           "advance_cursor", "channel_of", "check", "claim_cursor", "emit", "envelope", "event_row", "read"]
+           "advance_cursor", "after", "channel_of", "check", "claim_cursor", "emit", "envelope", "event_row",
+           "last_of_next", "read"]

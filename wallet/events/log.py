@@ -13,6 +13,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    func,
     literal_column,
     select,
     tuple_,
@@ -109,6 +110,32 @@ def read(session: Session, after: tuple[int, int] | None = None, *, limit: int =
     if member_id:
         query = query.where(Event.member_id == member_id)
     return list(session.scalars(query.limit(limit)))
+
+
+def after(session: Session, cursor: tuple[Any, Any] | None, upto: tuple[int, int] | None = None) -> ColumnElement[bool]:
+    """The log's events after ``cursor`` (and up to ``upto``, inclusive), in commit order's terms: a condition for a
+    reader that aggregates a stretch of the log in SQL instead of loading it (the KPI summaries). The cursor may be
+    two bound parameters, for a statement built once."""
+    start = cursor or (0, 0)
+    if on_postgres(session):
+        where = tuple_(Event.xact_id, Event.position) > tuple_(*start)
+        return where if upto is None else where & (tuple_(Event.xact_id, Event.position) <= tuple_(*upto))
+    where = Event.position > start[1]
+    return where if upto is None else where & (Event.position <= upto[1])
+
+
+def last_of_next(session: Session, cursor: tuple[int, int] | None, limit: int) -> tuple[int, int] | None:
+    """The cursor of the last of the next ``limit`` committed events after ``cursor`` (None: none yet), read as
+    ``read`` reads: on PostgreSQL only what every transaction older than this one's snapshot wrote."""
+    session.flush()
+    query = select(func.coalesce(Event.xact_id, 0).label("x"), Event.position.label("p")).where(after(session, cursor))
+    if on_postgres(session):
+        query = query.where(Event.xact_id < _XMIN).order_by(Event.xact_id, Event.position)
+    else:
+        query = query.order_by(Event.position)
+    page = query.limit(limit).subquery()
+    row = session.execute(select(page.c.x, page.c.p).order_by(page.c.x.desc(), page.c.p.desc()).limit(1)).first()
+    return None if row is None else (int(row[0]), int(row[1]))
 
 
 # ------------------------------------------------------------------ readers' cursors

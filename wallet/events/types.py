@@ -50,6 +50,7 @@ DATA_SCHEMAS: dict[str, dict[str, Any]] = {
         "grants (`rewards`), which write no `points.earned` or `reward.granted` events of their own.",
         ("purchase_id", "amount", "currency"),
         purchase_id=_ID, receipt_id=_CODE, amount=_MONEY, currency=_CODE, points_awarded=_POINTS,
+        points_credited=_POINTS,
         item_count={"type": "integer"},
         rewards={"type": "array", "items": {
             "type": "object", "additionalProperties": False,
