@@ -11,6 +11,7 @@ from .passes import PassDevice, PassRegistration, PassScan, RotatingCodeUse, Wal
 from .purchases import Purchase, PurchaseItem  # noqa: F401
 from .referrals import Referral  # noqa: F401
 from .rules import Rule, RuleCounter, RuleGrant, RulesRevision, RuleVersion  # noqa: F401
+from .segments import Segment  # noqa: F401
 from .stores import Product, Store  # noqa: F401
 from .tokens import RefreshToken  # noqa: F401
 from .triggers import LifeEvent  # noqa: F401
