@@ -9,6 +9,7 @@ import hmac
 import json
 import re
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from flask import Flask, redirect, request
@@ -124,6 +125,8 @@ def program_from_config(cfg: dict) -> Program:
         pending_days=cfg["LOYALTY_PENDING_DAYS"],
         card_token_ttl=timedelta(minutes=cfg["LOYALTY_CARD_TOKEN_MINUTES"]),
         redemption_rollback_window=timedelta(minutes=cfg["LOYALTY_REDEMPTION_ROLLBACK_MINUTES"]),
+        influence_window_days=cfg.get("LOYALTY_INFLUENCE_WINDOW_DAYS", 365),
+        influence_second_degree=Decimal(str(cfg.get("LOYALTY_INFLUENCE_SECOND_DEGREE", "0.5"))),
         **wallet_passes.program_settings(cfg),  # LOYALTY_PUBLIC_URL, LOYALTY_APPLE_*, LOYALTY_GOOGLE_*
     )
 

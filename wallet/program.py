@@ -5,6 +5,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -51,6 +52,9 @@ class Program:
     card_token_ttl: timedelta = timedelta(minutes=5)
     redemption_rollback_window: timedelta = timedelta(minutes=30)
     coupon_validity_days: int = 30
+    # Influence (wallet.influence): the window of own and referred spend, and the weight of a friend's friend.
+    influence_window_days: int = 365
+    influence_second_degree: Decimal = Decimal("0.5")
     clock: Callable[[], datetime] = utcnow
     # One injectable source for every draw (surprise and delight); tests seed it.
     random: random.Random = field(default_factory=random.SystemRandom)
