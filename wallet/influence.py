@@ -151,7 +151,7 @@ def _money(value: Any) -> Decimal:
     return Decimal(str(value or 0)).quantize(CENT)
 
 
-def _qualified(member_id: ColumnElement) -> ColumnElement:
+def _qualified(member_id: Any) -> ColumnElement:
     """Friends of ``member_id`` who have made a purchase (ever)."""
     friend = aliased(Member, name="qfriend")
     bought = exists().where(Purchase.member_id == friend.id, Purchase.status == "completed")
