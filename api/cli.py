@@ -5,7 +5,7 @@ import click
 from flask import Flask
 from flask.cli import FlaskGroup, with_appcontext
 
-from wallet import demo, ledger, members
+from wallet import demo, influence, ledger, members
 
 from . import wallet_passes
 from .extensions import db
@@ -101,6 +101,18 @@ def register(app: Flask) -> None:
 
     app.cli.add_command(maintenance)
 
+    influence_cli = click.Group("influence", help="The influence summary the ranking reads.")
+
+    @influence_cli.command("refresh")
+    @with_appcontext
+    def influence_refresh():
+        """Recompute every member's influence now (the worker does it hourly)."""
+        written = influence.refresh(db.session, program())
+        db.session.commit()
+        click.echo(f"influence of {written} members written")
+
+    app.cli.add_command(influence_cli)
+
     from .views.rules import register_cli as register_rule_jobs  # loyalty triggers run
     register_rule_jobs(app)
 
@@ -125,4 +137,5 @@ def scheduled_jobs() -> list:
     return [PeriodicJob("points-release", timedelta(minutes=5), lambda s, p: ledger.release_due(s, p)),
             PeriodicJob("triggers-run", timedelta(minutes=10), run_triggers),
             PeriodicJob("points-expire", timedelta(hours=24), lambda s, p: ledger.expire_due(s, p)),
+            PeriodicJob("influence-refresh", timedelta(hours=1), lambda s, p: influence.refresh_due(s, p)),
             *wallet_passes.jobs()]  # pass updates, APNs pushes, Google Wallet updates (when configured)

@@ -24,21 +24,28 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    ForeignKey,
+    Index,
     Numeric,
     Select,
+    String,
     and_,
     case,
     cast,
+    delete,
     exists,
     func,
+    insert,
     literal,
     or_,
     select,
     union_all,
 )
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Mapped, Session, aliased, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import FromClause
 
+from .db import Base, UTCDateTime
 from .errors import NotFound
 from .members import Member
 from .program import Program
@@ -60,16 +67,17 @@ def spend_since(since: datetime) -> Select:
             .group_by(Purchase.member_id))
 
 
-def own_values(program: Program, now: datetime | None = None) -> Select:
-    """``(member_id, own_value)`` of the members who bought in the influence window."""
-    spend = spend_since(window_start(program, now)).subquery("own")
+def own_values(program: Program, now: datetime | None = None, *, spend: FromClause | None = None) -> Select:
+    """``(member_id, own_value)`` of the members who bought in the influence window (``spend``: a
+    :func:`spend_since` already made, e.g. as a CTE)."""
+    spend = spend if spend is not None else spend_since(window_start(program, now)).subquery("own")
     return select(spend.c.member_id, spend.c.spend.label("own_value"))
 
 
-def referral_values(program: Program, now: datetime | None = None) -> Select:
+def referral_values(program: Program, now: datetime | None = None, *, spend: FromClause | None = None) -> Select:
     """``(member_id, referrals, referred_spend, second_degree_spend, referral_value)`` of every member who referred
     someone: the per-member referral value select (a VIP tier on referral value ranks on this)."""
-    spend = spend_since(window_start(program, now)).subquery("spend")
+    spend = spend if spend is not None else spend_since(window_start(program, now)).subquery("spend")
     friend, parent = aliased(Member, name="friend"), aliased(Member, name="parent")
     first = (select(friend.referred_by_id.label("member_id"), literal(1).label("n"),
                     func.coalesce(spend.c.spend, 0).label("first"), literal(0).label("second"))
@@ -101,11 +109,12 @@ def _median(values: Select) -> ColumnElement:
     return select(func.avg(middle.c.v)).scalar_subquery()
 
 
-def medians(program: Program, now: datetime | None = None) -> tuple[ColumnElement, ColumnElement]:
+def medians(program: Program, now: datetime | None = None, *, own: FromClause | None = None,
+            referral: FromClause | None = None) -> tuple[ColumnElement, ColumnElement]:
     """(median own value of members who bought in the window, median non-zero referral value) as scalar
-    subqueries."""
-    own = own_values(program, now).subquery("own_all")
-    referral = referral_values(program, now).subquery("ref_all")
+    subqueries (``own``, ``referral``: :func:`own_values` and :func:`referral_values` already made)."""
+    own = own if own is not None else own_values(program, now).subquery("own_all")
+    referral = referral if referral is not None else referral_values(program, now).subquery("ref_all")
     return (_median(select(own.c.own_value).where(own.c.own_value > 0)),
             _median(select(referral.c.referral_value).where(referral.c.referral_value != 0)))
 
@@ -141,6 +150,7 @@ class Influence:
     referral_value: Decimal
     own_value: Decimal
     influence: str
+    as_of: datetime | None = None  # from the summary as of then; None: computed now
 
     @property
     def member(self) -> dict[str, str]:
@@ -159,8 +169,8 @@ def _qualified(member_id: Any) -> ColumnElement:
             .scalar_subquery())
 
 
-def _report(session: Session, program: Program, where: ColumnElement | None, *, ranked: bool,
-            after: tuple[Decimal, str] | None = None, limit: int = 50) -> list[Influence]:
+def _live(session: Session, program: Program, where: ColumnElement | None, *, ranked: bool,
+          after: tuple[Decimal, str] | None, limit: int) -> list[Influence]:
     now = program.now()
     own = own_values(program, now).subquery("own")
     referral = referral_values(program, now).subquery("ref")
@@ -171,9 +181,7 @@ def _report(session: Session, program: Program, where: ColumnElement | None, *, 
              .select_from(Member))
     if ranked:  # only members who referred someone rank; the page's qualified counts are read for its rows only
         query = query.join(referral, referral.c.member_id == Member.id)
-        if after is not None:
-            query = query.where(or_(value < after[0], and_(value == after[0], Member.id > after[1])))
-        query = query.order_by(value.desc(), Member.id).limit(limit)
+        query = _page(query, value, after, limit)
     else:
         query = query.outerjoin(referral, referral.c.member_id == Member.id)
     query = query.outerjoin(own, own.c.member_id == Member.id)
@@ -182,10 +190,102 @@ def _report(session: Session, program: Program, where: ColumnElement | None, *, 
     found = []
     for member_id, name, referrals, qualified, referred, referral_value, own_value in session.execute(query):
         own_value, referral_value = _money(own_value), _money(referral_value)
-        found.append(Influence(member_id=member_id, name=name, referrals=int(referrals), qualified_referrals=int(qualified),
-                               referred_spend=_money(referred), referral_value=referral_value, own_value=own_value,
+        found.append(Influence(member_id=member_id, name=name, referrals=int(referrals),
+                               qualified_referrals=int(qualified), referred_spend=_money(referred),
+                               referral_value=referral_value, own_value=own_value,
                                influence=quadrant(own_value, referral_value, own_median, referral_median)))
     return found
+
+
+def _page(query: Select, value: ColumnElement, after: tuple[Decimal, str] | None, limit: int) -> Select:
+    if after is not None:
+        query = query.where(or_(value < after[0], and_(value == after[0], Member.id > after[1])))
+    return query.order_by(value.desc(), Member.id).limit(limit)
+
+
+# ------------------------------------------------------------------ the summary the worker keeps
+
+class InfluenceScore(Base):
+    """Every member's influence as of ``computed_at``, written whole by :func:`refresh` (the worker, hourly): the
+    ranking and a member's figures read it in milliseconds where computing them means aggregating a year of
+    purchases (seconds at 10 million). Members with neither own spend nor referrals have no row (all zero)."""
+
+    __tablename__ = "influence_scores"
+    __table_args__ = (Index("ix_influence_scores_ranking", "referral_value", "member_id"),)
+
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.id"), primary_key=True)
+    referrals: Mapped[int]
+    qualified_referrals: Mapped[int]
+    referred_spend: Mapped[Decimal] = mapped_column(_MONEY)
+    referral_value: Mapped[Decimal] = mapped_column(_MONEY)
+    own_value: Mapped[Decimal] = mapped_column(_MONEY)
+    influence: Mapped[str] = mapped_column(String(16))
+    computed_at: Mapped[datetime]
+
+
+def refresh(session: Session, program: Program) -> int:
+    """Recompute the summary now: one DELETE and one INSERT ... SELECT (the window's spend aggregated once, as a
+    CTE); the number of rows written."""
+    now = program.now()
+    spend = spend_since(window_start(program, now)).cte("spend")
+    referral = referral_values(program, now, spend=spend).cte("ref")
+    own = own_values(program, now, spend=spend).cte("own")
+    own_median, referral_median = medians(program, now, own=own, referral=referral)
+    own_value, referral_value = func.coalesce(own.c.own_value, 0), func.coalesce(referral.c.referral_value, 0)
+    rows = (select(Member.id, func.coalesce(referral.c.referrals, 0),
+                   case((referral.c.referrals > 0, _qualified(Member.id)), else_=0),
+                   func.coalesce(referral.c.referred_spend, 0), referral_value, own_value,
+                   quadrant_sql(own_value, referral_value, own_median, referral_median), literal(now, UTCDateTime()))
+            .select_from(Member).outerjoin(own, own.c.member_id == Member.id)
+            .outerjoin(referral, referral.c.member_id == Member.id)
+            .where(or_(own.c.member_id.is_not(None), referral.c.member_id.is_not(None))))
+    session.execute(delete(InfluenceScore))
+    session.execute(insert(InfluenceScore).from_select(
+        ["member_id", "referrals", "qualified_referrals", "referred_spend", "referral_value", "own_value",
+         "influence", "computed_at"], rows))
+    # (SQLite's driver counts no rows for an INSERT with a WITH clause: ask)
+    return int(session.scalar(select(func.count()).select_from(InfluenceScore)) or 0)
+
+
+def refresh_due(session: Session, program: Program, *, fresh_for: timedelta = timedelta(minutes=30)) -> int:
+    """The worker's job: refresh unless the summary is younger than ``fresh_for``; rows written (0: it was)."""
+    last = computed_at(session)
+    if last is not None and program.now() - last < fresh_for:
+        return 0
+    return refresh(session, program)  # the next call finds it fresh (or, for a club with no rows, nothing to do)
+
+
+def computed_at(session: Session) -> datetime | None:
+    """When the summary was last written (None: never, or it holds nobody)."""
+    return session.scalar(select(func.max(InfluenceScore.computed_at)))
+
+
+def _summary(session: Session, where: ColumnElement | None, *, ranked: bool, after: tuple[Decimal, str] | None,
+             limit: int, as_of: datetime) -> list[Influence]:
+    score = InfluenceScore
+    query = select(Member.id, Member.name, score.referrals, score.qualified_referrals, score.referred_spend,
+                   score.referral_value, score.own_value, score.influence)
+    if ranked:
+        query = _page(query.select_from(score).join(Member, Member.id == score.member_id)
+                      .where(score.referrals > 0), score.referral_value, after, limit)
+    else:
+        query = query.select_from(Member).outerjoin(score, score.member_id == Member.id)
+    if where is not None:
+        query = query.where(where)
+    return [Influence(member_id=member_id, name=name, referrals=int(referrals or 0),
+                      qualified_referrals=int(qualified or 0), referred_spend=_money(referred),
+                      referral_value=_money(value), own_value=_money(own_value), influence=quadrant_ or "miser",
+                      as_of=as_of)
+            for member_id, name, referrals, qualified, referred, value, own_value, quadrant_ in session.execute(query)]
+
+
+def _report(session: Session, program: Program, where: ColumnElement | None, *, ranked: bool,
+            after: tuple[Decimal, str] | None = None, limit: int = 50) -> list[Influence]:
+    """From the summary when the worker has written one (``as_of`` says when), else computed now."""
+    as_of = computed_at(session)
+    if as_of is not None:
+        return _summary(session, where, ranked=ranked, after=after, limit=limit, as_of=as_of)
+    return _live(session, program, where, ranked=ranked, after=after, limit=limit)
 
 
 def quadrant(own_value: Decimal, referral_value: Decimal, own_median: Any, referral_median: Any) -> str:

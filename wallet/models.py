@@ -4,6 +4,7 @@ from .benefits import BenefitUse, MemberBenefit  # noqa: F401
 from .coupons import Coupon, Offer, Redemption  # noqa: F401
 from .db import Base  # noqa: F401
 from .idempotency import IdempotencyKey  # noqa: F401
+from .influence import InfluenceScore  # noqa: F401
 from .instore import CheckIn, Scan  # noqa: F401
 from .ledger import Balance, LedgerEntry, Lot, LotUse, PendingPoints  # noqa: F401
 from .members import Card, Member, Staff  # noqa: F401

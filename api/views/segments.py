@@ -96,6 +96,8 @@ class InfluenceSchema(StrictSchema):
     own_value = Money(metadata={"description": "the member's own spend in the window"})
     influence = fields.String(metadata={"enum": list(influence.QUADRANTS)})
     window_days = fields.Integer(metadata={"description": "LOYALTY_INFLUENCE_WINDOW_DAYS"})
+    as_of = Time(allow_none=True, metadata={"description": "the figures are the worker's summary as of this time "
+                                                          "(refreshed hourly); null: computed now"})
 
 
 class InfluencerSchema(InfluenceSchema):
@@ -196,7 +198,7 @@ def _answer(found: influence.Influence) -> dict:
     return {"referrals": found.referrals, "qualified_referrals": found.qualified_referrals,
             "referred_spend": found.referred_spend, "referral_value": found.referral_value,
             "own_value": found.own_value, "influence": found.influence, "member": found.member,
-            "window_days": program().influence_window_days}
+            "window_days": program().influence_window_days, "as_of": found.as_of}
 
 
 @blp.route("/members/<string:member_id>/influence")

@@ -1,5 +1,6 @@
 """segments: a marketer's named groups of members (criteria compiled to one query); members gain the optional
-profile fields gender and city; an offer may be restricted to a segment (segment_id). BRIN indexes on the
+profile fields gender and city; an offer may be restricted to a segment (segment_id); influence_scores, the
+influence summary the worker keeps (the influencers' ranking reads it). BRIN indexes on the
 purchases' and check-ins' times serve the segments' and influence's windows (``created_at >= now - 90 days``)
 over tables written in time order: a BRIN index is a few pages and costs an insert next to nothing (the till's
 purchase path keeps its indexes as they are).
@@ -34,6 +35,20 @@ def upgrade():
         sa.PrimaryKeyConstraint('id', name=op.f('pk_segments')),
         sa.UniqueConstraint('name', name=op.f('uq_segments_name')),
     )
+    op.create_table(
+        'influence_scores',
+        sa.Column('member_id', sa.String(length=32), nullable=False),
+        sa.Column('referrals', sa.Integer(), nullable=False),
+        sa.Column('qualified_referrals', sa.Integer(), nullable=False),
+        sa.Column('referred_spend', sa.Numeric(precision=14, scale=2), nullable=False),
+        sa.Column('referral_value', sa.Numeric(precision=14, scale=2), nullable=False),
+        sa.Column('own_value', sa.Numeric(precision=14, scale=2), nullable=False),
+        sa.Column('influence', sa.String(length=16), nullable=False),
+        sa.Column('computed_at', wallet.db.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(['member_id'], ['members.id'], name=op.f('fk_influence_scores_member_id_members')),
+        sa.PrimaryKeyConstraint('member_id', name=op.f('pk_influence_scores')),
+    )
+    op.create_index('ix_influence_scores_ranking', 'influence_scores', ['referral_value', 'member_id'], unique=False)
     with op.batch_alter_table('members', schema=None) as batch_op:
         batch_op.add_column(sa.Column('gender', sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column('city', sa.String(length=80), nullable=True))
@@ -57,4 +72,6 @@ def downgrade():
     with op.batch_alter_table('members', schema=None) as batch_op:
         batch_op.drop_column('city')
         batch_op.drop_column('gender')
+    op.drop_index('ix_influence_scores_ranking', table_name='influence_scores')
+    op.drop_table('influence_scores')
     op.drop_table('segments')

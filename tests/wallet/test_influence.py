@@ -105,7 +105,8 @@ def test_over_http(client, factory, app):
     assert r.status_code == 201, r.get_json()
     body = client.get(f"/api/v1/admin/members/{a['id']}/influence", headers=marketer["headers"]).get_json()
     assert body == {"referrals": 1, "qualified_referrals": 1, "referred_spend": "250.00",
-                    "referral_value": "250.00", "own_value": "0.00", "influence": "miser", "window_days": 365}
+                    "referral_value": "250.00", "own_value": "0.00", "influence": "miser", "window_days": 365,
+                    "as_of": None}
     ranked = client.get("/api/v1/admin/influencers?limit=1", headers=marketer["headers"]).get_json()
     assert ranked["items"][0]["member"] == {"id": a["id"], "name": "Member 1"} or \
         ranked["items"][0]["member"]["id"] == a["id"]
@@ -115,3 +116,25 @@ def test_over_http(client, factory, app):
     assert_problem(client.get("/api/v1/admin/members/mem_nope/influence", headers=marketer["headers"]), 404,
                    "not_found")
     assert_problem(client.get("/api/v1/admin/influencers", headers=b["headers"]), 403, "forbidden")
+
+
+def test_the_summary_answers_what_was_computed_and_waits_for_the_next_refresh(session, program, family, clock):
+    live = {m: influence.influence_of(session, program, f"mem_T{m:04d}") for m in range(1, 7)}
+    ranked_live = influence.influencers(session, program)
+    assert influence.refresh(session, program) == 5  # all but e bought in the window or referred someone
+    summary = {m: influence.influence_of(session, program, f"mem_T{m:04d}") for m in range(1, 7)}
+    for m in live:
+        assert summary[m].as_of == NOW and live[m].as_of is None
+        assert (summary[m].referrals, summary[m].qualified_referrals, summary[m].referred_spend,
+                summary[m].referral_value, summary[m].own_value, summary[m].influence) == \
+               (live[m].referrals, live[m].qualified_referrals, live[m].referred_spend, live[m].referral_value,
+                live[m].own_value, live[m].influence)
+    assert [(i.member_id, i.referral_value) for i in influence.influencers(session, program)] == \
+        [(i.member_id, i.referral_value) for i in ranked_live]
+    _purchase(session, family, "mem_T0002", "500.00", NOW)
+    session.flush()
+    assert influence.refresh_due(session, program) == 0  # fresh: nothing done
+    assert influence.influence_of(session, program, "mem_T0001").referred_spend == Decimal("100.00")
+    clock.advance(hours=1)
+    assert influence.refresh_due(session, program) == 5
+    assert influence.influence_of(session, program, "mem_T0001").referred_spend == Decimal("600.00")
