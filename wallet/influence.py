@@ -197,7 +197,7 @@ def _live(session: Session, program: Program, where: ColumnElement | None, *, ra
     return found
 
 
-def _page(query: Select, value: ColumnElement, after: tuple[Decimal, str] | None, limit: int) -> Select:
+def _page(query: Select, value: Any, after: tuple[Decimal, str] | None, limit: int) -> Select:
     if after is not None:
         query = query.where(or_(value < after[0], and_(value == after[0], Member.id > after[1])))
     return query.order_by(value.desc(), Member.id).limit(limit)
