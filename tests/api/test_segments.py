@@ -210,3 +210,19 @@ def test_a_rule_with_a_segment_rewards_only_its_members(client, factory, markete
     assert "selected members" in client.get("/api/v1/rules").get_data(as_text=True)
     in_use = assert_problem(client.delete(f"{BASE}/{segment['id']}", headers=h), 409, "segment_in_use")
     assert in_use["errors"]["rules"] == [rule_id]
+
+
+def test_the_demo_club_has_segments_with_members(app, client, factory):
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["demo"]).exit_code == 0
+    assert runner.invoke(args=["demo"]).exit_code == 0  # safe twice
+    h = factory.staff("marketer")["headers"]
+    found = {s["name"]: s for s in client.get(BASE, headers=h).get_json()["items"]}
+    assert {"Lapsed high spenders", "Haifa women", "Advocates"} <= set(found)
+    counts = {}
+    for name in ("Lapsed high spenders", "Haifa women", "Advocates"):
+        preview = client.post(f"{BASE}/preview", json={"criteria": found[name]["criteria"]}, headers=h).get_json()
+        counts[name] = sorted(m["email"] for m in preview["sample"])
+    assert counts == {"Lapsed high spenders": ["avi@demo.club", "maya@demo.club"],
+                      "Haifa women": ["maya@demo.club", "shira@demo.club"],
+                      "Advocates": ["maya@demo.club", "shira@demo.club"]}
