@@ -39,13 +39,14 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     union_all,
 )
 from sqlalchemy.orm import Mapped, Session, aliased, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
-from .db import Base, UTCDateTime
+from .db import Base, UTCDateTime, on_postgres
 from .errors import NotFound
 from .members import Member
 from .program import Program
@@ -54,6 +55,17 @@ from .purchases import Purchase
 QUADRANTS = ("champion", "affluent", "advocate", "miser")
 CENT = Decimal("0.01")
 _MONEY = Numeric(14, 2)
+
+
+ANALYTIC_WORK_MEM = "256MB"
+
+
+def analytic(session: Session) -> None:
+    """PostgreSQL: room for this transaction's aggregates over a whole club to stay in memory (work_mem counts per
+    sort or hash, for this transaction only); the default 4 MB makes a hash of a million members spill to disk.
+    Segments' previews and lists and the influence summary ask for it."""
+    if on_postgres(session):
+        session.execute(text(f"SET LOCAL work_mem = '{ANALYTIC_WORK_MEM}'"))
 
 
 def window_start(program: Program, now: datetime | None = None) -> datetime:
@@ -172,6 +184,7 @@ def _qualified(member_id: Any) -> ColumnElement:
 def _live(session: Session, program: Program, where: ColumnElement | None, *, ranked: bool,
           after: tuple[Decimal, str] | None, limit: int) -> list[Influence]:
     now = program.now()
+    analytic(session)
     own = own_values(program, now).subquery("own")
     referral = referral_values(program, now).subquery("ref")
     own_median, referral_median = (session.execute(select(*medians(program, now))).one())
@@ -232,6 +245,7 @@ def refresh(session: Session, program: Program) -> int:
     own = own_values(program, now, spend=spend).cte("own")
     own_median, referral_median = medians(program, now, own=own, referral=referral)
     own_value, referral_value = func.coalesce(own.c.own_value, 0), func.coalesce(referral.c.referral_value, 0)
+    analytic(session)
     rows = (select(Member.id, func.coalesce(referral.c.referrals, 0),
                    case((referral.c.referrals > 0, _qualified(Member.id)), else_=0),
                    func.coalesce(referral.c.referred_spend, 0), referral_value, own_value,

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from ..clock import utcnow
 from ..errors import Conflict, Invalid, NotFound
+from ..influence import analytic
 from ..members import Member
 from ..program import Program
 from .criteria import validate
@@ -67,18 +68,20 @@ class Preview:
 
 
 def preview(session: Session, program: Program, criteria: Any, *, sample: int = SAMPLE) -> Preview:
-    """How many members the criteria hold now and the first few of them; writes nothing."""
-    ids = member_ids(session, criteria, program=program)
-    count = session.scalar(select(func.count()).select_from(ids.subquery("segment")))
-    first = list(session.scalars(select(Member).where(Member.id.in_(ids.order_by(Member.id).limit(sample)))
-                                 .order_by(Member.id)))
-    return Preview(count=int(count or 0), sample=first)
+    """How many members the criteria hold now and the first few of them (one run of the segment's query, the
+    count beside each row); writes nothing."""
+    ids = member_ids(session, criteria, program=program).subquery("segment")
+    analytic(session)
+    rows = session.execute(select(ids.c.id, func.count().over()).order_by(ids.c.id).limit(sample)).all()
+    first = list(session.scalars(select(Member).where(Member.id.in_([r[0] for r in rows])).order_by(Member.id)))
+    return Preview(count=int(rows[0][1]) if rows else 0, sample=first)
 
 
 def segment_members(session: Session, program: Program, segment_id: str, *, after: str | None = None,
                     limit: int = 50) -> list[Member]:
     """The members in the segment now, by id, after ``after`` (the cursor list's last id)."""
     ids = member_ids(session, get_segment(session, segment_id), program=program)
+    analytic(session)
     if after is not None:
         ids = ids.where(Member.id > after)
     page = ids.order_by(Member.id).limit(limit).subquery("page")
