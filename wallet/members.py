@@ -65,7 +65,8 @@ class Member(Base):
     preferences: Mapped[dict] = mapped_column(default=lambda: {c: c in ("email", "push") for c in CHANNELS})
     consents: Mapped[dict] = mapped_column(default=dict)
     referral_code: Mapped[str] = mapped_column(String(16), unique=True)
-    referred_by_id: Mapped[str | None] = mapped_column(ForeignKey("members.id"))
+    # indexed: a member's friends (influence, referral counts) are read by it (migration 0008)
+    referred_by_id: Mapped[str | None] = mapped_column(ForeignKey("members.id"), index=True)
     channel: Mapped[str] = mapped_column(String(16), default="app")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

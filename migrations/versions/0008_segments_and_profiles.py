@@ -3,7 +3,7 @@ profile fields gender and city; an offer may be restricted to a segment (segment
 influence summary the worker keeps (the influencers' ranking reads it). BRIN indexes on the
 purchases' and check-ins' times serve the segments' and influence's windows (``created_at >= now - 90 days``)
 over tables written in time order: a BRIN index is a few pages and costs an insert next to nothing (the till's
-purchase path keeps its indexes as they are).
+purchase path keeps its indexes as they are). members.referred_by_id is indexed: a member's friends are read by it.
 
 Revision ID: 0008
 Revises: 0007
@@ -52,6 +52,7 @@ def upgrade():
     with op.batch_alter_table('members', schema=None) as batch_op:
         batch_op.add_column(sa.Column('gender', sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column('city', sa.String(length=80), nullable=True))
+        batch_op.create_index('ix_members_referred_by_id', ['referred_by_id'], unique=False)
     with op.batch_alter_table('offers', schema=None) as batch_op:
         batch_op.add_column(sa.Column('segment_id', sa.String(length=32), nullable=True))
         batch_op.create_foreign_key(batch_op.f('fk_offers_segment_id_segments'), 'segments', ['segment_id'], ['id'])
@@ -70,6 +71,7 @@ def downgrade():
         batch_op.drop_constraint(batch_op.f('fk_offers_segment_id_segments'), type_='foreignkey')
         batch_op.drop_column('segment_id')
     with op.batch_alter_table('members', schema=None) as batch_op:
+        batch_op.drop_index('ix_members_referred_by_id')
         batch_op.drop_column('city')
         batch_op.drop_column('gender')
     op.drop_index('ix_influence_scores_ranking', table_name='influence_scores')

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, delete, func, select, text
 from sqlalchemy.orm import Session
 
 from wallet import influence, segments
@@ -51,10 +51,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--members", type=int, default=1_000_000)
     parser.add_argument("--purchases", type=int, default=10_000_000)
     parser.add_argument("--explain", action="store_true", help="print the preview's plan")
+    parser.add_argument("--live", action="store_true", help="also time the ranking computed with no summary")
     args = parser.parse_args(argv)
     if args.generate:
         generate_club(args.url, members=args.members, purchases=args.purchases, make_fresh=True)
     engine = create_engine(args.url)
+    influence.InfluenceScore.__table__.create(engine, checkfirst=True)  # a club made before the table was
     program = Program(secret=b"bench", clock=lambda: datetime.now(UTC))
     with Session(engine) as session:
         members = session.scalar(select(func.count()).select_from(Member))
@@ -73,13 +75,27 @@ def main(argv: list[str] | None = None) -> None:
         print(f"    {found.count:,} members in it")
         timed("one member in that segment? (rules, offers)",
               lambda: segments.contains(session, PREVIEW, someone, program=program), args.runs)
+        session.rollback()
+        if args.live:
+            session.execute(delete(influence.InfluenceScore))
+            timed("influence ranking computed now (no summary): first 50", lambda: influence.influencers(
+                session, program, limit=50), 1)
+            session.rollback()
+        start = time.perf_counter()
+        written = influence.refresh(session, program)
+        session.commit()
+        print(f"{'influence summary refresh (the worker, hourly)':<58} {time.perf_counter() - start:8.1f} s"
+              f"          ({written:,} rows)", flush=True)
+        session.execute(text("ANALYZE influence_scores"))
         ranked = timed("influence ranking: the first 50 by referral value",
                        lambda: influence.influencers(session, program, limit=50), args.runs)
-        if ranked:
-            top = ranked[0]
-            print(f"    top: {top.member_id} referral value {top.referral_value} from {top.referrals} referrals")
-            timed("one member's influence", lambda: influence.influence_of(session, program, top.member_id),
-                  args.runs)
+        last = ranked[-1]
+        timed("influence ranking: a later page (cursor)", lambda: influence.influencers(
+            session, program, after=(last.referral_value, last.member_id), limit=50), args.runs)
+        top = ranked[0]
+        print(f"    top: {top.member_id} referral value {top.referral_value} from {top.referrals} referrals, "
+              f"{top.influence}")
+        timed("one member's influence", lambda: influence.influence_of(session, program, top.member_id), args.runs)
         session.rollback()
 
 

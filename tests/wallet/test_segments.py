@@ -328,3 +328,14 @@ def test_the_sql_agrees_with_a_python_reference(session, program, clock, seed):
         expected = sorted(m for m, row in table.items() if _reference(criteria, row))
         assert ids(session, program, criteria) == expected, criteria
     check()
+    # a top-level all's profile conditions narrow every aggregate to their members: the same answer
+    for criteria in ({"all": [{"field": "city", "op": "=", "value": "Haifa"},
+                              {"field": "spend_365d", "op": ">", "value": "50"},
+                              {"field": "visits_90d", "op": ">=", "value": 0},
+                              {"not": {"field": "days_since_last_purchase", "op": "<", "value": 30}}]},
+                     {"all": [{"any": [{"field": "gender", "op": "=", "value": "female"},
+                                       {"field": "age", "op": ">", "value": 40}]},
+                              {"not": {"field": "purchases_90d", "op": "=", "value": 0}}]}):
+        criteria = segments.check_criteria(criteria)
+        expected = sorted(m for m, row in table.items() if _reference(criteria, row))
+        assert ids(session, program, criteria) == expected, criteria

@@ -116,7 +116,20 @@ class _Compiler:
         self.criteria = criteria
         self.joins: list[tuple[FromClause, ColumnElement[bool]]] = []
         self.columns: dict[str, Any] = {}
+        self.narrow = self._narrowing(criteria)
         self._sources(_fields_of(criteria))
+
+    def _narrowing(self, criteria: dict[str, Any]) -> ColumnElement[bool] | None:
+        """The profile conditions every member of the segment meets (the top-level ``all``'s conditions on the
+        member's own columns): each aggregate reads only those members' rows (a semi-join), so "spend in 90 days
+        of members in Haifa" aggregates Haifa's purchases, not the club's. The result is the same."""
+        profile = [self.node(n) for n in criteria.get("all", []) if _profile_only(n)]
+        return and_(*profile) if profile else None
+
+    def _only_narrowed(self, member_id: Any) -> list[ColumnElement[bool]]:
+        if self.narrow is None:
+            return []
+        return [member_id.in_(select(Member.id).where(Member.status == "active", self.narrow).correlate(None))]
 
     def _join(self, source: FromClause) -> FromClause:
         self.joins.append((source, source.c.member_id == Member.id))
@@ -129,19 +142,22 @@ class _Compiler:
             aggregates = [func.sum(case((Purchase.created_at >= since[d], Purchase.amount if n.startswith("spend")
                                          else 1), else_=0)).label(n) for n, d in windows.items()]
             spend = self._join(select(Purchase.member_id, *aggregates)
-                               .where(Purchase.status == "completed", Purchase.created_at >= min(since.values()))
+                               .where(Purchase.status == "completed", Purchase.created_at >= min(since.values()),
+                                      *self._only_narrowed(Purchase.member_id))
                                .group_by(Purchase.member_id).subquery("purchase_windows"))
             for n in windows:
                 self.columns[n] = func.coalesce(spend.c[n], 0)
         if "days_since_last_purchase" in names:
             last = self._join(select(Purchase.member_id, func.max(Purchase.created_at).label("at"))
-                              .where(Purchase.status == "completed").group_by(Purchase.member_id)
+                              .where(Purchase.status == "completed", *self._only_narrowed(Purchase.member_id))
+                              .group_by(Purchase.member_id)
                               .subquery("last_purchase"))
             self.columns["days_since_last_purchase"] = last.c.at
         if "visits_90d" in names:
             visits = self._join(select(CHECK_INS.c.member_id, func.count().label("n"))
                                 .where(CHECK_INS.c.status == "accepted",
-                                       CHECK_INS.c.created_at >= self.now - timedelta(days=VISITS_DAYS))
+                                       CHECK_INS.c.created_at >= self.now - timedelta(days=VISITS_DAYS),
+                                       *self._only_narrowed(CHECK_INS.c.member_id))
                                 .group_by(CHECK_INS.c.member_id).subquery("visits"))
             self.columns["visits_90d"] = func.coalesce(visits.c.n, 0)
         if "points_balance" in names:
@@ -209,6 +225,17 @@ class _Compiler:
             return today.replace(year=today.year - years)
         except ValueError:  # 29 February, in a common year
             return today.replace(year=today.year - years, day=28)
+
+
+PROFILE_FIELDS = frozenset({"tier", "age", "gender", "city", "enrolled_days"})
+
+
+def _profile_only(node: dict[str, Any]) -> bool:
+    """Whether a criterion reads only the member's own row (no aggregate)."""
+    if "field" in node:
+        return node["field"] in PROFILE_FIELDS or node["field"].startswith(("preferences.", "consents."))
+    children = node.get("all", []) + node.get("any", []) + ([node["not"]] if "not" in node else [])
+    return all(_profile_only(n) for n in children)
 
 
 def _fields_of(criteria: dict[str, Any]) -> set[str]:
