@@ -53,6 +53,11 @@ def upgrade():
         batch_op.add_column(sa.Column('gender', sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column('city', sa.String(length=80), nullable=True))
         batch_op.create_index('ix_members_referred_by_id', ['referred_by_id'], unique=False)
+    if op.get_bind().dialect.name == 'postgresql':
+        # Segments compare cities ignoring case (lower(city) = 'haifa'): statistics on that expression let the
+        # planner know how many members live there (without them it guesses 0.5% and reads purchases member by
+        # member, 30 times slower for a big city).
+        op.execute('CREATE STATISTICS IF NOT EXISTS members_city_lower ON (lower(city)) FROM members')
     with op.batch_alter_table('offers', schema=None) as batch_op:
         batch_op.add_column(sa.Column('segment_id', sa.String(length=32), nullable=True))
         batch_op.create_foreign_key(batch_op.f('fk_offers_segment_id_segments'), 'segments', ['segment_id'], ['id'])
@@ -70,6 +75,8 @@ def downgrade():
     with op.batch_alter_table('offers', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('fk_offers_segment_id_segments'), type_='foreignkey')
         batch_op.drop_column('segment_id')
+    if op.get_bind().dialect.name == 'postgresql':
+        op.execute('DROP STATISTICS IF EXISTS members_city_lower')
     with op.batch_alter_table('members', schema=None) as batch_op:
         batch_op.drop_index('ix_members_referred_by_id')
         batch_op.drop_column('city')
