@@ -196,7 +196,7 @@ def _live(session: Session, program: Program, where: ColumnElement | None, *, ra
              .select_from(Member))
     if ranked:  # only members who referred someone rank; the page's qualified counts are read for its rows only
         query = query.join(referral, referral.c.member_id == Member.id)
-        query = _page(query, value, after, limit)
+        query = _page(query, value, Member.id, after, limit)
     else:
         query = query.outerjoin(referral, referral.c.member_id == Member.id)
     query = query.outerjoin(own, own.c.member_id == Member.id)
@@ -212,10 +212,12 @@ def _live(session: Session, program: Program, where: ColumnElement | None, *, ra
     return found
 
 
-def _page(query: Select, value: Any, after: tuple[Decimal, str] | None, limit: int) -> Select:
+def _page(query: Select, value: Any, member_id: Any, after: tuple[Decimal, str] | None, limit: int) -> Select:
+    """Highest value first, ties by id, highest first: the order a backward scan of the summary's
+    (referral_value, member_id) index reads, so a page is read from the index, not sorted."""
     if after is not None:
-        query = query.where(or_(value < after[0], and_(value == after[0], Member.id > after[1])))
-    return query.order_by(value.desc(), Member.id).limit(limit)
+        query = query.where(or_(value < after[0], and_(value == after[0], member_id < after[1])))
+    return query.order_by(value.desc(), member_id.desc()).limit(limit)
 
 
 # ------------------------------------------------------------------ the summary the worker keeps
@@ -272,8 +274,9 @@ def refresh_due(session: Session, program: Program, *, fresh_for: timedelta = ti
 
 
 def computed_at(session: Session) -> datetime | None:
-    """When the summary was last written (None: never, or it holds nobody)."""
-    return session.scalar(select(func.max(InfluenceScore.computed_at)))
+    """When the summary was last written (None: never, or it holds nobody). Every row of one refresh has the same
+    time, so any row says it (one row read, not a scan)."""
+    return session.scalar(select(InfluenceScore.computed_at).limit(1))
 
 
 def _summary(session: Session, where: ColumnElement | None, *, ranked: bool, after: tuple[Decimal, str] | None,
@@ -283,7 +286,7 @@ def _summary(session: Session, where: ColumnElement | None, *, ranked: bool, aft
                    score.referral_value, score.own_value, score.influence)
     if ranked:
         query = _page(query.select_from(score).join(Member, Member.id == score.member_id)
-                      .where(score.referrals > 0), score.referral_value, after, limit)
+                      .where(score.referrals > 0), score.referral_value, score.member_id, after, limit)
     else:
         query = query.select_from(Member).outerjoin(score, score.member_id == Member.id)
     if where is not None:
@@ -320,6 +323,6 @@ def influence_of(session: Session, program: Program, member_id: str) -> Influenc
 
 def influencers(session: Session, program: Program, *, after: tuple[Decimal, str] | None = None,
                 limit: int = 50) -> list[Influence]:
-    """Members who referred someone, highest referral value first (ties by id); ``after`` is the last row's
+    """Members who referred someone, highest referral value first (ties by id, descending); ``after`` is the last row's
     ``(referral_value, member_id)``."""
     return _report(session, program, None, ranked=True, after=after, limit=limit)

@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--purchases", type=int, default=10_000_000)
     parser.add_argument("--explain", action="store_true", help="print the preview's plan")
     parser.add_argument("--live", action="store_true", help="also time the ranking computed with no summary")
+    parser.add_argument("--reads-only", action="store_true",
+                        help="only the ranking and a member's influence, read from the summary already written")
     args = parser.parse_args(argv)
     if args.generate:
         generate_club(args.url, members=args.members, purchases=args.purchases, make_fresh=True)
@@ -70,6 +72,9 @@ def main(argv: list[str] | None = None) -> None:
             compiled = query.compile(engine, compile_kwargs={"literal_binds": True})
             for (line,) in session.execute(text(f"EXPLAIN (ANALYZE, BUFFERS) {compiled}")):
                 print("   ", line)
+        if args.reads_only:
+            _reads(session, program, args.runs)
+            return
         found = timed("segment preview: spend_90d, visits_90d, city (count+sample)",
                       lambda: segments.preview(session, program, PREVIEW), args.runs)
         print(f"    {found.count:,} members in it")
@@ -87,15 +92,21 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{'influence summary refresh (the worker, hourly)':<58} {time.perf_counter() - start:8.1f} s"
               f"          ({written:,} rows)", flush=True)
         session.execute(text("ANALYZE influence_scores"))
+        session.commit()
+        _reads(session, program, args.runs)
+
+
+def _reads(session: Session, program: Program, runs: int) -> None:
+    if True:
         ranked = timed("influence ranking: the first 50 by referral value",
-                       lambda: influence.influencers(session, program, limit=50), args.runs)
+                       lambda: influence.influencers(session, program, limit=50), runs)
         last = ranked[-1]
         timed("influence ranking: a later page (cursor)", lambda: influence.influencers(
-            session, program, after=(last.referral_value, last.member_id), limit=50), args.runs)
+            session, program, after=(last.referral_value, last.member_id), limit=50), runs)
         top = ranked[0]
         print(f"    top: {top.member_id} referral value {top.referral_value} from {top.referrals} referrals, "
               f"{top.influence}")
-        timed("one member's influence", lambda: influence.influence_of(session, program, top.member_id), args.runs)
+        timed("one member's influence", lambda: influence.influence_of(session, program, top.member_id), runs)
         session.rollback()
 
 
