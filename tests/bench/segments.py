@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--purchases", type=int, default=10_000_000)
     parser.add_argument("--explain", action="store_true", help="print the preview's plan")
     parser.add_argument("--live", action="store_true", help="also time the ranking computed with no summary")
+    parser.add_argument("--preview-only", action="store_true", help="only the segment's preview and one member's test")
     parser.add_argument("--reads-only", action="store_true",
                         help="only the ranking and a member's influence, read from the summary already written")
     args = parser.parse_args(argv)
@@ -80,6 +81,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"    {found.count:,} members in it")
         timed("one member in that segment? (rules, offers)",
               lambda: segments.contains(session, PREVIEW, someone, program=program), args.runs)
+        if args.preview_only:
+            return
         session.rollback()
         if args.live:
             session.execute(delete(influence.InfluenceScore))
