@@ -131,6 +131,8 @@ def program_from_config(cfg: dict) -> Program:
         max_purchase_amount=Decimal(cfg["LOYALTY_MAX_PURCHASE_AMOUNT"]), welcome_pending=bool(cfg["LOYALTY_WELCOME_PENDING"]),
         enrolment_burst=int(cfg["LOYALTY_ENROLMENT_BURST"]), claim_burst=int(cfg["LOYALTY_CLAIM_BURST"]),
         max_travel_kmh=float(cfg["LOYALTY_MAX_TRAVEL_KMH"]),
+        influence_window_days=cfg.get("LOYALTY_INFLUENCE_WINDOW_DAYS", 365),
+        influence_second_degree=Decimal(str(cfg.get("LOYALTY_INFLUENCE_SECOND_DEGREE", "0.5"))),
         **wallet_passes.program_settings(cfg),  # LOYALTY_PUBLIC_URL, LOYALTY_APPLE_*, LOYALTY_GOOGLE_*
     )
 

@@ -5,7 +5,7 @@ import click
 from flask import Flask
 from flask.cli import FlaskGroup, with_appcontext
 
-from wallet import demo, kpis, ledger, members
+from wallet import demo, influence, kpis, ledger, members
 
 from . import wallet_passes
 from .extensions import db
@@ -103,6 +103,18 @@ def register(app: Flask) -> None:
 
     app.cli.add_command(maintenance)
 
+    influence_cli = click.Group("influence", help="The influence summary the ranking reads.")
+
+    @influence_cli.command("refresh")
+    @with_appcontext
+    def influence_refresh():
+        """Recompute every member's influence now (the worker does it hourly)."""
+        written = influence.refresh(db.session, program())
+        db.session.commit()
+        click.echo(f"influence of {written} members written")
+
+    app.cli.add_command(influence_cli)
+
     from .views.rules import register_cli as register_rule_jobs  # loyalty triggers run
     register_rule_jobs(app)
 
@@ -134,4 +146,5 @@ def scheduled_jobs() -> list:
             PeriodicJob("fraud-watch", timedelta(seconds=30), lambda s, p: fraud.watch_purchases(s, p)),
             PeriodicJob("fraud-prune", timedelta(hours=1), lambda s, p: fraud.prune_counters(s, p.now())),
             PeriodicJob("kpis-summarise", timedelta(seconds=15), lambda s, p: kpis.summarise(s, p)),
+            PeriodicJob("influence-refresh", timedelta(hours=1), lambda s, p: influence.refresh_due(s, p)),
             *wallet_passes.jobs()]  # pass updates, APNs pushes, Google Wallet updates (when configured)

@@ -14,6 +14,8 @@
 | LOYALTY_POINT_VALUE | 0.01 | what one point is worth in the club's currency (a decimal): the KPIs' points liability |
 | LOYALTY_PENDING_DAYS | 0 | purchase points are pending this many days (the return window) |
 | LOYALTY_REDEMPTION_ROLLBACK_MINUTES | 30 | how long a store may roll back a coupon redemption |
+| LOYALTY_INFLUENCE_WINDOW_DAYS | 365 | influence: own and referred spend count over this many days |
+| LOYALTY_INFLUENCE_SECOND_DEGREE | 0.5 | influence: a friend's friend's spend counts this much in the referral value |
 | LOYALTY_RATELIMIT_AUTH | 20 per minute | limit on /auth/* per client address |
 | LOYALTY_RATELIMIT_STORAGE_URI | memory:// | limiter storage; redis://127.0.0.1:6379 to share it between workers and hosts |
 | LOYALTY_RATELIMIT_FAIL_OPEN | 1 | 1: if that storage is unreachable, requests pass (and it is logged) rather than fail with 500 |
@@ -98,6 +100,8 @@ def from_environment(instance_path: str) -> dict:
         "LOYALTY_POINT_VALUE": _point_value(_env("LOYALTY_POINT_VALUE", "0.01")),
         "LOYALTY_PENDING_DAYS": int(_env("LOYALTY_PENDING_DAYS", "0")),
         "LOYALTY_REDEMPTION_ROLLBACK_MINUTES": int(_env("LOYALTY_REDEMPTION_ROLLBACK_MINUTES", "30")),
+        "LOYALTY_INFLUENCE_WINDOW_DAYS": int(_env("LOYALTY_INFLUENCE_WINDOW_DAYS", "365")),
+        "LOYALTY_INFLUENCE_SECOND_DEGREE": _env("LOYALTY_INFLUENCE_SECOND_DEGREE", "0.5"),
         "RATELIMIT_AUTH": _env("LOYALTY_RATELIMIT_AUTH", "20 per minute"),
         "RATELIMIT_STORAGE_URI": _env("LOYALTY_RATELIMIT_STORAGE_URI", "memory://"),
         "RATELIMIT_SWALLOW_ERRORS": _env("LOYALTY_RATELIMIT_FAIL_OPEN", "1") not in ("0", "false", "no"),

@@ -1,13 +1,15 @@
 """A believable demo club: stores with real coordinates, products with valid barcodes, rules, accounts."""
 from __future__ import annotations
 
+import secrets
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import coupons, enrolment, instore, kpis, members, rules, statement
+from . import coupons, enrolment, instore, kpis, members, purchases, rules, segments, statement
 from .barcodes import gtin_check_digit
 from .errors import Rejected
 from .program import Program
@@ -79,7 +81,8 @@ def load(session: Session, program: Program) -> list[tuple[str, str, str, str]]:
         if not members.email_taken(session, email):
             if role == "member":
                 member = enrolment.register_member(session, program, email=email, password=password,
-                                                 name="Dana Demo", consents={"marketing": True})
+                                                 name="Dana Demo", consents={"marketing": True}, gender="female",
+                                                 city="Tel Aviv")
                 note = f"card {member.card.number}"
             else:
                 members.create_staff(session, email=email, password=password, role=role, name=f"Demo {role}",
@@ -123,3 +126,47 @@ def _load_more(session: Session, program: Program, stores: dict, products: dict)
     rules.load_demo(session, program)  # a surprise on check-in, a birthday gift
     coupons.load_demo(session, program, stores)
     kpis.load_demo(session, program, stores)  # six weeks of shoppers, for the KPIs
+    _load_segments(session, program, stores)
+
+
+# Members with a profile and a purchase history (before the demo's points: no points moved for these), so the
+# demo segments hold someone: name, email, gender, city, [(days ago, amount)], referred by (email)
+SHOPPERS = [
+    ("Shira Levi", "shira@demo.club", "female", "Haifa", [(3, "180.00"), (20, "95.50")], None),
+    ("Maya Cohen", "maya@demo.club", "female", "Haifa", [(150, "1250.00"), (200, "640.00")], "shira@demo.club"),
+    ("Avi Mizrahi", "avi@demo.club", "male", "Tel Aviv", [(95, "2100.00"), (300, "480.00")], "shira@demo.club"),
+    ("Noa Peretz", "noa@demo.club", "female", "Jerusalem", [(1, "60.00")], "maya@demo.club"),
+    ("Yossi Ben-David", "yossi@demo.club", "male", "Haifa", [], None),
+]
+SEGMENTS = [
+    ("Lapsed high spenders", "Spent 1,000 or more in the last year, nothing in the last 60 days.",
+     {"all": [{"field": "spend_365d", "op": ">=", "value": "1000.00"},
+              {"field": "days_since_last_purchase", "op": ">=", "value": 60}]}),
+    ("Haifa women", "Women who live in Haifa.",
+     {"all": [{"field": "city", "op": "=", "value": "Haifa"}, {"field": "gender", "op": "=", "value": "female"}]}),
+    ("Advocates", "Members who brought a friend.", {"field": "referrals", "op": ">=", "value": 1}),
+]
+
+
+def _load_segments(session: Session, program: Program, stores: dict) -> None:
+    now = program.now()
+    store = stores["HFA-GRN"]
+    by_email: dict[str, members.Member] = {}
+    for name, email, gender, city, history, referred_by in SHOPPERS:
+        member = session.scalar(select(members.Member).where(members.Member.email == email))
+        if member is None:
+            member = enrolment.register_member(session, program, email=email, password=secrets.token_urlsafe(16),
+                                               name=name, gender=gender, city=city)
+            if referred_by:
+                member.referred_by_id = by_email[referred_by].id
+            for n, (days, amount) in enumerate(history):
+                session.add(purchases.Purchase(store_id=store.id, member_id=member.id, receipt_id=f"DEMO-{email}-{n}",
+                                               amount=Decimal(amount), currency=program.currency, fingerprint="demo",
+                                               channel="till", created_at=now - timedelta(days=days)))
+        by_email[email] = member
+    session.flush()
+    taken = set(session.scalars(select(segments.Segment.name)))
+    for name, description, criteria in SEGMENTS:
+        if name not in taken:
+            segments.create_segment(session, program, {"name": name, "description": description,
+                                                       "criteria": criteria}, actor="demo")

@@ -9,12 +9,13 @@ from . import events, fraud, ledger, referrals, rules
 from .clock import iso
 from .codes import new_card_number, new_referral_code
 from .errors import Conflict
-from .members import CHANNELS, Card, Member, email_taken, hash_password, normalise_email
+from .members import CHANNELS, Card, Member, email_taken, hash_password, normalise_city, normalise_email
 from .program import Program
 
 
 def register_member(session: Session, program: Program, *, email: str, password: str, name: str,
-                    phone: str | None = None, birthday: date | None = None,
+                    phone: str | None = None, birthday: date | None = None, gender: str | None = None,
+                    city: str | None = None,
                     referral_code: str | None = None, consents: dict[str, bool] | None = None,
                     preferences: dict[str, bool] | None = None, channel: str = "app",
                     device_id: str | None = None, address: str | None = None) -> Member:
@@ -38,7 +39,7 @@ def register_member(session: Session, program: Program, *, email: str, password:
         referrer = referrals.referrer_for(session, referral_code, email=email, phone=phone)
     member = Member(
         email=email, password_hash=hash_password(password), name=name.strip(), phone=phone,
-        birthday=birthday, referral_code=new_referral_code(), channel=channel,
+        birthday=birthday, gender=gender, city=normalise_city(city), referral_code=new_referral_code(), channel=channel,
         referred_by_id=referrer.id if referrer else None, created_at=now,
     )
     member.preferences = {c: c in ("email", "push") for c in CHANNELS} | (preferences or {})

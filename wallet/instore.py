@@ -58,6 +58,7 @@ class CheckIn(Base):
         UniqueConstraint("member_id", "store_id", "visit_number"),
         Index("ix_check_ins_member_time", "member_id", "created_at"),
         Index("ix_check_ins_store_time", "store_id", "created_at"),
+        Index("ix_check_ins_created_at_brin", "created_at", postgresql_using="brin"),  # segments' visits_90d
     )
 
     id: Mapped[str] = id_column("chk")

@@ -20,6 +20,7 @@ from .scanner import Scanned
 from .stores import Store
 
 CHANNELS = ("email", "sms", "push", "wallet")
+GENDERS = ("female", "male", "other")
 ROLES = ("member", "cashier", "marketer", "admin")
 STAFF_ROLES = ("cashier", "marketer", "admin")
 # Hashing cost: scrypt (werkzeug's default KDF). Tests may lower it through configure_password_hashing.
@@ -57,12 +58,15 @@ class Member(Base):
     name: Mapped[str] = mapped_column(String(120))
     phone: Mapped[str | None] = mapped_column(String(32))
     birthday: Mapped[date | None]
+    gender: Mapped[str | None] = mapped_column(String(16))  # female, male, other (GENDERS); optional
+    city: Mapped[str | None] = mapped_column(String(80))  # optional, as the member spells it
     status: Mapped[str] = mapped_column(String(16), default="active")
     tier: Mapped[str] = mapped_column(String(32), default="basic")
     preferences: Mapped[dict] = mapped_column(default=lambda: {c: c in ("email", "push") for c in CHANNELS})
     consents: Mapped[dict] = mapped_column(default=dict)
     referral_code: Mapped[str] = mapped_column(String(16), unique=True)
-    referred_by_id: Mapped[str | None] = mapped_column(ForeignKey("members.id"))
+    # indexed: a member's friends (influence, referral counts) are read by it (migration 0008)
+    referred_by_id: Mapped[str | None] = mapped_column(ForeignKey("members.id"), index=True)
     channel: Mapped[str] = mapped_column(String(16), default="app")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -115,6 +119,14 @@ def normalise_email(email: str) -> str:
     return email
 
 
+def normalise_city(city: str | None) -> str | None:
+    """A city as one spelling: NFKC, inner spaces collapsed, trimmed; blank is none."""
+    if city is None:
+        return None
+    city = " ".join(unicodedata.normalize("NFKC", city).split())
+    return city or None
+
+
 def email_taken(session: Session, email: str) -> bool:
     return bool(
         session.scalar(select(func.count()).select_from(Member).where(Member.email == email))
@@ -135,9 +147,11 @@ def update_member(session: Session, program: Program, member: Member, changes: d
             changed.append(field)
     if "name" in changes:
         put("name", changes["name"].strip())
-    for key in ("phone", "birthday"):
+    for key in ("phone", "birthday", "gender"):
         if key in changes:
             put(key, changes[key])
+    if "city" in changes:
+        put("city", normalise_city(changes["city"]))
     if "preferences" in changes:
         put("preferences", dict(member.preferences) | changes["preferences"])
     actor, event_channel = f"member:{member.id}", events.channel_of(channel, "app")

@@ -5,6 +5,7 @@ from .coupons import Coupon, Offer, Redemption  # noqa: F401
 from .db import Base  # noqa: F401
 from .fraud import BurstCounter, Flag  # noqa: F401
 from .idempotency import IdempotencyKey  # noqa: F401
+from .influence import InfluenceScore  # noqa: F401
 from .instore import CheckIn, Scan  # noqa: F401
 from .kpis import KpiActiveChange, KpiDay, KpiMemberDay  # noqa: F401
 from .ledger import Balance, LedgerEntry, Lot, LotUse, PendingPoints  # noqa: F401
@@ -13,6 +14,7 @@ from .passes import PassDevice, PassRegistration, PassScan, RotatingCodeUse, Wal
 from .purchases import Purchase, PurchaseItem  # noqa: F401
 from .referrals import Referral  # noqa: F401
 from .rules import Rule, RuleCounter, RuleGrant, RulesRevision, RuleVersion  # noqa: F401
+from .segments import Segment  # noqa: F401
 from .stores import Product, Store  # noqa: F401
 from .tokens import RefreshToken  # noqa: F401
 from .triggers import LifeEvent  # noqa: F401

@@ -54,6 +54,9 @@ class Program:
     coupon_validity_days: int = 30
     # What a point is worth in the club's currency (LOYALTY_POINT_VALUE): the KPIs' points liability.
     point_value: Decimal = Decimal("0.01")
+    # Influence (wallet.influence): the window of own and referred spend, and the weight of a friend's friend.
+    influence_window_days: int = 365
+    influence_second_degree: Decimal = Decimal("0.5")
     clock: Callable[[], datetime] = utcnow
     # One injectable source for every draw (surprise and delight); tests seed it.
     random: random.Random = field(default_factory=random.SystemRandom)

@@ -13,6 +13,7 @@ from . import (  # noqa: F401
     pos,
     product_import,
     rules,
+    segments,
     stores,
     webhooks,
 )

@@ -16,7 +16,7 @@ from ..extensions import db
 from ..resource import Resource
 from ..schemas import StrictSchema
 from ..state import keyring, program
-from .me import PHONE, MemberSchema, past_birthday, printable_name
+from .me import GENDER, PHONE, MemberSchema, past_birthday, printable_city, printable_name
 
 
 class RegisterSchema(StrictSchema):
@@ -25,6 +25,9 @@ class RegisterSchema(StrictSchema):
     name = fields.String(required=True, validate=[validate.Length(1, 120), printable_name])
     phone = fields.String(load_default=None, validate=PHONE)
     birthday = fields.Date(load_default=None, validate=past_birthday)
+    gender = fields.String(load_default=None, allow_none=True, validate=GENDER,
+                           metadata={"description": "female, male or other"})
+    city = fields.String(load_default=None, allow_none=True, validate=[validate.Length(1, 80), printable_city])
     referral_code = fields.String(load_default=None, validate=validate.Length(1, 16))
     consents = fields.Dict(keys=fields.String(validate=validate.Length(1, 40)), values=fields.Boolean(),
                            load_default=None, validate=validate.Length(max=20))

@@ -50,6 +50,9 @@ class OfferSchema(StrictSchema):
                                metadata={"description": "members may claim it in the app (false: only rules "
                                                         "and bulk issue give it)"})
     active = fields.Boolean(load_default=True)
+    segment_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 32),
+                               metadata={"description": "only the segment's members see and claim it; null: "
+                                                        "every member"})
     issued = fields.Integer(attribute="issued_count", dump_only=True)
     remaining = fields.Integer(dump_only=True, allow_none=True, metadata={"description": "null: no total limit"})
     archived_at = Time(dump_only=True, allow_none=True)

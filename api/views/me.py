@@ -9,7 +9,7 @@ from marshmallow import ValidationError, fields, pre_dump, validate
 
 from wallet import benefits, coupons, export, ledger, members, qr, referrals, statement
 from wallet.errors import Invalid, InvalidToken, NotFound, Rejected
-from wallet.members import CHANNELS
+from wallet.members import CHANNELS, GENDERS
 from wallet.rules.explain import statement as statement_lines
 
 from ..auth import current_principal, member_required
@@ -40,6 +40,8 @@ class MemberSchema(StrictSchema):
     name = fields.String()
     phone = fields.String(allow_none=True)
     birthday = fields.Date(allow_none=True)
+    gender = fields.String(allow_none=True, metadata={"enum": [*GENDERS, None]})
+    city = fields.String(allow_none=True)
     tier = fields.String()
     status = fields.String()
     referral_code = fields.String()
@@ -63,12 +65,25 @@ def past_birthday(value: date | None) -> None:
         raise ValidationError("Must be a date in the past.")
 
 
+GENDER = validate.OneOf(GENDERS)
+
+
+def printable_city(value: str | None) -> None:
+    """A city is a name: 1 to 80 characters, not blank, no control characters."""
+    if value is not None and (not value.strip() or len(value) > 80
+                              or any(unicodedata.category(c) in ("Cc", "Cf") for c in value)):
+        raise ValidationError("A city's name: 1 to 80 printable characters.")
+
+
 class MemberPatchSchema(StrictSchema):
     name = fields.String(validate=[validate.Length(1, 120), printable_name])
     phone = fields.String(allow_none=True, validate=PHONE)
     birthday = fields.Date(allow_none=True, validate=past_birthday)
     preferences = fields.Dict(keys=fields.String(validate=validate.OneOf(CHANNELS)), values=fields.Boolean(),
                               validate=validate.Length(max=len(CHANNELS)))
+    gender = fields.String(allow_none=True, validate=GENDER, metadata={"description": "female, male or other; "
+                                                                                      "null: not given"})
+    city = fields.String(allow_none=True, validate=[validate.Length(1, 80), printable_city])
     consents = fields.Dict(keys=fields.String(validate=validate.Length(1, 40)), values=fields.Boolean(),
                            validate=validate.Length(max=20))
 

@@ -26,7 +26,7 @@ REWARD_HELP = ('{"points": 10}, {"points_per_currency_unit": 1} (optionally "bas
                '(a benefit on the next purchases), or {"offer_id": "..."}')
 CONDITIONS_HELP = ('stores [ids], min_amount "50.00", days_of_week [0=Mon..6], hours {"from","to"} (store timezone), '
                    'categories [..], tiers [..], nth {"n", "period"}, first_scan, side (referral: referrer|referred), '
-                   'inactive_days (inactivity)')
+                   'inactive_days (inactivity), segment (a segment id: only its members, as before the event)')
 
 
 def _actor() -> str:

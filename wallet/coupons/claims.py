@@ -15,7 +15,7 @@ from ..members import Member
 from ..program import Program
 from .issuing import lock_member, new_coupon, record_issue, take_stock
 from .models import Coupon, Offer
-from .offers import check_open, held_by
+from .offers import check_open, held_by, in_offer_segment
 
 
 def claim_coupon(session: Session, program: Program, *, member_id: str, offer_id: str, actor: str | None = None,
@@ -31,6 +31,8 @@ def claim_coupon(session: Session, program: Program, *, member_id: str, offer_id
     if offer is None or offer.archived_at is not None or not offer.claimable:
         raise NotFound("No such offer", code="offer_not_found")
     check_open(offer, now)
+    if not in_offer_segment(session, program, offer, member_id):
+        raise NotFound("No such offer", code="offer_not_found")  # invisible to members outside its segment
     member = session.get(Member, member_id)
     if member is None or member.status != "active":
         raise Rejected("This membership is not active", code="member_inactive")

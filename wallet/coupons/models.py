@@ -55,6 +55,8 @@ class Offer(Base):
     issued_count: Mapped[int] = mapped_column(default=0)
     stores: Mapped[list] = mapped_column(default=list)  # store ids; empty: every store
     claimable: Mapped[bool] = mapped_column(default=True)  # False: only rules and bulk issue give it
+    # Only the segment's members see and claim it (wallet.segments); None: every member.
+    segment_id: Mapped[str | None] = mapped_column(ForeignKey("segments.id"))
     active: Mapped[bool] = mapped_column(default=True)
     archived_at: Mapped[datetime | None]
     created_by: Mapped[str] = mapped_column(String(48), default="system")

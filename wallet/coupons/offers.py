@@ -14,7 +14,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from .. import ledger
+from .. import ledger, segments
 from ..clock import iso
 from ..errors import (
     Conflict,
@@ -23,12 +23,13 @@ from ..errors import (
     OfferNotActive,
 )
 from ..program import Program
+from ..segments import Segment
 from ..stores import Product, Store
 from .models import BENEFIT_KINDS, Coupon, Offer, Redemption, remaining_of, shown_status_sql
 
 OFFER_FIELDS = ("title", "terms", "image_url", "benefit", "points_cost", "valid_from", "valid_until",
                 "coupon_valid_days", "coupon_expires_at", "per_member_limit", "total_limit", "stores",
-                "claimable", "active")
+                "claimable", "active", "segment_id")
 
 
 def validate_benefit(session: Session, program: Program, benefit: Any) -> dict[str, Any]:
@@ -91,8 +92,11 @@ def _validate_offer(session: Session, program: Program, data: dict[str, Any]) ->
         out["stores"] = stores
     if data.get("valid_from") and data.get("valid_until") and data["valid_until"] <= data["valid_from"]:
         errors["valid_until"] = ["Must be after valid_from."]
+    if data.get("segment_id") is not None and session.get(Segment, data["segment_id"]) is None:
+        errors["segment_id"] = [f"Unknown segment: {data['segment_id']}."]
     if errors:
-        raise Invalid("The offer is not valid", errors=errors)
+        raise Invalid("The offer is not valid", code="unknown_segment" if list(errors) == ["segment_id"]
+                      else "validation_error", errors=errors)
     return out
 
 
@@ -216,6 +220,8 @@ def visible_offers(session: Session, program: Program, member_id: str, *, limit:
         query = query.where(Offer.points_cost.is_not(None) if catalogue else Offer.points_cost.is_(None))
     if after:
         query = query.where(Offer.id > after)
+    query = query.where(or_(Offer.segment_id.is_(None), Offer.segment_id.in_(member_segments(
+        session, program, member_id, offers=query.with_only_columns(Offer.segment_id).distinct()))))
     balance = ledger.balance_of(session, member_id).points
     return [_offer_view(offer, held_count, balance)
             for offer, held_count in session.execute(query.order_by(Offer.id).limit(limit))]
@@ -230,6 +236,8 @@ def member_offer(session: Session, program: Program, member_id: str, offer_id: s
         check_open(offer, program.now())
     except OfferNotActive:
         raise NotFound("No such offer", code="offer_not_found") from None
+    if not in_offer_segment(session, program, offer, member_id):
+        raise NotFound("No such offer", code="offer_not_found")
     held = held_by(session, offer.id, member_id)
     return _offer_view(offer, held, ledger.balance_of(session, member_id).points)
 
@@ -245,6 +253,23 @@ def _offer_view(offer: Offer, held: int, balance: int) -> dict[str, Any]:
             "affordable": offer.points_cost is None or balance >= offer.points_cost,
             "can_claim": (left_for_member is None or left_for_member > 0)
                          and (offer.total_limit is None or offer.issued_count < offer.total_limit)}
+
+
+def member_segments(session: Session, program: Program, member_id: str, *, offers: Any) -> list[str]:
+    """Of the segments that ``offers`` (a select of segment ids) name, those the member is in now: one query per
+    segment, each the segment's own with ``AND members.id = :id``."""
+    named = [s for s in session.scalars(offers) if s is not None]
+    return [s for s in named if segments.contains(session, s, member_id, program=program)]
+
+
+def in_offer_segment(session: Session, program: Program, offer: Offer, member_id: str) -> bool:
+    """Whether the member may see and claim the offer: it names no segment, or the member is in it."""
+    if offer.segment_id is None:
+        return True
+    try:
+        return segments.contains(session, offer.segment_id, member_id, program=program)
+    except NotFound:
+        return False
 
 
 def held_by(session: Session, offer_id: str, member_id: str) -> int:

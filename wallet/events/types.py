@@ -12,7 +12,7 @@ PERSONAL_KEYS = frozenset({
     "name", "first_name", "last_name", "full_name", "display_name", "email", "email_address", "phone",
     "phone_number", "mobile", "birthday", "birth_date", "date_of_birth", "dob", "lat", "lon", "lng", "latitude",
     "longitude", "coordinates", "location", "address", "street", "postcode", "zip", "ip", "ip_address",
-    "password", "password_hash", "handle", "username",
+    "password", "password_hash", "handle", "username", "gender", "city",
 })
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 

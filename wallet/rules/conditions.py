@@ -10,6 +10,8 @@ from sqlalchemy import (
     select,
 )
 
+from .. import segments
+from ..errors import NotFound
 from ..purchases import Purchase
 from .evaluation import Run
 from .models import Rule
@@ -49,11 +51,22 @@ def first_unmet(run: Run, rule: Rule) -> str | None:
                 return "hours"
     if c.get("tiers") and run.tier() not in c["tiers"]:
         return "tiers"
+    if c.get("segment") and not _in_segment(run, c["segment"]):
+        return "segment"
     if "nth" in c:
         period = c["nth"].get("period", "month")
         if _nth_count(run, period) != c["nth"]["n"]:
             return "nth"
     return None
+
+
+def _in_segment(run: Run, segment_id: str) -> bool:
+    """Whether the member is in the segment as things stood before this event (one query); a segment deleted
+    meanwhile holds no one."""
+    try:
+        return segments.contains(run.session, segment_id, run.event.member_id, program=run.program)
+    except NotFound:
+        return False
 
 
 def _nth_count(run: Run, period: str) -> int | None:

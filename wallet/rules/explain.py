@@ -74,6 +74,8 @@ def conditions_text(c: dict[str, Any]) -> str:
         parts.append(f"{' or '.join(c['categories'])} in the basket")
     if c.get("tiers"):
         parts.append(f"tier {' or '.join(c['tiers'])}")
+    if c.get("segment"):
+        parts.append("for selected members")
     if "nth" in c:
         parts.append(f"event number {c['nth']['n']} of the {c['nth'].get('period', 'month')}")
     if c.get("first_scan"):

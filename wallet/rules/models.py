@@ -34,7 +34,7 @@ REWARD_KEYS = {*REWARD_KINDS, "basis", "purchases", "days"}
 
 CONDITION_KEYS = {
     "stores", "min_amount", "days_of_week", "hours", "categories", "first_scan", "nth", "tiers", "side",
-    "inactive_days",
+    "inactive_days", "segment",
 }
 
 

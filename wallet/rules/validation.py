@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from .. import benefits
 from ..coupons.models import Offer
 from ..errors import Invalid
+from ..segments import Segment
 from ..stores import Store
 from .models import CONDITION_KEYS, NTH_PERIODS, REWARD_KEYS, REWARD_KINDS, STATUSES, TRIGGERS
 
@@ -120,6 +121,8 @@ def _check_conditions(c: dict[str, Any], trigger: str | None) -> list[str]:
             problems.append('nth is {"n": 5, "period": "month"} (period: day, week, month, year or ever).')
     if "side" in c and (c["side"] not in ("referrer", "referred") or trigger not in (None, "referral")):
         problems.append('side is "referrer" or "referred", for referral rules.')
+    if "segment" in c and not (isinstance(c["segment"], str) and 1 <= len(c["segment"]) <= 32):
+        problems.append("segment is a segment's id.")
     if "first_scan" in c and not isinstance(c["first_scan"], bool):
         problems.append("first_scan is true or false.")
     if trigger == "inactivity" and "inactive_days" not in c:
@@ -144,6 +147,10 @@ def check_references(session: Session, data: dict[str, Any]) -> None:
         if offer is None or offer.archived_at is not None:
             raise Invalid("The rule's reward names an offer that doesn't exist", code="unknown_offer",
                           errors={"reward": [f"Unknown offer: {offer_id}."]})
+    segment_id = (data.get("conditions") or {}).get("segment")
+    if segment_id and session.get(Segment, segment_id) is None:
+        raise Invalid("The rule names a segment that doesn't exist", code="unknown_segment",
+                      errors={"conditions": [f"Unknown segment: {segment_id}."]})
     stores = (data.get("conditions") or {}).get("stores")
     if stores:
         known = set(session.scalars(select(Store.id).where(Store.id.in_(stores))))
