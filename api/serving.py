@@ -27,6 +27,7 @@ from gunicorn.workers import gthread
 
 READ_TIMEOUT = 10.0  # seconds one read or write on a client's socket may take while its request is served
 HEAD_TIMEOUT = 10.0  # seconds a connection may take to send a whole request head (new or kept alive)
+DRAIN_LIMIT = 65536  # gunicorn drains at most this much of a body the application did not read
 HEAD_LIMIT = 65536  # a head this long goes to a thread anyway (gunicorn's own limits then refuse it)
 
 
@@ -85,6 +86,15 @@ class Worker(gthread.ThreadWorker):
         self._wait_for_head(conn)
         self._on_head_bytes(conn, conn.sock)
         return None
+
+    def handle_request(self, req, conn):
+        # A body gunicorn will not drain (over 64 KB; this API refuses bodies that large unread) means the connection
+        # is closed after the answer: say so in the answer ("Connection: close"), or the client may already be
+        # sending its next request on it. An application cannot set that header itself (it is hop-by-hop).
+        length = next((v for h, v in req.headers if h == "CONTENT-LENGTH"), "0")
+        if not length.isdigit() or int(length) > DRAIN_LIMIT:
+            req.must_close = True
+        return super().handle_request(req, conn)
 
     def _wait_for_head(self, conn) -> None:
         conn.sock.setblocking(False)
