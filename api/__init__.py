@@ -24,7 +24,7 @@ from wallet.clock import iso
 from wallet.program import Program
 from wallet.tokens import KeyRing
 
-from . import config, errors, wallet_passes
+from . import config, errors, operations, ratelimits, wallet_passes
 from .blueprints import ALL
 from .extensions import db, migrate
 from .speedups import PARSED_BODY, Parser, Sessions, limit_only_limited_blueprints
@@ -75,10 +75,15 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     # One limiter and one Api per app: their state (storage, enabled flag, spec) belongs to the app, and a
     # module-level instance re-initialised by a second create_app would change the first app's behaviour.
     app.session_interface = Sessions()
+    # Request ids, headers, health, metrics. Registered before flask-limiter: its after-request hook runs after
+    # this one's, so this one has the last word on Retry-After (a sign-in's own wait, not /auth's window).
+    operations.register(app)
     limiter = Limiter(key_func=get_remote_address, headers_enabled=True)
     limiter.init_app(app)
     app.extensions["loyalty.limiter"] = limiter
-    members.configure_password_hashing(app.config["LOYALTY_PASSWORD_HASH"])
+    ratelimits.init_app(app)  # every audience's budget, checked before anything else reads the request
+    members.configure_password_hashing(app.config["LOYALTY_PASSWORD_HASH"],
+                                       app.config["LOYALTY_PASSWORD_HASH_CONCURRENCY"])
     app.extensions["loyalty.program"] = program_from_config(app.config)
     app.extensions["loyalty.keyring"] = keyring_from_config(app.config)
     with app.app_context():

@@ -14,7 +14,14 @@
 | LOYALTY_PENDING_DAYS | 0 | purchase points are pending this many days (the return window) |
 | LOYALTY_REDEMPTION_ROLLBACK_MINUTES | 30 | how long a store may roll back a coupon redemption |
 | LOYALTY_RATELIMIT_AUTH | 20 per minute | limit on /auth/* per client address |
-| LOYALTY_RATELIMIT_STORAGE_URI | memory:// | limiter storage; redis://127.0.0.1:6379 to share it between workers and hosts |
+| LOYALTY_RATELIMIT_ANONYMOUS | 120 per minute | limit on other requests without a valid token, per client address |
+| LOYALTY_RATELIMIT_MEMBER | 300 per minute | limit per member token (its sign-in) |
+| LOYALTY_RATELIMIT_CASHIER | 600 per minute | limit per cashier token |
+| LOYALTY_RATELIMIT_STAFF | 600 per minute | limit per marketer or admin token |
+| LOYALTY_RATELIMIT_STORAGE_URI | host://<instance>/ratelimits.shm | limit counters: host:// is one count per host (every worker process); redis://127.0.0.1:6379/0 one count across hosts; memory:// one per process |
+| LOYALTY_METRICS | 0 | 1: serve Prometheus metrics at /metrics (set PROMETHEUS_MULTIPROC_DIR under gunicorn) |
+| LOYALTY_LOG_JSON | 1 | log lines as JSON objects with the request id (0: plain text) |
+| LOYALTY_PASSWORD_HASH_CONCURRENCY | 1 | password hashes one process computes at once (sign-ins beyond wait, then 503 busy) |
 | LOYALTY_RATELIMIT_FAIL_OPEN | 1 | 1: if that storage is unreachable, requests pass (and it is logged) rather than fail with 500 |
 | LOYALTY_MAX_BODY_BYTES | 65536 | larger request bodies are refused with 413 |
 | LOYALTY_PASSWORD_HASH | scrypt:32768:8:1 | werkzeug password hashing method |
@@ -80,7 +87,13 @@ def from_environment(instance_path: str) -> dict:
         "LOYALTY_PENDING_DAYS": int(_env("LOYALTY_PENDING_DAYS", "0")),
         "LOYALTY_REDEMPTION_ROLLBACK_MINUTES": int(_env("LOYALTY_REDEMPTION_ROLLBACK_MINUTES", "30")),
         "RATELIMIT_AUTH": _env("LOYALTY_RATELIMIT_AUTH", "20 per minute"),
-        "RATELIMIT_STORAGE_URI": _env("LOYALTY_RATELIMIT_STORAGE_URI", "memory://"),
+        "RATELIMIT_ANONYMOUS": _env("LOYALTY_RATELIMIT_ANONYMOUS", "120 per minute"),
+        "RATELIMIT_MEMBER": _env("LOYALTY_RATELIMIT_MEMBER", "300 per minute"),
+        "RATELIMIT_CASHIER": _env("LOYALTY_RATELIMIT_CASHIER", "600 per minute"),
+        "RATELIMIT_STAFF": _env("LOYALTY_RATELIMIT_STAFF", "600 per minute"),
+        "RATELIMIT_STORAGE_URI": _env("LOYALTY_RATELIMIT_STORAGE_URI", f"host://{instance / 'ratelimits.shm'}"),
+        "LOYALTY_METRICS": _env("LOYALTY_METRICS", "0") in ("1", "true", "yes"),
+        "LOYALTY_PASSWORD_HASH_CONCURRENCY": int(_env("LOYALTY_PASSWORD_HASH_CONCURRENCY", "1")),
         "RATELIMIT_SWALLOW_ERRORS": _env("LOYALTY_RATELIMIT_FAIL_OPEN", "1") not in ("0", "false", "no"),
         "MAX_CONTENT_LENGTH": int(_env("LOYALTY_MAX_BODY_BYTES", "65536")),
         "LOYALTY_PASSWORD_HASH": _env("LOYALTY_PASSWORD_HASH", "scrypt:32768:8:1"),

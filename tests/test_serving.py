@@ -94,3 +94,18 @@ def test_the_project_configuration_uses_threaded_workers_with_timeouts():
     assert config["worker_class"] == "api.serving.Worker"
     assert config["threads"] >= 4 and 0 < config["keepalive"] <= 15 and config["timeout"] <= 60
     assert "--worker-class" not in (ROOT / "Makefile").read_text()  # make serve takes the file's worker class
+
+
+@pytest.mark.slow
+def test_two_workers_count_one_auth_budget(tmp_path):
+    """The /auth limit (20 per minute per address) holds for the host, not per worker process: the default storage
+    is one file every worker maps. Each sign-in on a new connection, so both workers take their share."""
+    proc, base = start(tmp_path, "--workers", "2", env_extra={
+        "LOYALTY_RATELIMIT_STORAGE_URI": f"host://{tmp_path / 'limits.shm'}"})
+    try:
+        codes = [requests.post(f"{base}/api/v1/auth/token", json={"email": f"nobody{i}@example.com", "password": "x"},
+                               headers={"Connection": "close"}, timeout=20).status_code for i in range(40)]
+    finally:
+        log = stop(proc)
+    assert codes.count(401) == 20 and codes.count(429) == 20, codes
+    assert len({line.split("[")[2] for line in log.splitlines() if "Booting worker" in line}) == 2

@@ -50,6 +50,7 @@ class Principal:
     id: str
     role: str
     store_id: str | None = None
+    session_id: str | None = None  # the sign-in (refresh chain) the token belongs to: what sign-out ends
 
 
 class RefreshToken(Base):

@@ -6,10 +6,12 @@ from flask_limiter import Limiter
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from wallet import enrolment, members, tokens
+from wallet.errors import Unauthorized
 from wallet.members import CHANNELS
 
 from ..blueprints import auth as blp
 from ..extensions import db
+from ..ratelimits import limits_of
 from ..resource import Resource
 from ..schemas import StrictSchema
 from ..state import keyring, program
@@ -84,7 +86,15 @@ class Token(Resource):
             principal, refresh = tokens.rotate_refresh_token(db.session, keyring(), data["refresh_token"],
                                                              program().now())
             return _tokens(principal, refresh)
-        account = members.authenticate(db.session, data["email"], data["password"])
+        attempts = limits_of(current_app)
+        attempts.refuse_sign_in(data["email"])  # before the hash: a closed account costs no CPU
+        try:
+            account = members.authenticate(db.session, data["email"], data["password"])
+        except Unauthorized as error:
+            if error.code == "invalid_credentials":
+                attempts.sign_in_failed(data["email"])
+            raise
+        attempts.sign_in_succeeded(data["email"])
         return _tokens(tokens.principal_of(account))
 
 
