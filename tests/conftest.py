@@ -174,7 +174,10 @@ class Factory:
             return result
 
     def headers(self, principal: tokens.Principal) -> dict[str, str]:
+        """A fresh sign-in's access token (recorded, as the API's own sign-in does)."""
         ring = self.app.extensions["loyalty.keyring"]
+        if principal.session_id is None:
+            principal = self._commit(lambda s: tokens.sign_in(s, principal, self.program.now()))
         return {"Authorization": f"Bearer {tokens.issue_access_token(ring, principal, self.program.now())}"}
 
     def store(self, **overrides: Any) -> dict[str, Any]:

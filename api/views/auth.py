@@ -9,6 +9,7 @@ from wallet import enrolment, members, tokens
 from wallet.errors import Unauthorized
 from wallet.members import CHANNELS
 
+from ..auth import current_principal
 from ..blueprints import auth as blp
 from ..extensions import db
 from ..ratelimits import limits_of
@@ -59,6 +60,8 @@ class RegisteredSchema(TokenSchema):
 
 def _tokens(principal: tokens.Principal, refresh: str | None = None) -> dict:
     ring, now = keyring(), program().now()
+    if refresh is None:  # a new sign-in (enrolment, password): its own id in every token it gives
+        principal = tokens.sign_in(db.session, principal, now)
     return {"access_token": tokens.issue_access_token(ring, principal, now),
             "refresh_token": refresh or tokens.issue_refresh_token(db.session, ring, principal, now),
             "token_type": "Bearer", "expires_in": int(ring.access_ttl.total_seconds()), "role": principal.role}
@@ -96,6 +99,15 @@ class Token(Resource):
             raise
         attempts.sign_in_succeeded(data["email"])
         return _tokens(tokens.principal_of(account))
+
+
+@blp.route("/logout")
+class Logout(Resource):
+    @blp.response(204)
+    def post(self):
+        """Sign out: this sign-in's refresh chain is revoked and its access tokens stop working at once."""
+        principal = current_principal()
+        tokens.sign_out(db.session, principal.session_id, program().now())
 
 
 def limit_auth(limiter: Limiter) -> None:

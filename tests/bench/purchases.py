@@ -81,9 +81,9 @@ def setup_club(url: str, members: int) -> tuple[list[str], str]:
             member = enrolment.register_member(db.session, program, email=f"bench{i}@example.com", password="bench-pass",
                                        name=f"Bench {i}")
             cards.append(member.card.number)
+        signed_in = tokens.sign_in(db.session, tokens.principal_of(cashier), program.now())  # a till's sign-in
         db.session.commit()
-        token = tokens.issue_access_token(app.extensions["loyalty.keyring"], tokens.principal_of(cashier),
-                                          program.now())
+        token = tokens.issue_access_token(app.extensions["loyalty.keyring"], signed_in, program.now())
         db.session.remove()
         db.engine.dispose()
     return cards, token
