@@ -63,6 +63,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         RATELIMIT_HEADERS_ENABLED=True,
     )
     app.config.update(overrides or {})
+    _refuse_a_short_secret(app.config["SECRET_KEY"])
     _sqlite_options(app)
 
     if app.config["LOYALTY_TRUSTED_PROXIES"]:
@@ -118,6 +119,17 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from .cli import register as register_cli
     register_cli(app)
     return app
+
+
+MIN_SECRET_BYTES = 32
+
+
+def _refuse_a_short_secret(secret: str) -> None:
+    """LOYALTY_SECRET_KEY signs every token and QR code: a short one can be guessed offline from one token."""
+    if len(str(secret or "").encode()) < MIN_SECRET_BYTES:
+        raise RuntimeError(f"LOYALTY_SECRET_KEY must hold at least {MIN_SECRET_BYTES} bytes (a random one: "
+                           "python -c 'import secrets; print(secrets.token_urlsafe(48))'); without it set, a key "
+                           "is generated into the instance folder")
 
 
 def program_from_config(cfg: dict) -> Program:

@@ -34,7 +34,7 @@ def database_url(tmp_path_factory) -> str:
 def app(tmp_path_factory):
     url = database_url(tmp_path_factory)
     app = create_app({
-        "TESTING": True, "SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "test-secret-key-0123456789",
+        "TESTING": True, "SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "test-secret-key-0123456789-abcdefghij",
         "LOYALTY_PASSWORD_HASH": FAST_HASH, "RATELIMIT_ENABLED": False,
     })
     if url.startswith("sqlite"):

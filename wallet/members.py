@@ -18,6 +18,7 @@ from .clock import iso, utcnow
 from .codes import new_card_number
 from .db import Base, id_column, new_id, rowcount
 from .errors import Busy, Conflict, Invalid, NotFound, Rejected, Unauthorized
+from .passwords import check_new_password
 from .program import Program
 from .scanner import Scanned
 from .stores import Store
@@ -57,6 +58,11 @@ def hash_password(password: str) -> str:
 
 # A hash to check against when the account does not exist, so timing doesn't reveal which emails exist.
 _DUMMY_HASH: str | None = None
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """Whether ``password`` matches the hash (a missing account's check takes as long as a real one)."""
+    return _verify(password_hash, password)
 
 
 def _verify(password_hash: str | None, password: str) -> bool:
@@ -200,6 +206,7 @@ def create_staff(session: Session, *, email: str, password: str, role: str, name
                  store_code: str | None = None, store_id: str | None = None) -> Staff:
     """A cashier (bound to one store), marketer or admin account."""
     email = normalise_email(email)
+    check_new_password(password, email=email)
     if role not in STAFF_ROLES:
         raise Invalid(f"role must be one of {', '.join(STAFF_ROLES)}", errors={"role": ["Unknown role."]})
     if email_taken(session, email):

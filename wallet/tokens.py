@@ -13,8 +13,8 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .clock import utcnow
 from .db import Base, rowcount
-from .fast_sql import execute, own_transaction
 from .errors import InvalidToken, TokenExpired
+from .fast_sql import execute, own_transaction
 from .members import Member, Staff
 
 ALGORITHM = "HS256"

