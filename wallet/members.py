@@ -206,7 +206,6 @@ def create_staff(session: Session, *, email: str, password: str, role: str, name
                  store_code: str | None = None, store_id: str | None = None) -> Staff:
     """A cashier (bound to one store), marketer or admin account."""
     email = normalise_email(email)
-    check_new_password(password, email=email)
     if role not in STAFF_ROLES:
         raise Invalid(f"role must be one of {', '.join(STAFF_ROLES)}", errors={"role": ["Unknown role."]})
     if email_taken(session, email):
@@ -222,6 +221,7 @@ def create_staff(session: Session, *, email: str, password: str, role: str, name
         raise Invalid("Unknown store", code="unknown_store", errors={"store": ["Unknown store."]})
     if role == "cashier" and store is None:
         raise Invalid("A cashier is bound to one store", code="store_required", errors={"store": ["Required for a cashier."]})
+    check_new_password(password, email=email)
     staff = Staff(email=email, password_hash=hash_password(password), role=role, name=name,
                   store_id=store.id if store and role == "cashier" else None)
     session.add(staff)
