@@ -13,7 +13,8 @@ from .program import Program
 
 
 def account_of(session: Session, principal: tokens.Principal) -> Member | Staff:
-    account: Member | Staff | None = session.get(Member if principal.role == "member" else Staff, principal.id)
+    account: Member | Staff | None = (session.get(Member, principal.id) if principal.role == "member"
+                                      else session.get(Staff, principal.id))
     if account is None:
         raise NotFound("No such account")
     return account
