@@ -109,3 +109,21 @@ def test_two_workers_count_one_auth_budget(tmp_path):
         log = stop(proc)
     assert codes.count(401) == 20 and codes.count(429) == 20, codes
     assert len({line.split("[")[2] for line in log.splitlines() if "Booting worker" in line}) == 2
+
+
+@pytest.mark.slow
+def test_metrics_add_up_every_worker(tmp_path):
+    """Prometheus multiprocess mode: whichever worker answers /metrics counts every worker's requests."""
+    (tmp_path / "prom").mkdir()
+    proc, base = start(tmp_path, "--workers", "2", env_extra={
+        "LOYALTY_METRICS": "1", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"),
+        "LOYALTY_RATELIMIT_STORAGE_URI": f"host://{tmp_path / 'limits.shm'}"})
+    try:
+        for _ in range(20):
+            assert requests.get(f"{base}/healthz", headers={"Connection": "close"}, timeout=20).status_code == 200
+        text = requests.get(f"{base}/metrics", timeout=20).text
+        files = os.listdir(tmp_path / "prom")
+    finally:
+        stop(proc)
+    assert 'loyalty_http_requests_total{method="GET",route="/healthz",status="200"} 20.0' in text
+    assert len({name.split("_")[-1] for name in files if name.startswith("counter_")}) == 2, files  # both wrote
