@@ -13,14 +13,14 @@ from ..blueprints import admin, me
 from ..extensions import db
 from ..ratelimits import limits_of
 from ..resource import Resource
-from ..schemas import StrictSchema
+from ..schemas import NEW_PASSWORD, StrictSchema
 from ..state import program
 from .admin import AdminMemberSchema, StaffSchema
 
 
 class PasswordChangeSchema(StrictSchema):
     current_password = fields.String(required=True, load_only=True, validate=validate.Length(1, 128))
-    new_password = fields.String(required=True, load_only=True, validate=validate.Length(1, 128))
+    new_password = fields.String(required=True, load_only=True, validate=NEW_PASSWORD)
 
 
 @me.route("/me/password")

@@ -16,7 +16,7 @@ from ..auth import admin_required, current_principal, marketer_required
 from ..blueprints import admin as blp
 from ..extensions import db
 from ..resource import Resource
-from ..schemas import ListArgs, StrictSchema, Time, decode_cursor, page, page_schema
+from ..schemas import NEW_PASSWORD, ListArgs, StrictSchema, Time, decode_cursor, page, page_schema
 from ..state import program
 from .me import LedgerEntrySchema, MemberSchema
 
@@ -48,7 +48,7 @@ class AdjustmentSchema(StrictSchema):
 
 class StaffInSchema(StrictSchema):
     email = fields.String(required=True, validate=validate.Length(3, 254))
-    password = fields.String(required=True, load_only=True, validate=validate.Length(1, 128))
+    password = fields.String(required=True, load_only=True, validate=NEW_PASSWORD)
     name = fields.String(load_default="", validate=validate.Length(0, 120))
     role = fields.String(required=True, validate=validate.OneOf(members.STAFF_ROLES))
     store_id = fields.String(load_default=None)

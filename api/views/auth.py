@@ -14,14 +14,14 @@ from ..blueprints import auth as blp
 from ..extensions import db
 from ..ratelimits import limits_of
 from ..resource import Resource
-from ..schemas import StrictSchema
+from ..schemas import NEW_PASSWORD, StrictSchema
 from ..state import keyring, program
 from .me import PHONE, MemberSchema, past_birthday, printable_name
 
 
 class RegisterSchema(StrictSchema):
     email = fields.String(required=True, validate=validate.Length(3, 254))
-    password = fields.String(required=True, load_only=True, validate=validate.Length(1, 128))
+    password = fields.String(required=True, load_only=True, validate=NEW_PASSWORD)
     name = fields.String(required=True, validate=[validate.Length(1, 120), printable_name])
     phone = fields.String(load_default=None, validate=PHONE)
     birthday = fields.Date(load_default=None, validate=past_birthday)
