@@ -52,12 +52,18 @@ FAILURE_MEMORY_SECONDS = 86_400
 class Limits:
     """The audiences' limits and the sign-in attempts of one app, over one storage."""
 
+    def _account_key(self, kind: str, email: str) -> str:
+        return _account_key(self.prefix, kind, email)
+
     def __init__(self, app: Flask) -> None:
         self.enabled = bool(app.config.get("RATELIMIT_ENABLED", True))
         self.fail_open = bool(app.config.get("RATELIMIT_SWALLOW_ERRORS", True))
         self.storage: Storage = storage_from_string(app.config["RATELIMIT_STORAGE_URI"])
         self.window = FixedWindowRateLimiter(self.storage)
         self.items: dict[str, RateLimitItem] = {a: parse(app.config[s]) for a, s in SETTINGS.items()}
+        # flask-limiter's RATELIMIT_KEY_PREFIX: several apps (or test runs) on one Redis keep their counts apart
+        self.prefix: tuple[str, ...] = (app.config["RATELIMIT_KEY_PREFIX"],) if app.config.get("RATELIMIT_KEY_PREFIX") \
+            else ()
 
     # ------------------------------------------------------------------ every request
     def check_request(self):
@@ -68,9 +74,9 @@ class Limits:
         audience, key = _audience(req)
         item = self.items[audience]
         try:
-            if self.window.hit(item, audience, key):
+            if self.window.hit(item, *self.prefix, audience, key):
                 return None
-            reset = self.window.get_window_stats(item, audience, key).reset_time
+            reset = self.window.get_window_stats(item, *self.prefix, audience, key).reset_time
         except Exception:  # the storage is unreachable
             if not self.fail_open:
                 raise
@@ -84,7 +90,7 @@ class Limits:
         """TooManyAttempts while this account's sign-in is closed after failures."""
         if not self.enabled:
             return
-        key = _account_key("signin-block", email)
+        key = self._account_key("signin-block", email)
         try:
             if self.storage.get(key) <= 0:
                 return
@@ -101,10 +107,10 @@ class Limits:
         if not self.enabled:
             return
         try:
-            failures = self.storage.incr(_account_key("signin-failures", email), FAILURE_MEMORY_SECONDS)
+            failures = self.storage.incr(self._account_key("signin-failures", email), FAILURE_MEMORY_SECONDS)
             if failures > FREE_FAILURES:
                 seconds = min(MAX_BLOCK_SECONDS, 2 ** (failures - FREE_FAILURES - 1))
-                self.storage.incr(_account_key("signin-block", email), seconds)
+                self.storage.incr(self._account_key("signin-block", email), seconds)
         except Exception:
             if not self.fail_open:
                 raise
@@ -113,7 +119,7 @@ class Limits:
         if not self.enabled:
             return
         try:
-            self.storage.clear(_account_key("signin-failures", email))
+            self.storage.clear(self._account_key("signin-failures", email))
         except Exception:
             if not self.fail_open:
                 raise
@@ -138,10 +144,10 @@ def _audience(req) -> tuple[str, str]:
     return "anonymous", req.remote_addr or "-"
 
 
-def _account_key(kind: str, email: str) -> str:
+def _account_key(prefix: tuple[str, ...], kind: str, email: str) -> str:
     # normalise_email's spelling (NFKC, trimmed, lower-cased): every spelling of one mailbox shares one count
     email = unicodedata.normalize("NFKC", email).strip().lower()
-    return f"{kind}/" + hashlib.sha256(email.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return "/".join((*prefix, kind, hashlib.sha256(email.encode("utf-8", "surrogatepass")).hexdigest()[:32]))
 
 
 def init_app(app: Flask) -> Limits:
