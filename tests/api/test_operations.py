@@ -91,3 +91,14 @@ def test_log_lines_are_json_with_the_request_id(app):
         line = json.loads(JSONLines().format(record))
     assert line["message"] == "GET /x 200" and line["request_id"] == "req-42" and line["status"] == 200
     assert line["level"] == "INFO" and line["time"].endswith("Z")
+
+
+def test_the_demo_wallet_page_has_no_inline_script(client):
+    r = client.get("/static/index.html")
+    assert r.status_code == 200 and r.headers["Content-Security-Policy"] == CSP
+    page = r.get_data(as_text=True)
+    assert "<script>" not in page and '<script defer src="/static/wallet.js"></script>' in page
+    r.close()
+    js = client.get("/static/wallet.js")
+    assert js.status_code == 200 and "addEventListener" in js.get_data(as_text=True)
+    js.close()
