@@ -93,3 +93,5 @@ def test_a_generated_client_buys_and_reads_a_422_typed(generated, server, tmp_pa
     assert (problem.status, problem.code, problem.title) == (422, "validation_error", "Unprocessable Entity")
     assert problem.type_ == "https://loyalty.example/problems/validation_error" and problem.detail
     assert problem.errors.to_dict() == {"amount": ["At most two decimal places."]}
+    for made_client in (client, member, till):  # the server keeps connections alive now: close the pools
+        made_client.get_httpx_client().close()
