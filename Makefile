@@ -24,7 +24,7 @@ serve: install  ## install, migrate the SQLite default, load the demo club, serv
 	$(BIN)/loyalty db upgrade
 	$(BIN)/loyalty demo
 	@echo "Console: http://$(HOST):$(PORT)/console/   API docs: http://$(HOST):$(PORT)/api/v1/docs   OpenAPI: http://$(HOST):$(PORT)/api/v1/openapi.json"
-	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers 2 --preload --access-logfile - "api:create_app()"
+	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers 2 --preload "api:create_app()"  # gunicorn.conf.py: threaded workers, timeouts
 
 test: install-test  ## install with the test extras and run the suite (PostgreSQL tests run when DATABASE_URL points there)
 	$(BIN)/pytest -q

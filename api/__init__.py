@@ -25,7 +25,7 @@ from wallet.clock import iso
 from wallet.program import Program
 from wallet.tokens import KeyRing
 
-from . import config, errors, wallet_passes
+from . import config, errors, operations, ratelimits, wallet_passes
 from .blueprints import ALL
 from .extensions import db, migrate
 from .speedups import PARSED_BODY, Parser, Sessions, limit_only_limited_blueprints
@@ -64,6 +64,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         RATELIMIT_HEADERS_ENABLED=True,
     )
     app.config.update(overrides or {})
+    _refuse_a_short_secret(app.config["SECRET_KEY"])
     _sqlite_options(app)
 
     if app.config["LOYALTY_TRUSTED_PROXIES"]:
@@ -76,10 +77,15 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     # One limiter and one Api per app: their state (storage, enabled flag, spec) belongs to the app, and a
     # module-level instance re-initialised by a second create_app would change the first app's behaviour.
     app.session_interface = Sessions()
+    # Request ids, headers, health, metrics. Registered before flask-limiter: its after-request hook runs after
+    # this one's, so this one has the last word on Retry-After (a sign-in's own wait, not /auth's window).
+    operations.register(app)
     limiter = Limiter(key_func=get_remote_address, headers_enabled=True)
     limiter.init_app(app)
     app.extensions["loyalty.limiter"] = limiter
-    members.configure_password_hashing(app.config["LOYALTY_PASSWORD_HASH"])
+    ratelimits.init_app(app)  # every audience's budget, checked before anything else reads the request
+    members.configure_password_hashing(app.config["LOYALTY_PASSWORD_HASH"],
+                                       app.config["LOYALTY_PASSWORD_HASH_CONCURRENCY"])
     app.extensions["loyalty.program"] = program_from_config(app.config)
     app.extensions["loyalty.keyring"] = keyring_from_config(app.config)
     with app.app_context():
@@ -116,6 +122,17 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from .cli import register as register_cli
     register_cli(app)
     return app
+
+
+MIN_SECRET_BYTES = 32
+
+
+def _refuse_a_short_secret(secret: str) -> None:
+    """LOYALTY_SECRET_KEY signs every token and QR code: a short one can be guessed offline from one token."""
+    if len(str(secret or "").encode()) < MIN_SECRET_BYTES:
+        raise RuntimeError(f"LOYALTY_SECRET_KEY must hold at least {MIN_SECRET_BYTES} bytes (a random one: "
+                           "python -c 'import secrets; print(secrets.token_urlsafe(48))'); without it set, a key "
+                           "is generated into the instance folder")
 
 
 def program_from_config(cfg: dict) -> Program:

@@ -9,6 +9,7 @@ from flask import g, request
 from wallet import tokens
 from wallet.errors import Forbidden, Unauthorized
 
+from .extensions import db
 from .state import keyring, program
 
 
@@ -26,7 +27,11 @@ def current_principal() -> tokens.Principal:
         token = bearer_token()
         if token is None:
             raise Unauthorized("Send an access token: Authorization: Bearer <token>", code="unauthorized")
-        g.principal = tokens.verify_access_token(keyring(), token, program().now())
+        principal = tokens.verify_access_token(keyring(), token, program().now())
+        # The signature says who; the sign-in's row says whether it still stands (sign-out, password change,
+        # deactivation, closure): one read by key per request, so a revoked token stops at once, on any host.
+        tokens.check_signed_in(db.session(), principal)
+        g.principal = principal
     return g.principal
 
 

@@ -17,7 +17,14 @@
 | LOYALTY_INFLUENCE_WINDOW_DAYS | 365 | influence: own and referred spend count over this many days |
 | LOYALTY_INFLUENCE_SECOND_DEGREE | 0.5 | influence: a friend's friend's spend counts this much in the referral value |
 | LOYALTY_RATELIMIT_AUTH | 20 per minute | limit on /auth/* per client address |
-| LOYALTY_RATELIMIT_STORAGE_URI | memory:// | limiter storage; redis://127.0.0.1:6379 to share it between workers and hosts |
+| LOYALTY_RATELIMIT_ANONYMOUS | 120 per minute | limit on other requests without a valid token, per client address |
+| LOYALTY_RATELIMIT_MEMBER | 300 per minute | limit per member token (its sign-in) |
+| LOYALTY_RATELIMIT_CASHIER | 600 per minute | limit per cashier token |
+| LOYALTY_RATELIMIT_STAFF | 600 per minute | limit per marketer or admin token |
+| LOYALTY_RATELIMIT_STORAGE_URI | host://<instance>/ratelimits.shm | limit counters: host:// is one count per host (every worker process); redis://127.0.0.1:6379/0 one count across hosts; memory:// one per process |
+| LOYALTY_METRICS | 0 | 1: serve Prometheus metrics at /metrics (set PROMETHEUS_MULTIPROC_DIR under gunicorn) |
+| LOYALTY_LOG_JSON | 1 | log lines as JSON objects with the request id (0: plain text) |
+| LOYALTY_PASSWORD_HASH_CONCURRENCY | 1 | password hashes one process computes at once (sign-ins beyond wait, then 503 busy) |
 | LOYALTY_RATELIMIT_FAIL_OPEN | 1 | 1: if that storage is unreachable, requests pass (and it is logged) rather than fail with 500 |
 | LOYALTY_MAX_BODY_BYTES | 65536 | larger request bodies are refused with 413 |
 | LOYALTY_MAX_IMPORT_BYTES | 20971520 | the largest CSV file an import takes (POST /admin/products/import); larger: 413 |
@@ -103,7 +110,13 @@ def from_environment(instance_path: str) -> dict:
         "LOYALTY_INFLUENCE_WINDOW_DAYS": int(_env("LOYALTY_INFLUENCE_WINDOW_DAYS", "365")),
         "LOYALTY_INFLUENCE_SECOND_DEGREE": _env("LOYALTY_INFLUENCE_SECOND_DEGREE", "0.5"),
         "RATELIMIT_AUTH": _env("LOYALTY_RATELIMIT_AUTH", "20 per minute"),
-        "RATELIMIT_STORAGE_URI": _env("LOYALTY_RATELIMIT_STORAGE_URI", "memory://"),
+        "RATELIMIT_ANONYMOUS": _env("LOYALTY_RATELIMIT_ANONYMOUS", "120 per minute"),
+        "RATELIMIT_MEMBER": _env("LOYALTY_RATELIMIT_MEMBER", "300 per minute"),
+        "RATELIMIT_CASHIER": _env("LOYALTY_RATELIMIT_CASHIER", "600 per minute"),
+        "RATELIMIT_STAFF": _env("LOYALTY_RATELIMIT_STAFF", "600 per minute"),
+        "RATELIMIT_STORAGE_URI": _env("LOYALTY_RATELIMIT_STORAGE_URI", f"host://{instance / 'ratelimits.shm'}"),
+        "LOYALTY_METRICS": _env("LOYALTY_METRICS", "0") in ("1", "true", "yes"),
+        "LOYALTY_PASSWORD_HASH_CONCURRENCY": int(_env("LOYALTY_PASSWORD_HASH_CONCURRENCY", "1")),
         "RATELIMIT_SWALLOW_ERRORS": _env("LOYALTY_RATELIMIT_FAIL_OPEN", "1") not in ("0", "false", "no"),
         "MAX_CONTENT_LENGTH": int(_env("LOYALTY_MAX_BODY_BYTES", "65536")),
         "LOYALTY_MAX_IMPORT_BYTES": int(_env("LOYALTY_MAX_IMPORT_BYTES", str(20 * 1024 * 1024))),

@@ -6,7 +6,7 @@ import math
 import time
 from typing import Any
 
-from flask import Flask, Response, current_app, json
+from flask import Flask, Response, current_app, g, json
 from werkzeug.exceptions import HTTPException
 
 from wallet import errors as domain
@@ -16,6 +16,8 @@ log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
 
 _STATUS_OF = [  # most specific first
+    (domain.Throttled, 429),
+    (domain.Busy, 503),
     (domain.NotFound, 404),
     (domain.Unauthorized, 401),
     (domain.Forbidden, 403),
@@ -28,7 +30,7 @@ _STATUS_OF = [  # most specific first
 _HTTP_CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
     409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 422: "validation_error",
-    429: "rate_limited", 500: "internal_error",
+    429: "rate_limited", 500: "internal_error", 503: "unavailable",
 }
 
 
@@ -89,6 +91,9 @@ def register(app: Flask) -> None:
             headers = {"WWW-Authenticate": 'Bearer realm="loyalty"'}
         elif isinstance(error, domain.TooManyRequests):
             headers = {"Retry-After": str(max(1, int(error.extra.get("retry_after", 60))))}
+        elif isinstance(error, (domain.Throttled, domain.Busy)):
+            headers = {"Retry-After": str(error.retry_after)}
+            g.retry_after = error.retry_after  # kept over flask-limiter's own header (api.operations)
         return problem(status_of(error), error.code, error.title, error.detail, error.errors, headers, **extra)
 
     @app.errorhandler(HTTPException)

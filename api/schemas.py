@@ -9,6 +9,7 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
+from wallet import passwords
 from wallet.clock import iso
 from wallet.errors import Invalid
 
@@ -126,3 +127,7 @@ class Money(fields.Field):
         if number.as_tuple().exponent < -2:
             raise ValidationError("At most two decimal places.")
         return number
+
+
+# A new password's length, checked with the other fields (the domain also refuses common ones: wallet.passwords).
+NEW_PASSWORD = validate.Length(passwords.MIN_LENGTH, passwords.MAX_LENGTH)

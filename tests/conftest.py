@@ -34,7 +34,7 @@ def database_url(tmp_path_factory) -> str:
 def app(tmp_path_factory):
     url = database_url(tmp_path_factory)
     app = create_app({
-        "TESTING": True, "SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "test-secret-key-0123456789",
+        "TESTING": True, "SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "test-secret-key-0123456789-abcdefghij",
         "LOYALTY_PASSWORD_HASH": FAST_HASH, "RATELIMIT_ENABLED": False,
     })
     if url.startswith("sqlite"):
@@ -174,7 +174,10 @@ class Factory:
             return result
 
     def headers(self, principal: tokens.Principal) -> dict[str, str]:
+        """A fresh sign-in's access token (recorded, as the API's own sign-in does)."""
         ring = self.app.extensions["loyalty.keyring"]
+        if principal.session_id is None:
+            principal = self._commit(lambda s: tokens.sign_in(s, principal, self.program.now()))
         return {"Authorization": f"Bearer {tokens.issue_access_token(ring, principal, self.program.now())}"}
 
     def store(self, **overrides: Any) -> dict[str, Any]:

@@ -54,7 +54,7 @@ def _module(name: str):
 @pytest.mark.slow
 def test_a_generated_client_buys_and_reads_a_422_typed(generated, server, tmp_path):  # noqa: F811
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "LOYALTY_"))}
-    env |= {"DATABASE_URL": f"sqlite:///{tmp_path / 'loyalty.db'}", "LOYALTY_SECRET_KEY": "server-test-secret-0123456789",
+    env |= {"DATABASE_URL": f"sqlite:///{tmp_path / 'loyalty.db'}", "LOYALTY_SECRET_KEY": "server-test-secret-0123456789-abcdefghij",
             "PYTHONPATH": str(ROOT)}
     demo = subprocess.run([str(BIN / "loyalty"), "demo"], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=120)
@@ -96,3 +96,5 @@ def test_a_generated_client_buys_and_reads_a_422_typed(generated, server, tmp_pa
     assert (problem.status, problem.code, problem.title) == (422, "validation_error", "Unprocessable Entity")
     assert problem.type_ == "https://loyalty.example/problems/validation_error" and problem.detail
     assert problem.errors.to_dict() == {"amount": ["At most two decimal places."]}
+    for made_client in (client, member, till):  # the server keeps connections alive now: close the pools
+        made_client.get_httpx_client().close()

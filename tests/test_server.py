@@ -26,7 +26,7 @@ def free_port() -> int:
 @pytest.fixture
 def server(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "LOYALTY_"))}
-    env |= {"DATABASE_URL": f"sqlite:///{tmp_path / 'loyalty.db'}", "LOYALTY_SECRET_KEY": "server-test-secret-0123456789",
+    env |= {"DATABASE_URL": f"sqlite:///{tmp_path / 'loyalty.db'}", "LOYALTY_SECRET_KEY": "server-test-secret-0123456789-abcdefghij",
             "PYTHONPATH": str(ROOT)}  # the code under test, wherever the venv's editable install points
     upgrade = subprocess.run([str(BIN / "loyalty"), "db", "upgrade"], cwd=tmp_path, env=env, capture_output=True,
                              text=True, timeout=120)

@@ -2,7 +2,7 @@ from tests.conftest import assert_problem
 
 
 def test_register_and_wallet(client):
-    r = client.post("/api/v1/auth/register", json={"email": "Dana@Example.com ", "password": "12345678x",
+    r = client.post("/api/v1/auth/register", json={"email": "Dana@Example.com ", "password": "dana passphrase 9",
                                                    "name": "Dana"})
     assert r.status_code == 201, r.get_json()
     body = r.get_json()
@@ -15,6 +15,6 @@ def test_register_and_wallet(client):
 
 
 def test_unknown_field(client):
-    r = client.post("/api/v1/auth/register", json={"email": "a@b.co", "password": "12345678x", "name": "x", "evil": 1})
+    r = client.post("/api/v1/auth/register", json={"email": "a@b.co", "password": "dana passphrase 9", "name": "x", "evil": 1})
     body = assert_problem(r, 422, "validation_error")
     assert "evil" in body["errors"]

@@ -336,7 +336,7 @@ def test_a_lease_held_by_another_worker_is_respected_until_it_ends(session, prog
 
 def _worker_env(app) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "LOYALTY_"))}
-    return env | {"DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"], "LOYALTY_SECRET_KEY": "worker-test-secret",
+    return env | {"DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"], "LOYALTY_SECRET_KEY": "worker-test-secret-0123456789-abcdefgh",
                   "LOYALTY_WEBHOOK_ALLOW_PRIVATE": "1", "LOYALTY_WEBHOOK_TIMEOUT_SECONDS": "2",
                   "LOYALTY_WEBHOOK_LEASE_SECONDS": "4", "PYTHONPATH": str(ROOT)}
 

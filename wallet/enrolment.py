@@ -10,6 +10,7 @@ from .clock import iso
 from .codes import new_card_number, new_referral_code
 from .errors import Conflict
 from .members import CHANNELS, Card, Member, email_taken, hash_password, normalise_city, normalise_email
+from .passwords import check_new_password
 from .program import Program
 
 
@@ -30,6 +31,7 @@ def register_member(session: Session, program: Program, *, email: str, password:
                           now=program.now(), code="too_many_enrolments",
                           detail="Too many enrolments from this device or address; try again in a minute")
     email = normalise_email(email)
+    check_new_password(password, email=email)
     if email_taken(session, email):
         raise Conflict("An account with this email already exists", code="email_taken")
     now = program.now()

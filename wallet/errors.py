@@ -135,3 +135,29 @@ class TooManyRequests(DomainError):
     """Slowed down (429, with Retry-After from ``retry_after``): a burst of enrolments or claims."""
     code = "rate_limited"
     title = "Too many requests"
+
+
+class Throttled(DomainError):
+    """Too many attempts: try again after ``retry_after`` seconds (HTTP 429 with Retry-After)."""
+
+    code = "rate_limited"
+    title = "Too Many Requests"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int, **kwargs: Any) -> None:
+        super().__init__(detail, **kwargs)
+        self.retry_after = max(1, int(retry_after))
+
+
+class TooManyAttempts(Throttled):
+    code = "too_many_attempts"
+
+
+class Busy(DomainError):
+    """The server is at capacity for this kind of work: try again shortly (HTTP 503 with Retry-After)."""
+
+    code = "busy"
+    title = "Service Unavailable"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 1, **kwargs: Any) -> None:
+        super().__init__(detail, **kwargs)
+        self.retry_after = max(1, int(retry_after))

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Any
 
@@ -14,7 +17,8 @@ from . import events
 from .clock import iso, utcnow
 from .codes import new_card_number
 from .db import Base, id_column, new_id, rowcount
-from .errors import Conflict, Invalid, NotFound, Rejected, Unauthorized
+from .errors import Busy, Conflict, Invalid, NotFound, Rejected, Unauthorized
+from .passwords import check_new_password
 from .program import Program
 from .scanner import Scanned
 from .stores import Store
@@ -25,28 +29,52 @@ ROLES = ("member", "cashier", "marketer", "admin")
 STAFF_ROLES = ("cashier", "marketer", "admin")
 # Hashing cost: scrypt (werkzeug's default KDF). Tests may lower it through configure_password_hashing.
 _PASSWORD_METHOD = "scrypt:32768:8:1"
+# Hashes computed at once in this process: scrypt takes ~100 ms of a core and 32 MB; a burst of sign-ins beyond
+# this waits (at most HASH_WAIT_SECONDS, then Busy) instead of taking every core the tills need.
+_HASHING = threading.BoundedSemaphore(1)
+HASH_WAIT_SECONDS = 10.0
 
 
-def configure_password_hashing(method: str) -> None:
-    global _PASSWORD_METHOD
+def configure_password_hashing(method: str, concurrency: int = 1) -> None:
+    global _PASSWORD_METHOD, _HASHING
     _PASSWORD_METHOD = method
+    _HASHING = threading.BoundedSemaphore(max(1, concurrency))
+
+
+@contextmanager
+def _hashing() -> Iterator[None]:
+    gate = _HASHING
+    if not gate.acquire(timeout=HASH_WAIT_SECONDS):
+        raise Busy("Too many sign-ins at once; try again in a moment", code="busy", retry_after=1)
+    try:
+        yield
+    finally:
+        gate.release()
 
 
 def hash_password(password: str) -> str:
-    return generate_password_hash(password, method=_PASSWORD_METHOD)
+    with _hashing():
+        return generate_password_hash(password, method=_PASSWORD_METHOD)
 
 
 # A hash to check against when the account does not exist, so timing doesn't reveal which emails exist.
 _DUMMY_HASH: str | None = None
 
 
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """Whether ``password`` matches the hash (a missing account's check takes as long as a real one)."""
+    return _verify(password_hash, password)
+
+
 def _verify(password_hash: str | None, password: str) -> bool:
     global _DUMMY_HASH
     if password_hash is None:
         _DUMMY_HASH = _DUMMY_HASH or hash_password("not-a-password")
-        check_password_hash(_DUMMY_HASH, password)
+        with _hashing():
+            check_password_hash(_DUMMY_HASH, password)
         return False
-    return check_password_hash(password_hash, password)
+    with _hashing():
+        return check_password_hash(password_hash, password)
 
 
 class Member(Base):
@@ -207,6 +235,7 @@ def create_staff(session: Session, *, email: str, password: str, role: str, name
         raise Invalid("Unknown store", code="unknown_store", errors={"store": ["Unknown store."]})
     if role == "cashier" and store is None:
         raise Invalid("A cashier is bound to one store", code="store_required", errors={"store": ["Required for a cashier."]})
+    check_new_password(password, email=email)
     staff = Staff(email=email, password_hash=hash_password(password), role=role, name=name,
                   store_id=store.id if store and role == "cashier" else None)
     session.add(staff)

@@ -16,5 +16,5 @@ from .referrals import Referral  # noqa: F401
 from .rules import Rule, RuleCounter, RuleGrant, RulesRevision, RuleVersion  # noqa: F401
 from .segments import Segment  # noqa: F401
 from .stores import Product, Store  # noqa: F401
-from .tokens import RefreshToken  # noqa: F401
+from .tokens import RefreshToken, SignIn  # noqa: F401
 from .triggers import LifeEvent  # noqa: F401

@@ -8,12 +8,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import jwt
-from sqlalchemy import String, delete, update
+from sqlalchemy import String, bindparam, delete, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .clock import utcnow
 from .db import Base, rowcount
 from .errors import InvalidToken, TokenExpired
+from .fast_sql import execute, own_transaction
 from .members import Member, Staff
 
 ALGORITHM = "HS256"
@@ -50,6 +51,7 @@ class Principal:
     id: str
     role: str
     store_id: str | None = None
+    session_id: str | None = None  # the sign-in (refresh chain) the token belongs to: what sign-out ends
 
 
 class RefreshToken(Base):
@@ -62,6 +64,19 @@ class RefreshToken(Base):
     used_at: Mapped[datetime | None]
     revoked: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SignIn(Base):
+    """One sign-in: every access and refresh token it gives carries its id (``sid``; the refresh chain's family).
+    Ending it (sign-out, a password change elsewhere, a deactivated or closed account) stops those tokens on the
+    next request anywhere: each request reads this row by its key (:func:`check_signed_in`)."""
+
+    __tablename__ = "sign_ins"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(32), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]
 
 
 def principal_of(account: Member | Staff) -> Principal:
@@ -114,6 +129,8 @@ def issue_access_token(ring: KeyRing, principal: Principal, now: datetime) -> st
     }
     if principal.store_id:
         claims["store"] = principal.store_id
+    if principal.session_id:
+        claims["sid"] = principal.session_id
     return _encode(ring, claims, ACCESS_TYP)
 
 
@@ -128,7 +145,9 @@ def verify_access_token(ring: KeyRing, token: str, now: datetime) -> Principal:
             raise TokenExpired("The token has expired")
         return principal
     claims = _decode(ring, token, ACCESS_TYP, now)
-    principal = Principal(id=claims["sub"], role=claims.get("role", ""), store_id=claims.get("store"))
+    sid = claims.get("sid")
+    principal = Principal(id=claims["sub"], role=claims.get("role", ""), store_id=claims.get("store"),
+                          session_id=sid if isinstance(sid, str) else None)
     verified = ring._verified
     while len(verified) >= VERIFIED_CACHE_SIZE:  # bounded: forget the oldest
         try:
@@ -139,9 +158,50 @@ def verify_access_token(ring: KeyRing, token: str, now: datetime) -> Principal:
     return principal
 
 
+def sign_in(session: Session, principal: Principal, now: datetime) -> Principal:
+    """Start a sign-in for this account: the principal its tokens carry."""
+    sid = secrets.token_hex(16)
+    session.add(SignIn(id=sid, subject=principal.id, created_at=now))
+    return Principal(principal.id, principal.role, principal.store_id, session_id=sid)
+
+
+_ENDED = select(SignIn.ended_at, SignIn.subject).where(SignIn.id == bindparam("sid"))
+
+
+def check_signed_in(session: Session, principal: Principal) -> None:
+    """InvalidToken unless the token's sign-in is still going: one read by primary key, outside any transaction
+    on PostgreSQL (a purchase still needs no BEGIN), on every request that carries a token."""
+    if not principal.session_id:
+        raise InvalidToken("This token belongs to no sign-in; sign in again", code="signed_out")
+    with own_transaction(session):
+        row = execute(session, _ENDED, {"sid": principal.session_id}).first()
+    if row is None or row[0] is not None or row[1] != principal.id:
+        raise InvalidToken("This sign-in has ended; sign in again", code="signed_out")
+
+
+def sign_out(session: Session, session_id: str, now: datetime) -> None:
+    """End one sign-in: its access tokens stop at once, its refresh chain is revoked."""
+    session.execute(update(SignIn).where(SignIn.id == session_id, SignIn.ended_at.is_(None)).values(ended_at=now))
+    session.execute(update(RefreshToken).where(RefreshToken.family == session_id).values(revoked=True))
+
+
+def sign_out_everywhere(session: Session, subject: str, now: datetime, *, keep: str | None = None) -> int:
+    """End every sign-in of this account (but ``keep``); how many were going."""
+    where = [SignIn.subject == subject, SignIn.ended_at.is_(None)]
+    if keep:
+        where.append(SignIn.id != keep)
+    ended = rowcount(session.execute(update(SignIn).where(*where).values(ended_at=now)))
+    revoke = [RefreshToken.subject == subject]
+    if keep:
+        revoke.append(RefreshToken.family != keep)
+    session.execute(update(RefreshToken).where(*revoke).values(revoked=True))
+    return ended
+
+
 def issue_refresh_token(session: Session, ring: KeyRing, principal: Principal, now: datetime,
                         family: str | None = None) -> str:
     jti = secrets.token_hex(16)
+    family = family or principal.session_id
     session.add(RefreshToken(id=jti, family=family or jti, subject=principal.id,
                              expires_at=now + ring.refresh_ttl, created_at=now))
     claims = {
@@ -161,14 +221,21 @@ def rotate_refresh_token(session: Session, ring: KeyRing, token: str, now: datet
     won = rowcount(session.execute(
         update(RefreshToken).where(RefreshToken.id == row.id, RefreshToken.used_at.is_(None)).values(used_at=now)
     ))
-    if not won:
-        session.execute(update(RefreshToken).where(RefreshToken.family == row.family).values(revoked=True))
+    if not won:  # stolen or replayed: the whole sign-in ends, its access tokens too
+        sign_out(session, row.family, now)
         raise InvalidToken("This refresh token was already used", code="refresh_token_reused", commit=True)
     account: Member | Staff | None = session.get(Member, row.subject) or session.get(Staff, row.subject)
     if account is None or (isinstance(account, Staff) and not account.active) or \
             (isinstance(account, Member) and account.status != "active"):
         raise InvalidToken("The account is closed")
-    principal = principal_of(account)
+    signed_in = session.get(SignIn, row.family)
+    if signed_in is None:  # a chain begun before sign-ins were recorded: it becomes one now
+        session.add(SignIn(id=row.family, subject=account.id, created_at=now))
+    elif signed_in.ended_at is not None:
+        raise InvalidToken("This sign-in has ended; sign in again", code="signed_out")
+    account_principal = principal_of(account)
+    principal = Principal(account_principal.id, account_principal.role, account_principal.store_id,
+                          session_id=row.family)
     return principal, issue_refresh_token(session, ring, principal, now, family=row.family)
 
 

@@ -1,5 +1,6 @@
 """Feature modules adding routes to the audience blueprints; importing them registers the routes."""
 from . import (  # noqa: F401
+    accounts,
     admin,
     audit,
     auth,

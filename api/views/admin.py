@@ -7,7 +7,7 @@ from flask import request
 from marshmallow import fields, validate
 from sqlalchemy import func, or_, select
 
-from wallet import ledger, members, statement
+from wallet import accounts, ledger, members, statement
 from wallet.db import MAX_POINTS_PER_MOVEMENT, new_id
 from wallet.members import Member
 
@@ -16,7 +16,7 @@ from ..auth import admin_required, current_principal, marketer_required
 from ..blueprints import admin as blp
 from ..extensions import db
 from ..resource import Resource
-from ..schemas import ListArgs, StrictSchema, Time, decode_cursor, page, page_schema
+from ..schemas import NEW_PASSWORD, ListArgs, StrictSchema, Time, decode_cursor, page, page_schema
 from ..state import program
 from .me import LedgerEntrySchema, MemberSchema
 
@@ -48,7 +48,7 @@ class AdjustmentSchema(StrictSchema):
 
 class StaffInSchema(StrictSchema):
     email = fields.String(required=True, validate=validate.Length(3, 254))
-    password = fields.String(required=True, load_only=True, validate=validate.Length(8, 128))
+    password = fields.String(required=True, load_only=True, validate=NEW_PASSWORD)
     name = fields.String(load_default="", validate=validate.Length(0, 120))
     role = fields.String(required=True, validate=validate.OneOf(members.STAFF_ROLES))
     store_id = fields.String(load_default=None, validate=validate.Length(1, 32))
@@ -165,9 +165,19 @@ class CardReplace(Resource):
         return {"card": new, "replaced": old}
 
 
+StaffPageSchema = page_schema(StaffSchema, "StaffPage")
+
+
 @blp.route("/staff")
 class StaffAccounts(Resource):
     decorators = [admin_required]
+
+    @blp.arguments(ListArgs, location="query")
+    @blp.response(200, StaffPageSchema)
+    def get(self, args):
+        """The staff accounts, oldest first, active or not."""
+        found = accounts.list_staff(db.session, after=decode_cursor(args["cursor"]), limit=args["limit"] + 1)
+        return page(found, args["limit"], lambda s: s.id)
 
     @blp.arguments(StaffInSchema)
     @blp.response(201, StaffSchema)

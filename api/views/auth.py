@@ -8,20 +8,22 @@ from flask_limiter import Limiter
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from wallet import enrolment, members, tokens
-from wallet.errors import Invalid
+from wallet.errors import Invalid, Unauthorized
 from wallet.members import CHANNELS
 
+from ..auth import current_principal
 from ..blueprints import auth as blp
 from ..extensions import db
+from ..ratelimits import limits_of
 from ..resource import Resource
-from ..schemas import StrictSchema
+from ..schemas import NEW_PASSWORD, StrictSchema
 from ..state import keyring, program
 from .me import GENDER, PHONE, MemberSchema, past_birthday, printable_city, printable_name
 
 
 class RegisterSchema(StrictSchema):
     email = fields.String(required=True, validate=validate.Length(3, 254))
-    password = fields.String(required=True, load_only=True, validate=validate.Length(8, 128))
+    password = fields.String(required=True, load_only=True, validate=NEW_PASSWORD)
     name = fields.String(required=True, validate=[validate.Length(1, 120), printable_name])
     phone = fields.String(load_default=None, validate=PHONE)
     birthday = fields.Date(load_default=None, validate=past_birthday)
@@ -77,6 +79,8 @@ def device_id() -> str | None:
 
 def _tokens(principal: tokens.Principal, refresh: str | None = None) -> dict:
     ring, now = keyring(), program().now()
+    if refresh is None:  # a new sign-in (enrolment, password): its own id in every token it gives
+        principal = tokens.sign_in(db.session, principal, now)
     return {"access_token": tokens.issue_access_token(ring, principal, now),
             "refresh_token": refresh or tokens.issue_refresh_token(db.session, ring, principal, now),
             "token_type": "Bearer", "expires_in": int(ring.access_ttl.total_seconds()), "role": principal.role}
@@ -106,8 +110,25 @@ class Token(Resource):
             principal, refresh = tokens.rotate_refresh_token(db.session, keyring(), data["refresh_token"],
                                                              program().now())
             return _tokens(principal, refresh)
-        account = members.authenticate(db.session, data["email"], data["password"])
+        attempts = limits_of(current_app)
+        attempts.refuse_sign_in(data["email"])  # before the hash: a closed account costs no CPU
+        try:
+            account = members.authenticate(db.session, data["email"], data["password"])
+        except Unauthorized as error:
+            if error.code == "invalid_credentials":
+                attempts.sign_in_failed(data["email"])
+            raise
+        attempts.sign_in_succeeded(data["email"])
         return _tokens(tokens.principal_of(account))
+
+
+@blp.route("/logout")
+class Logout(Resource):
+    @blp.response(204)
+    def post(self):
+        """Sign out: this sign-in's refresh chain is revoked and its access tokens stop working at once."""
+        principal = current_principal()
+        tokens.sign_out(db.session, principal.session_id, program().now())
 
 
 def limit_auth(limiter: Limiter) -> None:

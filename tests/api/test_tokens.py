@@ -40,9 +40,11 @@ def member(factory):
 
 def claims_for(ring, member, now: datetime | None = None, **overrides):
     now = now or datetime.now(UTC)
+    # the member's own sign-in (tokens name theirs): the one its fixture token carries
+    sid = jwt.decode(member["headers"]["Authorization"].split()[1], options={"verify_signature": False})["sid"]
     return {"iss": ring.issuer, "aud": ring.audience, "sub": member["id"], "role": "member",
             "iat": int(now.timestamp()), "exp": int((now + timedelta(minutes=5)).timestamp()),
-            "jti": "0123456789abcdef"} | overrides
+            "jti": "0123456789abcdef", "sid": sid} | overrides
 
 
 def forge(ring, claims, *, key: bytes | None = None, alg: str = "HS256", **header) -> str:
@@ -126,7 +128,7 @@ def test_expired_access_token_by_the_clock(client, clock, factory):
 
 
 def test_expired_access_token_issued_in_the_past(client, ring, member):
-    old = tokens.issue_access_token(ring, tokens.Principal(member["id"], "member"),
+    old = tokens.issue_access_token(ring, tokens.Principal(member["id"], "member", session_id="s" * 32),
                                     datetime.now(UTC) - timedelta(hours=1))
     r = client.get(ME, headers=bearer(old))
     assert_problem(r, 401, "token_expired")

@@ -55,8 +55,9 @@ def main() -> None:
         upgrade()
         staff = members.create_staff(db.session, email="bench@example.com", password="bench password",
                                      role="marketer")
+        signed_in = tokens.sign_in(db.session, tokens.principal_of(staff), app.extensions["loyalty.program"].now())
         db.session.commit()
-        token = tokens.issue_access_token(app.extensions["loyalty.keyring"], tokens.principal_of(staff),
+        token = tokens.issue_access_token(app.extensions["loyalty.keyring"], signed_in,
                                           app.extensions["loyalty.program"].now())
         db.session.remove()
     body = catalogue(args.rows)

@@ -96,11 +96,13 @@ def seed(url: str, n_members: int) -> dict:
             session.execute(insert(members.Card), [
                 {"member_id": mid, "number": f"9{start + i:015d}"} for i, mid in enumerate(ids)])
             session.execute(insert(Balance), [{"member_id": mid} for mid in ids])
-        session.commit()
         now = program.now()
+        signed_in = {role: tokens.sign_in(session, tokens.principal_of(who), now)
+                     for role, who in (("cashier", cashier), ("marketer", marketer))}
+        session.commit()
         out = {"offer_id": offer.id, "secret": program.secret,
-               "cashier": tokens.issue_access_token(keyring, tokens.principal_of(cashier), now),
-               "marketer": tokens.issue_access_token(keyring, tokens.principal_of(marketer), now)}
+               "cashier": tokens.issue_access_token(keyring, signed_in["cashier"], now),
+               "marketer": tokens.issue_access_token(keyring, signed_in["marketer"], now)}
         session.remove()
         db.engine.dispose()
     engine = create_engine(url)

@@ -1,0 +1,129 @@
+"""The served API cannot be stalled by idle or slow clients: gunicorn as `make serve` runs it (gunicorn.conf.py)."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from .test_server import BIN, ROOT, free_port
+
+SECRET = "serving-test-secret-0123456789-abcdef"
+_LOGS: dict = {}
+
+
+def start(tmp_path: Path, *args: str, env_extra: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """gunicorn on a free port with the project's configuration plus ``args``; the process and its base URL."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "LOYALTY_"))}
+    env |= {"DATABASE_URL": f"sqlite:///{tmp_path / 'loyalty.db'}", "LOYALTY_SECRET_KEY": SECRET,
+            "PYTHONPATH": str(ROOT)} | (env_extra or {})
+    upgrade = subprocess.run([str(BIN / "loyalty"), "db", "upgrade"], cwd=tmp_path, env=env, capture_output=True,
+                             text=True, timeout=120)
+    assert upgrade.returncode == 0, upgrade.stderr
+    port = free_port()
+    log = open(tmp_path / "gunicorn.log", "w+")  # noqa: SIM115  (closed by stop)
+    proc = subprocess.Popen([str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", *args, "api:create_app()"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    _LOGS[proc.pid] = log
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if requests.get(f"{base}/api/v1/openapi.json", timeout=10).status_code == 200:
+                return proc, base
+        except requests.RequestException:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            log.seek(0)
+            text = log.read()
+            stop(proc)
+            pytest.fail(f"gunicorn did not start:\n{text}")
+        time.sleep(0.2)
+
+
+def stop(proc: subprocess.Popen) -> str:
+    """Stop the server; what it logged."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+    log = _LOGS.pop(proc.pid)
+    log.seek(0)
+    text = log.read()
+    log.close()
+    return text
+
+
+@pytest.mark.slow
+def test_idle_connections_beyond_the_threads_do_not_stall_a_request(tmp_path):
+    # One worker with two threads (the project's worker class and settings from gunicorn.conf.py), then ten idle
+    # connections that never send a byte, then five that sent half a request line: more than the threads, twice.
+    proc, base = start(tmp_path, "--workers", "1", "--threads", "2")
+    port = int(base.rsplit(":", 1)[1])
+    idle = []
+    try:
+        for i in range(15):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            if i >= 10:
+                s.sendall(b"GET /api/v1/openapi.json HT")
+            idle.append(s)
+        time.sleep(0.5)  # every idle connection is accepted and waiting
+        for _ in range(3):
+            t0 = time.monotonic()
+            r = requests.get(f"{base}/api/v1/openapi.json", timeout=20)
+            took = time.monotonic() - t0
+            assert r.status_code == 200
+            assert took < 5, f"a request behind idle connections took {took:.1f} s"
+    finally:
+        for s in idle:
+            s.close()
+        stop(proc)
+
+
+@pytest.mark.slow
+def test_the_project_configuration_uses_threaded_workers_with_timeouts():
+    config: dict = {}
+    exec(compile((ROOT / "gunicorn.conf.py").read_text(), "gunicorn.conf.py", "exec"), config)
+    assert config["worker_class"] == "api.serving.Worker"
+    assert config["threads"] >= 4 and 0 < config["keepalive"] <= 15 and config["timeout"] <= 60
+    assert "--worker-class" not in (ROOT / "Makefile").read_text()  # make serve takes the file's worker class
+
+
+@pytest.mark.slow
+def test_two_workers_count_one_auth_budget(tmp_path):
+    """The /auth limit (20 per minute per address) holds for the host, not per worker process: the default storage
+    is one file every worker maps. Each sign-in on a new connection, so both workers take their share."""
+    proc, base = start(tmp_path, "--workers", "2", env_extra={
+        "LOYALTY_RATELIMIT_STORAGE_URI": f"host://{tmp_path / 'limits.shm'}"})
+    try:
+        codes = [requests.post(f"{base}/api/v1/auth/token", json={"email": f"nobody{i}@example.com", "password": "x"},
+                               headers={"Connection": "close"}, timeout=20).status_code for i in range(40)]
+    finally:
+        log = stop(proc)
+    assert codes.count(401) == 20 and codes.count(429) == 20, codes
+    assert len({line.split("[")[2] for line in log.splitlines() if "Booting worker" in line}) == 2
+
+
+@pytest.mark.slow
+def test_metrics_add_up_every_worker(tmp_path):
+    """Prometheus multiprocess mode: whichever worker answers /metrics counts every worker's requests."""
+    (tmp_path / "prom").mkdir()
+    proc, base = start(tmp_path, "--workers", "2", env_extra={
+        "LOYALTY_METRICS": "1", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"),
+        "LOYALTY_RATELIMIT_STORAGE_URI": f"host://{tmp_path / 'limits.shm'}"})
+    try:
+        for _ in range(20):
+            assert requests.get(f"{base}/healthz", headers={"Connection": "close"}, timeout=20).status_code == 200
+        text = requests.get(f"{base}/metrics", timeout=20).text
+        files = os.listdir(tmp_path / "prom")
+    finally:
+        stop(proc)
+    assert 'loyalty_http_requests_total{method="GET",route="/healthz",status="200"} 20.0' in text
+    assert len({name.split("_")[-1] for name in files if name.startswith("counter_")}) == 2, files  # both wrote
