@@ -14,3 +14,6 @@ from .rules import Rule, RuleCounter, RuleGrant, RulesRevision, RuleVersion  # n
 from .stores import Product, Store  # noqa: F401
 from .tokens import RefreshToken  # noqa: F401
 from .triggers import LifeEvent  # noqa: F401
+from .campaigns import Campaign, CampaignMessage  # noqa: F401
+from .consents import ConsentChange  # noqa: F401
+from .contact import Device  # noqa: F401

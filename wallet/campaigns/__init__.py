@@ -1,0 +1,14 @@
+"""Campaigns: who (a segment, or every member), what (a message, optionally an offer's coupon), when (at launch or
+``send_at``), where (email, sms, push); the audience fixed at launch with a random holdout, the messages sent by the
+worker from their outbox, one-click unsubscribes, and the report with the lift over the holdout."""
+from .audience import SegmentsUnavailable, audience_select, draw, launch
+from .editing import FIELDS, create_campaign, delete_campaign, get_campaign, list_campaigns, update_campaign
+from .models import CHANNELS, MESSAGE_STATUSES, STATUSES, Campaign, CampaignMessage, message_key
+from .report import newcombe, report, wilson
+from .sending import Claimed, Job, Outcome, claim, record, release
+from .settings import MessageSettings
+
+__all__ = ["CHANNELS", "FIELDS", "MESSAGE_STATUSES", "STATUSES", "Campaign", "CampaignMessage", "Claimed", "Job",
+           "MessageSettings", "Outcome", "SegmentsUnavailable", "audience_select", "claim", "create_campaign",
+           "delete_campaign", "draw", "get_campaign", "launch", "list_campaigns", "message_key", "newcombe", "record",
+           "release", "report", "update_campaign", "wilson"]

@@ -1,0 +1,102 @@
+"""Who a campaign reaches: the audience fixed at launch by one INSERT ... SELECT (members of the segment who are
+active and have both the channel's preference and its purpose's consent), and a random holdout drawn in SQL.
+
+Each member's draw is the first 60 bits of ``md5(campaign seed || member id)`` (PostgreSQL's ``md5``; on SQLite the
+same function registered on the connection), stored with the row; the holdout is the ``holdout_percent`` of the
+audience (rounded down) with the lowest draws. Anyone with the seed can recompute who was held out."""
+from __future__ import annotations
+
+import hashlib
+
+from sqlalchemy import ColumnElement, Select, case, cast, func, insert, literal, select, true
+from sqlalchemy.dialects.postgresql import BIT
+from sqlalchemy.orm import Session
+from sqlalchemy.types import BigInteger
+
+from ..consents import PURPOSE_OF_CHANNEL
+from ..db import on_postgres, table_of
+from ..errors import Conflict, Invalid, NotFound
+from ..members import Member
+from ..program import Program
+from .models import Campaign, CampaignMessage
+
+# API.md: email and push are on unless the member turned them off; sms is off until turned on.
+PREFERENCE_DEFAULTS = {"email": True, "sms": False, "push": True}
+
+
+class SegmentsUnavailable(Invalid):
+    code = "segments_unavailable"
+    title = "Segments are not available here yet"
+
+
+def check_segment(session: Session, segment_id: str) -> None:
+    """Invalid unless ``segment_id`` names a segment. (Until segments are merged: every segment_id is refused.)"""
+    raise SegmentsUnavailable("Segments are not available yet: leave segment_id out (null) to reach every member",
+                              errors={"segment_id": ["Segments are not available yet."]})
+
+
+def draw(seed: str, member_id: str) -> int:
+    """A member's holdout draw for a campaign, as the SQL computes it."""
+    return int(hashlib.md5((seed + member_id).encode(), usedforsecurity=False).hexdigest()[:15], 16)
+
+
+def _draw_sql(session: Session, seed: str, member_id: ColumnElement[str]) -> ColumnElement[int]:
+    if on_postgres(session):
+        hexed = literal("x") + func.substr(func.md5(literal(seed) + member_id), 1, 15)
+        return cast(cast(hexed, BIT(60)), BigInteger)
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    raw.create_function("loyalty_draw", 2, draw, deterministic=True)
+    return func.loyalty_draw(literal(seed), member_id, type_=BigInteger)
+
+
+def audience_select(session: Session, campaign: Campaign) -> Select[tuple[str]]:
+    """The ids of the members a campaign reaches now: in its segment (every member when it has none), active (not
+    closed or erased), with the channel's preference on and its purpose's consent given."""
+    if campaign.segment_id is not None:
+        check_segment(session, campaign.segment_id)  # the lead wires wallet.segments.member_ids here
+    channel = campaign.channel
+    preference = func.coalesce(Member.preferences[channel].as_boolean(), PREFERENCE_DEFAULTS[channel])
+    consent = func.coalesce(Member.consents[PURPOSE_OF_CHANNEL[channel]]["granted"].as_boolean(), False)
+    return select(Member.id).where(Member.status == "active", preference.is_(true()), consent.is_(true()))
+
+
+def launch(session: Session, program: Program, campaign_id: str, *, actor: str) -> Campaign:
+    """Fix the audience now (one statement), hold out ``holdout_percent`` of it at random, and make every treated
+    member's message due at ``send_at`` (or now). Launching twice is 409."""
+    campaign = session.scalar(select(Campaign).where(Campaign.id == campaign_id).with_for_update()
+                              .execution_options(populate_existing=True))
+    if campaign is None:
+        raise NotFound("No such campaign", code="campaign_not_found")
+    if campaign.status != "draft":
+        raise Conflict(f"This campaign is {campaign.status} already", code="campaign_already_launched")
+    now = program.now()
+    if campaign.send_at is not None and campaign.send_at <= now:
+        campaign.send_at = None  # a send time that has passed while it was a draft: send now
+    due = campaign.send_at or now
+    members = audience_select(session, campaign).subquery()
+    member_id = list(members.c)[0]
+    drawn = select(member_id.label("member_id"), _draw_sql(session, campaign.seed, member_id).label("draw")).subquery()
+    rank = func.row_number().over(order_by=(drawn.c.draw, drawn.c.member_id))
+    total = func.count().over()
+    # The first floor(n * percent / 100) by draw are held out: integers only, so both databases agree.
+    held = (rank * 100 <= total * campaign.holdout_percent)
+    ranked = select(drawn.c.member_id, drawn.c.draw, held.label("holdout")).subquery()
+    table = table_of(CampaignMessage)
+    rows = select(literal(campaign.id), ranked.c.member_id, ranked.c.holdout, ranked.c.draw,
+                  case((ranked.c.holdout, "holdout"), else_="pending"),
+                  literal(0),
+                  case((ranked.c.holdout, None), else_=literal(due, table.c.next_attempt_at.type)))
+    session.execute(insert(table).from_select(
+        ["campaign_id", "member_id", "holdout", "draw", "status", "attempts", "next_attempt_at"], rows))
+    counts = session.execute(select(func.count(), func.coalesce(func.sum(case((table.c.holdout, 1), else_=0)), 0))
+                             .where(table.c.campaign_id == campaign.id)).one()
+    campaign.audience, campaign.holdout = int(counts[0]), int(counts[1])
+    campaign.status, campaign.launched_at, campaign.launched_by, campaign.updated_at = "launched", now, actor[:48], now
+    session.flush()
+    return campaign
+
+
+def held_out(session: Session, campaign_id: str) -> Select[tuple[str]]:
+    return select(CampaignMessage.member_id).where(CampaignMessage.campaign_id == campaign_id,
+                                                   CampaignMessage.holdout.is_(True))
