@@ -36,6 +36,12 @@
 | LOYALTY_GOOGLE_ISSUER_ID | (none) | Google Wallet: the issuer id; unset: Google Wallet answers 404 |
 | LOYALTY_GOOGLE_SERVICE_ACCOUNT | (none) | Google Wallet: the service account's JSON key file |
 | LOYALTY_PASSES_EVERY_SECONDS | 5 | how often the worker turns events into pass updates, APNs pushes and Google Wallet updates |
+| LOYALTY_SMTP_URL | (none) | the mail relay for campaign email: smtp://[user:password@]host[:port], smtp+starttls://... or smtps://...; unset: email waits |
+| LOYALTY_MAIL_FROM | club@<host of LOYALTY_PUBLIC_URL> | the campaign emails' From address |
+| LOYALTY_SMS_GATEWAY_URL | (none) | where SMS messages are POSTed as signed JSON; unset: SMS waits |
+| LOYALTY_PUSH_GATEWAY_URL | (none) | where push messages are POSTed as signed JSON; unset: push waits |
+| LOYALTY_GATEWAY_SECRET | (none) | signs gateway requests as Standard Webhooks does (whsec_<base64>); needed with a gateway URL |
+| LOYALTY_MESSAGE_TIMEOUT_SECONDS | 10 | how long the SMTP relay or a gateway has to answer |
 """
 from __future__ import annotations
 
@@ -102,4 +108,10 @@ def from_environment(instance_path: str) -> dict:
         "LOYALTY_GOOGLE_ISSUER_ID": _env("LOYALTY_GOOGLE_ISSUER_ID", ""),
         "LOYALTY_GOOGLE_SERVICE_ACCOUNT": _env("LOYALTY_GOOGLE_SERVICE_ACCOUNT", ""),
         "LOYALTY_PASSES_EVERY_SECONDS": float(_env("LOYALTY_PASSES_EVERY_SECONDS", "5")),
+        "LOYALTY_SMTP_URL": _env("LOYALTY_SMTP_URL", ""),
+        "LOYALTY_MAIL_FROM": _env("LOYALTY_MAIL_FROM", ""),
+        "LOYALTY_SMS_GATEWAY_URL": _env("LOYALTY_SMS_GATEWAY_URL", ""),
+        "LOYALTY_PUSH_GATEWAY_URL": _env("LOYALTY_PUSH_GATEWAY_URL", ""),
+        "LOYALTY_GATEWAY_SECRET": _env("LOYALTY_GATEWAY_SECRET", ""),
+        "LOYALTY_MESSAGE_TIMEOUT_SECONDS": float(_env("LOYALTY_MESSAGE_TIMEOUT_SECONDS", "10")),
     }

@@ -78,7 +78,7 @@ def load(session: Session, program: Program) -> list[tuple[str, str, str, str]]:
         if not members.email_taken(session, email):
             if role == "member":
                 member = enrolment.register_member(session, program, email=email, password=password,
-                                                 name="Dana Demo", consents={"marketing": True})
+                                                 name="Dana Demo", consents={"marketing_email": True, "marketing_push": True})
                 note = f"card {member.card.number}"
             else:
                 members.create_staff(session, email=email, password=password, role=role, name=f"Demo {role}",

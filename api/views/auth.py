@@ -13,7 +13,7 @@ from ..extensions import db
 from ..resource import Resource
 from ..schemas import StrictSchema
 from ..state import keyring, program
-from .me import PHONE, MemberSchema, past_birthday, printable_name
+from .me import PHONE, MemberSchema, consents_field, past_birthday, printable_name
 
 
 class RegisterSchema(StrictSchema):
@@ -23,8 +23,7 @@ class RegisterSchema(StrictSchema):
     phone = fields.String(load_default=None, validate=PHONE)
     birthday = fields.Date(load_default=None, validate=past_birthday)
     referral_code = fields.String(load_default=None, validate=validate.Length(1, 16))
-    consents = fields.Dict(keys=fields.String(validate=validate.Length(1, 40)), values=fields.Boolean(),
-                           load_default=None, validate=validate.Length(max=20))
+    consents = consents_field(load_default=None)
     preferences = fields.Dict(keys=fields.String(validate=validate.OneOf(CHANNELS)), values=fields.Boolean(),
                               load_default=None)
 

@@ -2,7 +2,15 @@
 ``send_at``), where (email, sms, push); the audience fixed at launch with a random holdout, the messages sent by the
 worker from their outbox, one-click unsubscribes, and the report with the lift over the holdout."""
 from .audience import SegmentsUnavailable, audience_select, draw, launch
-from .editing import FIELDS, create_campaign, delete_campaign, get_campaign, list_campaigns, update_campaign
+from .editing import (
+    FIELDS,
+    create_campaign,
+    delete_campaign,
+    get_campaign,
+    list_campaigns,
+    messages_of,
+    update_campaign,
+)
 from .models import CHANNELS, MESSAGE_STATUSES, STATUSES, Campaign, CampaignMessage, message_key
 from .report import newcombe, report, wilson
 from .sending import Claimed, Job, Outcome, claim, record, release
@@ -10,5 +18,5 @@ from .settings import MessageSettings
 
 __all__ = ["CHANNELS", "FIELDS", "MESSAGE_STATUSES", "STATUSES", "Campaign", "CampaignMessage", "Claimed", "Job",
            "MessageSettings", "Outcome", "SegmentsUnavailable", "audience_select", "claim", "create_campaign",
-           "delete_campaign", "draw", "get_campaign", "launch", "list_campaigns", "message_key", "newcombe", "record",
+           "delete_campaign", "draw", "get_campaign", "launch", "list_campaigns", "message_key", "messages_of", "newcombe", "record",
            "release", "report", "update_campaign", "wilson"]

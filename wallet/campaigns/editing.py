@@ -127,3 +127,15 @@ def delete_campaign(session: Session, program: Program, campaign_id: str) -> tup
         campaign.status, campaign.cancelled_at, campaign.updated_at = "cancelled", now, now
         session.flush()
     return campaign, False
+
+
+def messages_of(session: Session, campaign_id: str, *, status: str | None = None, after: str | None = None,
+                limit: int = 50) -> list[CampaignMessage]:
+    """A campaign's audience rows in member order (a cursor is the last member id seen)."""
+    get_campaign(session, campaign_id)
+    query = select(CampaignMessage).where(CampaignMessage.campaign_id == campaign_id)
+    if status:
+        query = query.where(CampaignMessage.status == status)
+    if after:
+        query = query.where(CampaignMessage.member_id > after)
+    return list(session.scalars(query.order_by(CampaignMessage.member_id).limit(limit)))

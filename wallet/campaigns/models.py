@@ -51,6 +51,10 @@ class Campaign(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
+    @property
+    def message(self) -> dict[str, str | None]:
+        return {"subject": self.subject, "body": self.body}
+
 
 class CampaignMessage(Base):
     """One member of a launched campaign's audience: held out, or their message and how its sending goes."""
