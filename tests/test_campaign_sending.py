@@ -13,8 +13,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from flask import g
 import standardwebhooks
+from flask import g
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
@@ -248,7 +248,7 @@ def test_a_gateway_4xx_fails_the_message_for_good(session, program, factory):
 
 def test_rules_at_send_time_consent_withdrawn_weekly_cap_quiet_hours(session, program, factory, clock, client):
     withdrawn, capped, quiet, fine, no_pref = (member(factory) for _ in range(5))
-    first = launch(session, program, campaign(session, program))
+    launch(session, program, campaign(session, program))
     with smtp_server() as smtp:
         assert work(program, settings(smtp=smtp.url)).messages["sent"] == 5
         # the member's rules, set after the first campaign and before the second

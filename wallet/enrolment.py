@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 from sqlalchemy.orm import Session
-
-from typing import Any
 
 from . import consents as consent_log
 from . import events, ledger, referrals, rules
