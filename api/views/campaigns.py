@@ -79,7 +79,7 @@ class CampaignArgs(ListArgs):
 
 
 class WindowSchema(StrictSchema):
-    from_ = Time(data_key="from")
+    from_ = Time(data_key="from", attribute="from")
     to = Time()
 
 
