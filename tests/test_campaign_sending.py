@@ -34,7 +34,7 @@ SECRET = webhooks.new_secret()
 
 def settings(smtp=None, sms=None, push=None, **kw) -> campaigns.MessageSettings:
     return campaigns.MessageSettings(smtp_url=smtp, sms_gateway_url=sms, push_gateway_url=push, gateway_secret=SECRET,
-                                     timeout=kw.pop("timeout", 1.0), lease=kw.pop("lease", timedelta(seconds=10)),
+                                     timeout=kw.pop("timeout", 1.0), lease=kw.pop("lease", timedelta(seconds=60)),
                                      **kw)
 
 

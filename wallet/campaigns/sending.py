@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, tuple_, update
+from sqlalchemy import func, insert, or_, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from .. import consents, contact, coupons, events
-from ..db import rowcount
+from ..db import on_postgres, rowcount, table_of
 from ..members import Member
 from ..program import Program
 from . import templates, unsubscribe
@@ -176,39 +176,55 @@ def backoff(attempts: int, settings: MessageSettings, rng: random.Random) -> flo
 
 def record(session: Session, owner: str, results: list[tuple[Job, Outcome]], settings: MessageSettings,
            now: datetime, rng: random.Random) -> Counter[str]:
-    """Record what the relay or gateways answered, for the messages this worker still holds; a sent message's
-    ``message.sent`` event is written here. The caller commits."""
+    """Record what the relay or gateways answered, for the messages this worker still holds; each sent message's
+    ``message.sent`` event is written here. The caller commits.
+
+    On PostgreSQL the transaction commits without waiting for its WAL flush (``synchronous_commit = off``): a
+    worker that dies after the commit loses nothing; only a crash of the database server itself could forget the
+    last fraction of a second of records, and those messages would go again with the same Message-ID (or
+    idempotency key), which the relay or gateway drops."""
     counts: Counter[str] = Counter()
+    if not results:
+        return counts
+    if on_postgres(session):
+        session.execute(text("SET LOCAL synchronous_commit TO OFF"))
     table = CampaignMessage
+    sent_events = []
     for job, outcome in results:
         where = (table.campaign_id == job.campaign_id, table.member_id == job.member_id, table.lease_owner == owner,
                  table.status == "pending")
+        if outcome.status == "sent":  # the common case: one statement
+            attempts = session.execute(update(table).where(*where).values(
+                status="sent", sent_at=now, next_attempt_at=None, attempts=table.attempts + 1, lease_owner=None,
+                lease_until=None, last_error=None).returning(table.attempts), execution_options=SYNC).scalar()
+            if attempts is None:
+                continue  # the lease ran out and another worker took it: its record wins
+            counts["sent"] += 1
+            data: dict[str, Any] = {"message_id": job.key, "campaign_id": job.campaign_id, "medium": job.channel,
+                                    "attempts": attempts}
+            if job.coupon_id:
+                data["coupon_id"] = job.coupon_id
+            sent_events.append(events.event_row("message.sent", member_id=job.member_id, channel="job", actor=ACTOR,
+                                                occurred_at=now, data=data))
+            continue
         attempts = session.scalar(select(table.attempts).where(*where))
         if attempts is None:
-            continue  # the lease ran out and another worker took it: its record wins
+            continue
         attempts += 1
         values: dict[str, Any] = {"attempts": attempts, "lease_owner": None, "lease_until": None,
                                   "last_error": (outcome.error or None) and outcome.error[:240]}
         status = outcome.status
         if status == "retry" and attempts >= settings.max_attempts:
             status, values["reason"] = "failed", "retries_exhausted"
-        if status == "sent":
-            values |= {"status": "sent", "sent_at": now, "next_attempt_at": None}
-        elif status == "failed":
+        if status == "failed":
             values |= {"status": "failed", "next_attempt_at": None}
             values.setdefault("reason", "refused")
         else:
             values["next_attempt_at"] = now + timedelta(seconds=backoff(attempts, settings, rng))
-        if not rowcount(session.execute(update(table).where(*where).values(**values), execution_options=SYNC)):
-            continue
-        counts[status] += 1
-        if status == "sent":
-            data: dict[str, Any] = {"message_id": job.key, "campaign_id": job.campaign_id, "medium": job.channel,
-                                    "attempts": attempts}
-            if job.coupon_id:
-                data["coupon_id"] = job.coupon_id
-            events.emit(session, "message.sent", member_id=job.member_id, channel="job", actor=ACTOR, occurred_at=now,
-                        data=data)
+        if rowcount(session.execute(update(table).where(*where).values(**values), execution_options=SYNC)):
+            counts[status] += 1
+    if sent_events:
+        session.execute(insert(table_of(events.Event)), sent_events)
     return counts
 
 

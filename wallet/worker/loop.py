@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import socket
 import threading
 import time
@@ -129,18 +130,19 @@ class Worker:
         others = [j for j in claimed.jobs if j.channel != "email"]
         unsent: list[campaigns.Job] = []
         with self.session_factory() as session:
-            def record(job: campaigns.Job, outcome: campaigns.Outcome) -> None:
-                self.stats.messages.update(campaigns.record(session, self.owner, [(job, outcome)], settings,
-                                                            self.program.now(), self.program.random))
-                session.commit()  # each outcome as it comes: a worker killed now resends only what was in flight
             if mails:
+                # Outcomes are recorded by a thread of their own as they come (a short transaction each, several
+                # together when they queue up), while the next message is on the wire: a worker killed now resends
+                # only what it had sent and not yet recorded, a message or two, with the same Message-ID.
+                recorder = _Recorder(self, settings)
                 relay = email.Relay(settings.smtp_url or "", settings.timeout)
                 try:
                     unsent += email.send_batch(relay, mails, mail_from=settings.sender(self.program.public_url),
                                                host=urlsplit(self.program.public_url).hostname or "localhost",
-                                               record=record, stop=self.stop_event.is_set, deadline=deadline)
+                                               record=recorder.put, stop=self.stop_event.is_set, deadline=deadline)
                 finally:
                     relay.close()
+                    recorder.close()
             if others:
                 futures = [(job, self._pool.submit(self._send_message, job, settings)) for job in others]
                 results = []
@@ -230,6 +232,46 @@ class Worker:
         self._pool.shutdown(wait=True)
         if self.publisher is not None:
             self.publisher.close()
+
+
+class _Recorder:
+    """Records message outcomes on a thread of its own, in the order they came, several per transaction when they
+    queue up."""
+
+    def __init__(self, owner: Worker, settings: campaigns.MessageSettings):
+        self.worker, self.settings = owner, settings
+        self.queue: queue.SimpleQueue[tuple[campaigns.Job, campaigns.Outcome] | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="message-records", daemon=True)
+        self.thread.start()
+
+    def put(self, job: campaigns.Job, outcome: campaigns.Outcome) -> None:
+        self.queue.put((job, outcome))
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+
+    def _run(self) -> None:
+        worker, done = self.worker, False
+        with worker.session_factory() as session:
+            while not done:
+                batch = []
+                item = self.queue.get()
+                while item is not None:
+                    batch.append(item)
+                    if self.queue.empty() or len(batch) >= 500:
+                        break
+                    item = self.queue.get()
+                done = item is None
+                if not batch:
+                    continue
+                try:
+                    worker.stats.messages.update(campaigns.record(session, worker.owner, batch, self.settings,
+                                                                  worker.program.now(), worker.program.random))
+                    session.commit()
+                except Exception:
+                    session.rollback()  # the messages stay leased, and go again after the lease (same Message-ID)
+                    log.exception("recording %d message outcomes failed", len(batch))
 
 
 def run(session_factory: Callable[[], Session], program: Program, *, settings: webhooks.Settings | None = None,
