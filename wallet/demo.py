@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import coupons, enrolment, instore, members, rules
+from . import campaigns, coupons, enrolment, instore, members, rules
 from .barcodes import gtin_check_digit
 from .program import Program
 from .stores import Product, Store
@@ -90,6 +90,10 @@ def load(session: Session, program: Program) -> list[tuple[str, str, str, str]]:
             note = "store TLV-DIZ"
         out.append((role, email, password, note))
     session.flush()
+    _load_campaigns(session, program)
+    out.append(("member", campaigns.DEMO_SHOPPERS[0][0], campaigns.DEMO_PASSWORD,
+                f"and {len(campaigns.DEMO_SHOPPERS) - 1} more; campaign '{campaigns.DEMO_CAMPAIGN}' launched"))
+    session.flush()
     return out
 
 
@@ -98,3 +102,8 @@ def _load_more(session: Session, program: Program, stores: dict, products: dict)
     instore.load_demo(session, program)
     rules.load_demo(session, program)  # a surprise on check-in, a birthday gift
     coupons.load_demo(session, program, stores)
+
+
+def _load_campaigns(session: Session, program: Program) -> None:
+    """After the demo accounts: shoppers with and without consents, and a campaign launched with a holdout."""
+    campaigns.load_demo(session, program)

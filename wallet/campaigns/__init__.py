@@ -2,6 +2,10 @@
 ``send_at``), where (email, sms, push); the audience fixed at launch with a random holdout, the messages sent by the
 worker from their outbox, one-click unsubscribes, and the report with the lift over the holdout."""
 from .audience import SegmentsUnavailable, audience_select, draw, launch
+from .demo import NAME as DEMO_CAMPAIGN
+from .demo import PASSWORD as DEMO_PASSWORD
+from .demo import SHOPPERS as DEMO_SHOPPERS
+from .demo import load_demo
 from .editing import (
     FIELDS,
     create_campaign,
@@ -16,7 +20,7 @@ from .report import newcombe, report, wilson
 from .sending import Claimed, Job, Outcome, claim, record, release
 from .settings import MessageSettings
 
-__all__ = ["CHANNELS", "FIELDS", "MESSAGE_STATUSES", "STATUSES", "Campaign", "CampaignMessage", "Claimed", "Job",
+__all__ = ["CHANNELS", "DEMO_CAMPAIGN", "DEMO_PASSWORD", "DEMO_SHOPPERS", "load_demo", "FIELDS", "MESSAGE_STATUSES", "STATUSES", "Campaign", "CampaignMessage", "Claimed", "Job",
            "MessageSettings", "Outcome", "SegmentsUnavailable", "audience_select", "claim", "create_campaign",
            "delete_campaign", "draw", "get_campaign", "launch", "list_campaigns", "message_key", "messages_of", "newcombe", "record",
            "release", "report", "update_campaign", "wilson"]
