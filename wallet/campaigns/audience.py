@@ -7,6 +7,7 @@ audience (rounded down) with the lowest draws. Anyone with the seed can recomput
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, case, cast, func, insert, literal, select, true
 from sqlalchemy.dialects.postgresql import BIT
@@ -50,7 +51,7 @@ def _draw_sql(session: Session, seed: str, member_id: ColumnElement[str]) -> Col
     return func.loyalty_draw(literal(seed), member_id, type_=BigInteger)
 
 
-def audience_select(session: Session, campaign: Campaign) -> Select[tuple[str]]:
+def audience_select(session: Session, campaign: Campaign) -> Select[Any]:
     """The ids of the members a campaign reaches now: in its segment (every member when it has none), active (not
     closed or erased), with the channel's preference on and its purpose's consent given."""
     if campaign.segment_id is not None:
@@ -97,6 +98,6 @@ def launch(session: Session, program: Program, campaign_id: str, *, actor: str) 
     return campaign
 
 
-def held_out(session: Session, campaign_id: str) -> Select[tuple[str]]:
+def held_out(session: Session, campaign_id: str) -> Select[Any]:
     return select(CampaignMessage.member_id).where(CampaignMessage.campaign_id == campaign_id,
                                                    CampaignMessage.holdout.is_(True))

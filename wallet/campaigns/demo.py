@@ -2,6 +2,8 @@
 offer's coupon, launched with a holdout; its messages wait for the worker (``LOYALTY_SMTP_URL``)."""
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -14,7 +16,7 @@ from .models import Campaign
 
 NAME = "Winter coffee week"
 # (email, name, consents): who hears from the club, and who does not
-SHOPPERS = [
+SHOPPERS: list[tuple[str, str, dict[str, Any]]] = [
     ("noa@demo.club", "Noa Levi", {"marketing_email": True, "profiling": True}),
     ("avi@demo.club", "Avi Cohen", {"marketing_email": {"granted": True, "text_version": "2026-11"}}),
     ("maya@demo.club", "Maya Katz", {"marketing_email": True, "marketing_sms": True}),

@@ -7,7 +7,7 @@ import math
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from ..coupons import Coupon, Redemption
@@ -71,7 +71,7 @@ def report(session: Session, campaign_id: str) -> dict[str, Any]:
     out["window"] = {"from": start, "to": end}
     bought = exists().where(Purchase.member_id == m.member_id, Purchase.created_at >= start, Purchase.created_at < end,
                             Purchase.status != "refunded")
-    responded = bought
+    responded: ColumnElement[bool] = bought
     if campaign.offer_id:
         redeemed = exists().where(Redemption.member_id == m.member_id, Redemption.offer_id == campaign.offer_id,
                                   Redemption.rolled_back_at.is_(None), Redemption.redeemed_at >= start,
