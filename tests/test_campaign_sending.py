@@ -117,19 +117,21 @@ def test_a_holdout_gets_nothing_and_the_audience_is_fixed_at_launch(session, pro
     everyone = [member(factory) for _ in range(20)]
     made = launch(session, program, campaign(session, program, holdout_percent=25))
     member(factory)  # joined after the launch: not in it
-    assert (made.audience, made.holdout) == (20, 5)
     found = rows(session, made.id)
     assert set(found) == {m["id"] for m in everyone}
-    held = sorted(found.values(), key=lambda m: (campaigns.draw(made.seed, m.member_id), m.member_id))[:5]
-    assert {m.member_id for m in held} == {m.member_id for m in found.values() if m.holdout}
+    # each member's draw is md5(seed || id); those below a quarter of 2^60 are held out, recomputably
+    held = {m["id"] for m in everyone if campaigns.draw(made.seed, m["id"]) < (1 << 60) // 4}
+    assert {m.member_id for m in found.values() if m.holdout} == held
     assert all(m.draw == campaigns.draw(made.seed, m.member_id) for m in found.values())
+    assert (made.audience, made.holdout) == (20, len(held))
     with smtp_server() as smtp:
-        assert work(program, settings(smtp=smtp.url)).messages["sent"] == 15
+        assert work(program, settings(smtp=smtp.url)).messages["sent"] == 20 - len(held)
         assert {m.rcpt_tos[0] for m in smtp.received} == {m["email"] for m in everyone
                                                           if not found[m["id"]].holdout}
     report = campaigns.report(session, made.id)
+    n = 20 - len(held)
     assert {k: report[k] for k in ("audience", "holdout", "treated", "sent", "delivered", "failed", "suppressed")} == \
-        {"audience": 20, "holdout": 5, "treated": 15, "sent": 15, "delivered": 15, "failed": 0, "suppressed": 0}
+        {"audience": 20, "holdout": len(held), "treated": n, "sent": n, "delivered": n, "failed": 0, "suppressed": 0}
 
 
 def test_a_5xx_fails_at_once_and_a_4xx_is_retried(session, program, factory, clock):
@@ -350,3 +352,53 @@ def test_a_worker_killed_mid_campaign_skips_nobody_and_resends_only_what_was_in_
     assert {e: n for e, n in counts.items() if n > 1} == {held[0]: 2}  # only the one in flight went twice
     assert {r.status for r in rows(session, made.id).values()} == {"sent"}
     _ = (members, json)
+
+
+def test_a_message_that_cannot_be_written_fails_alone(session, program, factory):
+    bad, good = member(factory), member(factory)
+    with session.begin_nested():
+        session.get(members.Member, bad["id"]).name = "Eve\r\nBcc: everyone@example.com"  # stored before any check
+    session.commit()
+    made = launch(session, program, campaign(session, program, subject="For {name}"))
+    with smtp_server() as smtp:
+        stats = work(program, settings(smtp=smtp.url))
+        assert (stats.messages["sent"], stats.messages["failed"]) == (1, 1)
+        assert [m.rcpt_tos for m in smtp.received] == [[good["email"]]]
+    row = rows(session, made.id)[bad["id"]]
+    assert (row.status, row.attempts) == ("failed", 1) and row.last_error.startswith("unwritable")
+
+
+@pytest.mark.postgres
+def test_two_workers_share_a_campaign_and_nobody_gets_two(session, program, factory):
+    from .conftest import run_together
+    everyone = [member(factory) for _ in range(60)]
+    launch(session, program, campaign(session, program))
+    with smtp_server() as smtp:
+        small = settings(smtp=smtp.url, batch=7)
+        db.session.commit()
+        factory_ = sessionmaker(bind=db.engine)
+        stats = run_together(2, lambda i: worker.run(factory_, program, settings=HOOKS, once=True, messages=small,
+                                                     owner=f"w{i}"))
+        assert sum(s.messages["sent"] for s in stats) == 60
+        assert sorted(m.rcpt_tos[0] for m in smtp.received) == sorted(m["email"] for m in everyone)
+
+
+@pytest.mark.postgres
+def test_two_launches_at_once_fix_one_audience(session, program, factory):
+    from .conftest import run_together
+    for _ in range(5):
+        member(factory)
+    made_id = campaign(session, program).id
+    make = sessionmaker(bind=db.engine)
+
+    def go(i):
+        with make() as s:
+            try:
+                campaigns.launch(s, program, made_id, actor=f"staff:{i}")
+                s.commit()
+                return "launched"
+            except Exception as error:  # the second one: 409
+                s.rollback()
+                return getattr(error, "code", repr(error))
+    assert sorted(run_together(2, go)) == ["campaign_already_launched", "launched"]
+    assert len(rows(session, made_id)) == 5

@@ -85,7 +85,9 @@ def member_export(session: Session, member_id: str) -> dict[str, Any]:
                      for m, name, channel in session.execute(
                          select(CampaignMessage, Campaign.name, Campaign.channel)
                          .join(Campaign, Campaign.id == CampaignMessage.campaign_id)
-                         .where(CampaignMessage.member_id == member.id, CampaignMessage.holdout.is_(False))
+                         # campaign by campaign through the primary key (campaign, member): few campaigns, many rows
+                         .where(CampaignMessage.member_id == member.id, CampaignMessage.holdout.is_(False),
+                                CampaignMessage.campaign_id.in_(select(Campaign.id).where(Campaign.launched_at.is_not(None))))
                          .order_by(CampaignMessage.campaign_id))],
     }
 

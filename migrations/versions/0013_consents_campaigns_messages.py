@@ -107,7 +107,9 @@ def upgrade():
         batch_op.create_index('ix_campaign_messages_due', ['next_attempt_at'], unique=False,
                               postgresql_where=sa.text("status = 'pending'"),
                               sqlite_where=sa.text("status = 'pending'"))
-        batch_op.create_index('ix_campaign_messages_member', ['member_id', 'sent_at'], unique=False)
+        batch_op.create_index('ix_campaign_messages_member_sent', ['member_id', 'sent_at'], unique=False,
+                              postgresql_where=sa.text('sent_at IS NOT NULL'),
+                              sqlite_where=sa.text('sent_at IS NOT NULL'))
 
     _keep_only_purposes()
 
@@ -153,7 +155,8 @@ def _when(value):
 
 def downgrade():
     with op.batch_alter_table('campaign_messages', schema=None) as batch_op:
-        batch_op.drop_index('ix_campaign_messages_member')
+        batch_op.drop_index('ix_campaign_messages_member_sent', postgresql_where=sa.text('sent_at IS NOT NULL'),
+                            sqlite_where=sa.text('sent_at IS NOT NULL'))
         batch_op.drop_index('ix_campaign_messages_due', postgresql_where=sa.text("status = 'pending'"),
                             sqlite_where=sa.text("status = 'pending'"))
     op.drop_table('campaign_messages')

@@ -90,7 +90,8 @@ def test_launch_fixes_the_audience_once_and_a_launched_campaign_only_cancels(cli
     r = client.post(f"{API}/campaigns/{made['id']}/launch", headers=marketer["headers"])
     assert r.status_code == 200, r.get_json()
     launched = r.get_json()
-    assert (launched["status"], launched["audience"], launched["holdout"]) == ("launched", 10, 3)
+    h = sum(campaigns.draw(launched["seed"], m["id"]) < (30 << 60) // 100 for m in reached)
+    assert (launched["status"], launched["audience"], launched["holdout"]) == ("launched", 10, h)
     assert launched["launched_at"] == "2026-11-22T10:00:00Z"
     assert_problem(client.post(f"{API}/campaigns/{made['id']}/launch", headers=marketer["headers"]), 409,
                    "campaign_already_launched")
@@ -99,14 +100,14 @@ def test_launch_fixes_the_audience_once_and_a_launched_campaign_only_cancels(cli
     messages = client.get(f"{API}/campaigns/{made['id']}/messages", query_string={"limit": 200},
                           headers=marketer["headers"]).get_json()["items"]
     assert sorted(m["member_id"] for m in messages) == sorted(m["id"] for m in reached)
-    assert sorted(m["status"] for m in messages) == ["holdout"] * 3 + ["pending"] * 7
+    assert sorted(m["status"] for m in messages) == ["holdout"] * h + ["pending"] * (10 - h)
     # cancelling: what was not sent is not sent; the campaign and its report stay
     assert client.delete(f"{API}/campaigns/{made['id']}", headers=marketer["headers"]).status_code == 204
     after = client.get(f"{API}/campaigns/{made['id']}", headers=marketer["headers"]).get_json()
     assert after["status"] == "cancelled"
     report = client.get(f"{API}/campaigns/{made['id']}/report", headers=marketer["headers"]).get_json()
     assert (report["audience"], report["holdout"], report["treated"], report["cancelled"], report["sent"]) == \
-        (10, 3, 7, 7, 0)
+        (10, h, 10 - h, 10 - h, 0)
     assert_problem(client.post(f"{API}/campaigns/{made['id']}/launch", headers=marketer["headers"]), 409,
                    "campaign_already_launched")
     assert_problem(client.post(f"{API}/campaigns/cmp_nope/launch", headers=marketer["headers"]), 404,
@@ -118,6 +119,7 @@ def test_the_report_counts_responders_and_the_lift_with_its_interval(app, client
     cashier = factory.staff("cashier", store_id=store["id"])
     people = [factory.member(consents={"marketing_email": True}) for _ in range(20)]
     made = create(client, marketer, holdout_percent=50, response_days=7)
+    _seed_for_an_even_split(app, made["id"], [p["id"] for p in people])
     client.post(f"{API}/campaigns/{made['id']}/launch", headers=marketer["headers"])
     messages = client.get(f"{API}/campaigns/{made['id']}/messages", query_string={"limit": 200},
                           headers=marketer["headers"]).get_json()["items"]
@@ -145,6 +147,23 @@ def test_the_report_counts_responders_and_the_lift_with_its_interval(app, client
     assert (round(lo, 4), round(hi, 4)) == (-0.0226, 0.6725) == tuple(round(x, 4) for x in campaigns.newcombe(6, 10, 2, 10))
     assert (report["opened"], report["clicked"]) == (None, None)
     assert report["window"] == {"from": "2026-11-22T10:00:00Z", "to": "2026-11-29T10:00:00Z"}
+
+
+def _seed_for_an_even_split(app, campaign_id: str, member_ids: list[str]) -> None:
+    """A seed whose Bernoulli draws hold out exactly half of these members (so the figures below are fixed)."""
+    import os
+
+    from api.extensions import db
+    from wallet.campaigns import Campaign
+    from wallet.campaigns.audience import threshold
+    while True:
+        seed = os.urandom(16).hex()
+        if sum(campaigns.draw(seed, m) < threshold(50) for m in member_ids) == len(member_ids) // 2:
+            break
+    with app.app_context():
+        db.session.get(Campaign, campaign_id).seed = seed
+        db.session.commit()
+        db.session.remove()
 
 
 def test_newcombe_matches_the_published_example():

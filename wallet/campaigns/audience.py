@@ -2,8 +2,11 @@
 active and have both the channel's preference and its purpose's consent), and a random holdout drawn in SQL.
 
 Each member's draw is the first 60 bits of ``md5(campaign seed || member id)`` (PostgreSQL's ``md5``; on SQLite the
-same function registered on the connection), stored with the row; the holdout is the ``holdout_percent`` of the
-audience (rounded down) with the lowest draws. Anyone with the seed can recompute who was held out."""
+same function registered on the connection), stored with the row; a member whose draw is below
+``holdout_percent / 100 * 2^60`` is held out: each member with that probability, independently (a Bernoulli
+assignment, as experimentation platforms hash users into groups), so the holdout is that share of the audience in
+expectation, not to the member. No sort of the audience is needed, which keeps a million-member launch one pass.
+Anyone with the seed can recompute who was held out."""
 from __future__ import annotations
 
 import hashlib
@@ -37,8 +40,13 @@ def check_segment(session: Session, segment_id: str) -> None:
 
 
 def draw(seed: str, member_id: str) -> int:
-    """A member's holdout draw for a campaign, as the SQL computes it."""
+    """A member's holdout draw for a campaign (0 to 2^60 - 1), as the SQL computes it."""
     return int(hashlib.md5((seed + member_id).encode(), usedforsecurity=False).hexdigest()[:15], 16)
+
+
+def threshold(percent: int) -> int:
+    """Draws below this are held out: each member with probability ``percent`` / 100."""
+    return (percent << 60) // 100
 
 
 def _draw_sql(session: Session, seed: str, member_id: ColumnElement[str]) -> ColumnElement[int]:
@@ -63,8 +71,8 @@ def audience_select(session: Session, campaign: Campaign) -> Select[Any]:
 
 
 def launch(session: Session, program: Program, campaign_id: str, *, actor: str) -> Campaign:
-    """Fix the audience now (one statement), hold out ``holdout_percent`` of it at random, and make every treated
-    member's message due at ``send_at`` (or now). Launching twice is 409."""
+    """Fix the audience now (one statement), hold each member out with probability ``holdout_percent`` / 100 (their
+    draw), and make every treated member's message due at ``send_at`` (or now). Launching twice is 409."""
     campaign = session.scalar(select(Campaign).where(Campaign.id == campaign_id).with_for_update()
                               .execution_options(populate_existing=True))
     if campaign is None:
@@ -77,17 +85,16 @@ def launch(session: Session, program: Program, campaign_id: str, *, actor: str) 
     due = campaign.send_at or now
     members = audience_select(session, campaign).subquery()
     member_id = list(members.c)[0]
-    drawn = select(member_id.label("member_id"), _draw_sql(session, campaign.seed, member_id).label("draw")).subquery()
-    rank = func.row_number().over(order_by=(drawn.c.draw, drawn.c.member_id))
-    total = func.count().over()
-    # The first floor(n * percent / 100) by draw are held out: integers only, so both databases agree.
-    held = (rank * 100 <= total * campaign.holdout_percent)
-    ranked = select(drawn.c.member_id, drawn.c.draw, held.label("holdout")).subquery()
+    draw_of = _draw_sql(session, campaign.seed, member_id)
+    drawn = select(member_id.label("member_id"), draw_of.label("draw")).subquery()
+    held = drawn.c.draw < threshold(campaign.holdout_percent)
     table = table_of(CampaignMessage)
-    rows = select(literal(campaign.id), ranked.c.member_id, ranked.c.holdout, ranked.c.draw,
-                  case((ranked.c.holdout, "holdout"), else_="pending"),
-                  literal(0),
-                  case((ranked.c.holdout, None), else_=literal(due, table.c.next_attempt_at.type)))
+    # In member order: the rows' keys then go into the primary key and the member index as appends, not at random
+    # (random inserts made a million-member launch 10 times slower).
+    rows = (select(literal(campaign.id), drawn.c.member_id, held, drawn.c.draw,
+                   case((held, "holdout"), else_="pending"), literal(0),
+                   case((held, None), else_=literal(due, table.c.next_attempt_at.type)))
+            .order_by(drawn.c.member_id))
     session.execute(insert(table).from_select(
         ["campaign_id", "member_id", "holdout", "draw", "status", "attempts", "next_attempt_at"], rows))
     counts = session.execute(select(func.count(), func.coalesce(func.sum(case((table.c.holdout, 1), else_=0)), 0))

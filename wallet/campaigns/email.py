@@ -94,8 +94,13 @@ class Relay:
             code = getattr(error, "smtp_code", None)
             return classify(code if isinstance(code, int) else None, f"connect: {type(error).__name__}: {error}"[:240])
         try:
-            refused = connection.send_message(build(job, mail_from=mail_from, host=host), from_addr=mail_from,
-                                              to_addrs=[job.to])
+            message = build(job, mail_from=mail_from, host=host)
+        except (ValueError, TypeError) as error:  # a header that can't be written (stored data from before checks)
+            return Outcome("failed", f"unwritable: {error}"[:240])
+        try:
+            refused = connection.send_message(message, from_addr=mail_from, to_addrs=[job.to])
+        except UnicodeError as error:  # an address the relay can't take (non-ASCII without SMTPUTF8)
+            return Outcome("failed", f"unsendable address: {error}"[:240])
         except smtplib.SMTPRecipientsRefused as error:
             code, text = next(iter(error.recipients.values()), (None, b""))
             return classify(code, f"RCPT {code}: {_text(text)}")

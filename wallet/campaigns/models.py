@@ -64,8 +64,10 @@ class CampaignMessage(Base):
         # What the worker claims: only pending rows are in it (a launch's holdout rows cost it nothing).
         Index("ix_campaign_messages_due", "next_attempt_at", postgresql_where=text("status = 'pending'"),
               sqlite_where=text("status = 'pending'")),
-        # The weekly cap counts a member's messages sent in the last 7 days; the export lists a member's messages.
-        Index("ix_campaign_messages_member", "member_id", "sent_at"),
+        # The weekly cap counts a member's messages sent in the last 7 days. Only sent messages are in it, so a
+        # launch writes nothing to it (the export finds a member's rows campaign by campaign, by the primary key).
+        Index("ix_campaign_messages_member_sent", "member_id", "sent_at", postgresql_where=text("sent_at IS NOT NULL"),
+              sqlite_where=text("sent_at IS NOT NULL")),
     )
 
     # No foreign keys: a launch writes a million rows in one statement, and both ids come from rows read by it.
