@@ -31,6 +31,8 @@ from .extensions import db, migrate
 from .speedups import PARSED_BODY, Parser, Sessions, limit_only_limited_blueprints
 
 API_TITLE = "Loyalty API"
+# Views that read a form body, not JSON (RFC 8058's one-click unsubscribe POST): the body guard lets them through.
+FORM_ENDPOINTS = frozenset({"unsubscribe.page"})
 
 
 # Before any view module is imported (create_app imports them): flask-smorest's ``arguments`` decorator binds
@@ -104,6 +106,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     limit_auth(limiter)
     for blueprint in ALL:
         smorest.register_blueprint(blueprint)
+    from .views.unsubscribe import document as document_unsubscribe  # a plain route: documented by hand
+    document_unsubscribe(smorest.spec)
     _document_errors(smorest)
     errors.register(app)
     _guard_bodies(app)
@@ -119,6 +123,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     register_console(app)
     from .views.passkit import register as register_passkit  # Apple's PassKit web service: not problem+json
     register_passkit(app)
+    from .views.unsubscribe import register as register_unsubscribe  # RFC 8058 pages: form bodies, HTML answers
+    register_unsubscribe(app)
     from .cli import register as register_cli
     register_cli(app)
     return app
@@ -284,6 +290,8 @@ def _guard_bodies(app: Flask) -> None:
         req = request._get_current_object()  # one proxy lookup, not one per attribute
         if req.routing_exception is not None:
             return None  # 404/405 answer first, whatever the body
+        if req.endpoint in FORM_ENDPOINTS:
+            return None  # RFC 8058's one-click POST is a form body, read by its own view
         view_class = getattr(app.view_functions.get(req.endpoint or ""), "view_class", None)
         if getattr(view_class, "raw_body", False):
             # A file upload (the CSV imports): the view reads its own body, within the imports' larger limit.

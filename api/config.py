@@ -52,6 +52,12 @@
 | LOYALTY_ENROLMENT_BURST | 10 | enrolments per minute per device (X-Device-ID) or address; more are 429 and flagged |
 | LOYALTY_CLAIM_BURST | 30 | coupon claims per minute per member; more are 429 and flagged |
 | LOYALTY_MAX_TRAVEL_KMH | 300 | check-ins faster apart than this are refused (422 impossible_travel) and flagged |
+| LOYALTY_SMTP_URL | (none) | the mail relay for campaign email: smtp://[user:password@]host[:port], smtp+starttls://... or smtps://...; unset: email waits |
+| LOYALTY_MAIL_FROM | club@<host of LOYALTY_PUBLIC_URL> | the campaign emails' From address |
+| LOYALTY_SMS_GATEWAY_URL | (none) | where SMS messages are POSTed as signed JSON; unset: SMS waits |
+| LOYALTY_PUSH_GATEWAY_URL | (none) | where push messages are POSTed as signed JSON; unset: push waits |
+| LOYALTY_GATEWAY_SECRET | (none) | signs gateway requests as Standard Webhooks does (whsec_<base64>); needed with a gateway URL |
+| LOYALTY_MESSAGE_TIMEOUT_SECONDS | 10 | how long the SMTP relay or a gateway has to answer |
 """
 from __future__ import annotations
 
@@ -144,4 +150,10 @@ def from_environment(instance_path: str) -> dict:
         "LOYALTY_ENROLMENT_BURST": int(_env("LOYALTY_ENROLMENT_BURST", "10")),
         "LOYALTY_CLAIM_BURST": int(_env("LOYALTY_CLAIM_BURST", "30")),
         "LOYALTY_MAX_TRAVEL_KMH": float(_env("LOYALTY_MAX_TRAVEL_KMH", "300")),
+        "LOYALTY_SMTP_URL": _env("LOYALTY_SMTP_URL", ""),
+        "LOYALTY_MAIL_FROM": _env("LOYALTY_MAIL_FROM", ""),
+        "LOYALTY_SMS_GATEWAY_URL": _env("LOYALTY_SMS_GATEWAY_URL", ""),
+        "LOYALTY_PUSH_GATEWAY_URL": _env("LOYALTY_PUSH_GATEWAY_URL", ""),
+        "LOYALTY_GATEWAY_SECRET": _env("LOYALTY_GATEWAY_SECRET", ""),
+        "LOYALTY_MESSAGE_TIMEOUT_SECONDS": float(_env("LOYALTY_MESSAGE_TIMEOUT_SECONDS", "10")),
     }

@@ -17,10 +17,11 @@ WALLET = Path(__file__).resolve().parent.parent / "wallet"
 LAYERS: dict[str, tuple[str, ...]] = {
     "core": ("clock", "db", "fast_sql", "errors", "program", "codes", "qr", "barcodes", "scanner", "passwords"),
     "entities": ("members", "stores", "ledger", "statement", "benefits", "purchases", "coupons", "tokens", "idempotency",
-                 "events", "audit", "passes", "fraud", "segments", "influence"),
+                 "events", "audit", "passes", "fraud", "segments", "influence",
+                 "consents", "contact"),
     "rules engine": ("rules",),
     "use cases": ("till", "enrolment", "referrals", "instore", "triggers", "activity", "webhooks", "worker",
-                  "demo", "export", "kpis", "accounts"),
+                  "demo", "export", "kpis", "accounts", "campaigns"),
     "the schema": ("models",),  # gathers every table for Alembic: above everything, imported by nothing here
 }
 LONGEST = 600

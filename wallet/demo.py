@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import coupons, enrolment, instore, kpis, members, purchases, rules, segments, statement
+from . import campaigns, coupons, enrolment, instore, kpis, members, purchases, rules, segments, statement
 from .barcodes import gtin_check_digit
 from .errors import Rejected
 from .program import Program
@@ -81,8 +81,8 @@ def load(session: Session, program: Program) -> list[tuple[str, str, str, str]]:
         if not members.email_taken(session, email):
             if role == "member":
                 member = enrolment.register_member(session, program, email=email, password=password,
-                                                 name="Dana Demo", consents={"marketing": True}, gender="female",
-                                                 city="Tel Aviv")
+                                                 name="Dana Demo", consents={"marketing_email": True, "marketing_push": True},
+                                                 gender="female", city="Tel Aviv")
                 note = f"card {member.card.number}"
             else:
                 members.create_staff(session, email=email, password=password, role=role, name=f"Demo {role}",
@@ -96,6 +96,10 @@ def load(session: Session, program: Program) -> list[tuple[str, str, str, str]]:
             note += "; the welcome points wait for the first purchase"
         out.append((role, email, password, note))
     out.append(_load_traveller(session, program, stores))
+    session.flush()
+    _load_campaigns(session, program)
+    out.append(("member", campaigns.DEMO_SHOPPERS[0][0], campaigns.DEMO_PASSWORD,
+                f"and {len(campaigns.DEMO_SHOPPERS) - 1} more; campaign '{campaigns.DEMO_CAMPAIGN}' launched"))
     session.flush()
     return out
 
@@ -170,3 +174,8 @@ def _load_segments(session: Session, program: Program, stores: dict) -> None:
         if name not in taken:
             segments.create_segment(session, program, {"name": name, "description": description,
                                                        "criteria": criteria}, actor="demo")
+
+
+def _load_campaigns(session: Session, program: Program) -> None:
+    """After the demo accounts: shoppers with and without consents, and a campaign launched with a holdout."""
+    campaigns.load_demo(session, program)

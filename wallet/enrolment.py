@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 from sqlalchemy.orm import Session
 
+from . import consents as consent_log
 from . import events, fraud, ledger, referrals, rules
-from .clock import iso
 from .codes import new_card_number, new_referral_code
 from .errors import Conflict
 from .members import CHANNELS, Card, Member, email_taken, hash_password, normalise_city, normalise_email
@@ -17,7 +18,7 @@ from .program import Program
 def register_member(session: Session, program: Program, *, email: str, password: str, name: str,
                     phone: str | None = None, birthday: date | None = None, gender: str | None = None,
                     city: str | None = None,
-                    referral_code: str | None = None, consents: dict[str, bool] | None = None,
+                    referral_code: str | None = None, consents: dict[str, Any] | None = None,
                     preferences: dict[str, bool] | None = None, channel: str = "app",
                     device_id: str | None = None, address: str | None = None) -> Member:
     """Enrol a member and issue the loyalty card at once; fires the enrolment and referral triggers.
@@ -45,7 +46,8 @@ def register_member(session: Session, program: Program, *, email: str, password:
         referred_by_id=referrer.id if referrer else None, created_at=now,
     )
     member.preferences = {c: c in ("email", "push") for c in CHANNELS} | (preferences or {})
-    member.consents = {k: {"granted": bool(v), "at": iso(now)} for k, v in (consents or {}).items()}
+    wanted = consent_log.normalise(consents or {})  # an unknown purpose refused before anything is written
+    member.consents = {}
     session.add(member)
     session.flush()
     card = Card(member_id=member.id, number=new_card_number(), issued_at=now)
@@ -55,10 +57,9 @@ def register_member(session: Session, program: Program, *, email: str, password:
     event_channel = events.channel_of(channel, "app")
     events.emit(session, "member.enrolled", member_id=member.id, channel=event_channel, actor=f"member:{member.id}",
                 occurred_at=now, data={"card_id": card.id} | ({"referred_by": referrer.id} if referrer else {}))
-    for purpose, granted in member.consents.items():
-        events.emit(session, "consent.changed", member_id=member.id, channel=event_channel,
-                    actor=f"member:{member.id}", occurred_at=now,
-                    data={"consent": purpose, "granted": granted["granted"], "source": "enrolment"})
+    consent_log.change(session, member, {p: {"granted": g, "text_version": v} if v else g
+                                         for p, (g, v) in wanted.items()},
+                       now=now, channel=event_channel, source="enrolment", actor=f"member:{member.id}")
     rules.fire(session, program, rules.Event(trigger="enrolment", member_id=member.id, source=f"member:{member.id}",
                                              channel=channel),
                awaits=ledger.FIRST_PURCHASE if program.welcome_pending else None)

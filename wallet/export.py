@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from . import events
+from . import consents
+from .campaigns import Campaign, CampaignMessage
 from .clock import iso
 from .coupons import Coupon, Offer
 from .instore import CheckIn, Scan
@@ -41,15 +42,13 @@ def _row(obj: Any, *, hide: frozenset[str] = frozenset()) -> dict[str, Any]:
 
 
 def member_export(session: Session, member_id: str) -> dict[str, Any]:
-    """Everything held about the member, keyed as API.md lists it (``messages``: none are sent yet)."""
+    """Everything held about the member, keyed as API.md lists it."""
     member = get_member(session, member_id)
     cards = session.scalars(select(Card).where(Card.member_id == member.id).order_by(Card.issued_at, Card.id)).all()
     # who referred them is the other member's: the referrals list says only that they were referred
     profile = _row(member, hide=frozenset({"referred_by_id"})) | {
         "points": balance_of(session, member.id).points, "cards": [_row(c, hide=frozenset({"member_id"})) for c in cards]}
-    history = [{"consent": e.data["consent"], "granted": e.data["granted"], "source": e.data.get("source"),
-                "channel": e.channel, "at": iso(e.occurred_at)}
-               for e in _events(session, member.id, "consent.changed")]
+    history = consents.history_records(session, member.id)
     entries = session.scalars(select(LedgerEntry).where(LedgerEntry.member_id == member.id)
                               .order_by(LedgerEntry.seq)).all()
     purchases = session.scalars(select(Purchase).where(Purchase.member_id == member.id)
@@ -80,17 +79,15 @@ def member_export(session: Session, member_id: str) -> dict[str, Any]:
                        "channel": r.channel, "created_at": iso(r.created_at)} for r in referrals],
         "grants": [_row(g, hide=frozenset({"member_id"})) for g in session.scalars(
             select(RuleGrant).where(RuleGrant.member_id == member.id).order_by(RuleGrant.granted_at, RuleGrant.id))],
-        "messages": [],
+        # Held-out rows are the campaign's measurement, not a message to the member: left out.
+        "messages": [{"campaign_id": m.campaign_id, "campaign": name, "channel": channel, "status": m.status,
+                      "reason": m.reason, "attempts": m.attempts, "sent_at": iso(m.sent_at), "coupon_id": m.coupon_id}
+                     for m, name, channel in session.execute(
+                         select(CampaignMessage, Campaign.name, Campaign.channel)
+                         .join(Campaign, Campaign.id == CampaignMessage.campaign_id)
+                         # campaign by campaign through the primary key (campaign, member): few campaigns, many rows
+                         .where(CampaignMessage.member_id == member.id, CampaignMessage.holdout.is_(False),
+                                CampaignMessage.campaign_id.in_(select(Campaign.id).where(Campaign.launched_at.is_not(None))))
+                         .order_by(CampaignMessage.campaign_id))],
     }
 
-
-def _events(session: Session, member_id: str, type_: str) -> list[events.Event]:
-    """The member's events of one type, all pages (the log's member index; one query per 500)."""
-    found: list[events.Event] = []
-    after = None
-    while True:
-        page = events.read(session, after, limit=500, types=[type_], member_id=member_id)
-        found += page
-        if len(page) < 500:
-            return found
-        after = page[-1].cursor

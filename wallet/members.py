@@ -13,8 +13,9 @@ from sqlalchemy import ForeignKey, Index, String, and_, func, select, text, upda
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from . import events
-from .clock import iso, utcnow
+from . import consents as consent_log
+from . import contact, events
+from .clock import utcnow
 from .codes import new_card_number
 from .db import Base, id_column, new_id, rowcount
 from .errors import Busy, Conflict, Invalid, NotFound, Rejected, Unauthorized
@@ -91,7 +92,10 @@ class Member(Base):
     status: Mapped[str] = mapped_column(String(16), default="active")
     tier: Mapped[str] = mapped_column(String(32), default="basic")
     preferences: Mapped[dict] = mapped_column(default=lambda: {c: c in ("email", "push") for c in CHANNELS})
+    # {purpose: {granted, at, text_version?}}: written only by wallet.consents, which keeps every change
     consents: Mapped[dict] = mapped_column(default=dict)
+    # {timezone?, quiet_hours?: {from, to}, max_messages_per_week?}: wallet.contact reads it with the defaults
+    contact_rules: Mapped[dict] = mapped_column(default=dict)
     referral_code: Mapped[str] = mapped_column(String(16), unique=True)
     # indexed: a member's friends (influence, referral counts) are read by it (migration 0008)
     referred_by_id: Mapped[str | None] = mapped_column(ForeignKey("members.id"), index=True)
@@ -164,8 +168,9 @@ def email_taken(session: Session, email: str) -> bool:
 
 def update_member(session: Session, program: Program, member: Member, changes: dict[str, Any], *,
                   channel: str = "app") -> Member:
-    """Change a member's profile, channel preferences and consents (each consent change is timestamped); the
-    ``member.updated`` event names the fields that changed (never their values), each consent its own event."""
+    """Change a member's profile, channel preferences, contact rules and consents (each consent change kept in its
+    history); the ``member.updated`` event names the fields that changed (never their values), each consent its
+    own ``consent.changed`` event."""
     now = program.now()
     changed: list[str] = []
 
@@ -182,17 +187,12 @@ def update_member(session: Session, program: Program, member: Member, changes: d
         put("city", normalise_city(changes["city"]))
     if "preferences" in changes:
         put("preferences", dict(member.preferences) | changes["preferences"])
+    if "contact_rules" in changes:
+        put("contact_rules", contact.validate_rules(changes["contact_rules"], member.contact_rules))
     actor, event_channel = f"member:{member.id}", events.channel_of(channel, "app")
-    if "consents" in changes:
-        consents = dict(member.consents)
-        for k, v in changes["consents"].items():
-            if consents.get(k, {}).get("granted") != bool(v):
-                consents[k] = {"granted": bool(v), "at": iso(now)}
-                events.emit(session, "consent.changed", member_id=member.id, channel=event_channel, actor=actor,
-                            occurred_at=now, data={"consent": k, "granted": bool(v), "source": "profile"})
-        if consents != member.consents:
-            member.consents = consents
-            changed.append("consents")
+    if "consents" in changes and consent_log.change(session, member, changes["consents"], now=now,
+                                                    channel=event_channel, source="profile", actor=actor):
+        changed.append("consents")
     if changed:
         events.emit(session, "member.updated", member_id=member.id, channel=event_channel, actor=actor,
                     occurred_at=now, data={"fields": changed})

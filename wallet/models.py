@@ -1,6 +1,9 @@
 """Every model, imported in one place so the metadata (and Alembic) sees the whole schema."""
 from . import audit, events, webhooks, worker  # noqa: F401  (the event log, webhooks, scheduled jobs, audit log)
 from .benefits import BenefitUse, MemberBenefit  # noqa: F401
+from .campaigns import Campaign, CampaignMessage  # noqa: F401
+from .consents import ConsentChange  # noqa: F401
+from .contact import Device  # noqa: F401
 from .coupons import Coupon, Offer, Redemption  # noqa: F401
 from .db import Base  # noqa: F401
 from .fraud import BurstCounter, Flag  # noqa: F401

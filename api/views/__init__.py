@@ -4,6 +4,8 @@ from . import (  # noqa: F401
     admin,
     audit,
     auth,
+    campaigns,
+    contact,
     coupons,
     events,
     fraud,

@@ -18,7 +18,7 @@ from ..ratelimits import limits_of
 from ..resource import Resource
 from ..schemas import NEW_PASSWORD, StrictSchema
 from ..state import keyring, program
-from .me import GENDER, PHONE, MemberSchema, past_birthday, printable_city, printable_name
+from .me import GENDER, PHONE, MemberSchema, consents_field, past_birthday, printable_city, printable_name
 
 
 class RegisterSchema(StrictSchema):
@@ -31,8 +31,7 @@ class RegisterSchema(StrictSchema):
                            metadata={"description": "female, male or other"})
     city = fields.String(load_default=None, allow_none=True, validate=[validate.Length(1, 80), printable_city])
     referral_code = fields.String(load_default=None, validate=validate.Length(1, 16))
-    consents = fields.Dict(keys=fields.String(validate=validate.Length(1, 40)), values=fields.Boolean(),
-                           load_default=None, validate=validate.Length(max=20))
+    consents = consents_field(load_default=None)
     preferences = fields.Dict(keys=fields.String(validate=validate.OneOf(CHANNELS)), values=fields.Boolean(),
                               load_default=None, validate=validate.Length(max=len(CHANNELS)))
 

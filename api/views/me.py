@@ -5,9 +5,10 @@ import unicodedata
 from datetime import date
 
 from flask import Response
-from marshmallow import ValidationError, fields, pre_dump, validate
+from marshmallow import ValidationError, fields, post_load, pre_dump, validate
 
-from wallet import benefits, coupons, export, ledger, members, qr, referrals, statement
+from wallet import benefits, contact, coupons, export, ledger, members, qr, referrals, statement
+from wallet.consents import PURPOSES, TEXT_VERSION_MAX
 from wallet.errors import Invalid, InvalidToken, NotFound, Rejected
 from wallet.members import CHANNELS, GENDERS
 from wallet.rules.explain import statement as statement_lines
@@ -32,6 +33,55 @@ class CardSchema(CardBriefSchema):
 class ConsentSchema(StrictSchema):
     granted = fields.Boolean()
     at = StoredTime(metadata={"description": "when this consent was given or withdrawn"})
+    text_version = fields.Function(lambda entry: entry.get("text_version"), allow_none=True,
+                                   metadata={"type": "string",
+                                             "description": "the version of the consent text the member saw"})
+
+
+class ConsentInput(fields.Field):
+    """A consent as sent: ``true``/``false``, or ``{"granted": true, "text_version": "2026-11"}``."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("metadata", {}).update({"oneOf": [
+            {"type": "boolean"},
+            {"type": "object", "required": ["granted"], "additionalProperties": False,
+             "properties": {"granted": {"type": "boolean"},
+                            "text_version": {"type": "string", "minLength": 1, "maxLength": TEXT_VERSION_MAX}}}]})
+        super().__init__(**kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, dict) and isinstance(value.get("granted"), bool) and set(value) <= {"granted",
+                                                                                                "text_version"}:
+            return value  # text_version's length and characters are checked by wallet.consents
+        raise ValidationError('true or false, or {"granted": true|false, "text_version": "..."}.')
+
+
+def consents_field(**kwargs) -> fields.Dict:
+    return fields.Dict(keys=fields.String(validate=validate.Length(1, 40)), values=ConsentInput(),
+                       validate=validate.Length(max=len(PURPOSES)),
+                       metadata={"description": "by purpose: " + ", ".join(PURPOSES)}, **kwargs)
+
+
+class QuietHoursSchema(StrictSchema):
+    from_ = fields.String(required=True, data_key="from", validate=validate.Regexp(r"^([01]\d|2[0-3]):[0-5]\d$"),
+                          metadata={"example": "21:00"})
+    to = fields.String(required=True, validate=validate.Regexp(r"^([01]\d|2[0-3]):[0-5]\d$"),
+                       metadata={"example": "08:00"})
+
+    @post_load
+    def _named(self, data, **_):
+        return {"from": data["from_"], "to": data["to"]}
+
+
+class ContactRulesSchema(StrictSchema):
+    timezone = fields.String(allow_none=True, validate=validate.Length(1, 64),
+                             metadata={"description": "IANA timezone; LOYALTY_TIMEZONE by default"})
+    quiet_hours = fields.Nested(QuietHoursSchema, allow_none=True,
+                                metadata={"description": "no marketing message between these local times"})
+    max_messages_per_week = fields.Integer(allow_none=True, validate=validate.Range(0, contact.MAX_PER_WEEK),
+                                           metadata={"description": "at most this many in any 7 days; null: no cap"})
 
 
 class MemberSchema(StrictSchema):
@@ -46,9 +96,17 @@ class MemberSchema(StrictSchema):
     status = fields.String()
     referral_code = fields.String()
     preferences = fields.Dict(keys=fields.String(), values=fields.Boolean())
-    consents = fields.Dict(keys=fields.String(), values=fields.Nested(ConsentSchema))
+    consents = fields.Dict(keys=fields.String(), values=fields.Nested(ConsentSchema),
+                           metadata={"description": "by purpose; a purpose not listed was never given"})
+    contact_rules = fields.Method("_contact_rules", metadata={"type": "object", "properties": {
+        "timezone": {"type": "string"},
+        "quiet_hours": {"type": ["object", "null"], "properties": {"from": {"type": "string"}, "to": {"type": "string"}}},
+        "max_messages_per_week": {"type": ["integer", "null"]}}})
     card = fields.Nested(CardBriefSchema)
     created_at = Time()
+
+    def _contact_rules(self, member) -> dict:
+        return contact.rules_of(member.contact_rules, program().timezone).as_dict()
 
 
 PHONE = validate.Regexp(r"^\+?[0-9 ()-]{6,20}$", error="Not a phone number.")
@@ -84,8 +142,8 @@ class MemberPatchSchema(StrictSchema):
     gender = fields.String(allow_none=True, validate=GENDER, metadata={"description": "female, male or other; "
                                                                                       "null: not given"})
     city = fields.String(allow_none=True, validate=[validate.Length(1, 80), printable_city])
-    consents = fields.Dict(keys=fields.String(validate=validate.Length(1, 40)), values=fields.Boolean(),
-                           validate=validate.Length(max=20))
+    consents = consents_field()
+    contact_rules = fields.Nested(ContactRulesSchema)
 
 
 class ExpiringSchema(StrictSchema):

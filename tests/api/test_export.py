@@ -16,12 +16,12 @@ KEYS = {"profile", "consents", "consent_history", "ledger", "purchases", "coupon
 
 def active_member(client, factory, *, store, cashier, marketer, offer, n: int, referral_code=None):
     """A member with n purchases, a consent given then withdrawn, a claimed coupon, a check-in and a scan."""
-    member = factory.member(phone=f"+972 50 000 000{n}", consents={"marketing": True})
+    member = factory.member(phone=f"+972 50 000 000{n}", consents={"marketing_email": True})
     h = member["headers"]
     if referral_code:
         r = client.post(f"{API}/me/referral", json={"referral_code": referral_code}, headers=h)
         assert r.status_code == 201, r.get_json()
-    assert client.patch(f"{API}/me", json={"consents": {"marketing": False}}, headers=h).status_code == 200
+    assert client.patch(f"{API}/me", json={"consents": {"marketing_email": False}}, headers=h).status_code == 200
     for i in range(n):
         r = client.post(f"{API}/pos/purchases", headers=cashier["headers"],
                         json={"card": member["card_number"], "amount": "30.00", "currency": "ILS",
@@ -62,9 +62,9 @@ def test_export_holds_everything_of_the_member_and_nothing_of_another(app, clien
     assert "password_hash" not in body["profile"]
     assert [c["number"] for c in body["profile"]["cards"]] == [one["card_number"]]
     assert body["profile"]["points"] == 40  # 30 for the purchase, 10 for the check-in
-    assert body["consents"]["marketing"]["granted"] is False
-    assert [(h["consent"], h["granted"]) for h in body["consent_history"]] == [("marketing", True),
-                                                                               ("marketing", False)]
+    assert body["consents"]["marketing_email"]["granted"] is False
+    assert [(h["consent"], h["granted"], h["source"]) for h in body["consent_history"]] == [
+        ("marketing_email", True, "enrolment"), ("marketing_email", False, "profile")]
     assert [(e["delta"], e["kind"]) for e in body["ledger"]] == [(30, "earn"), (10, "earn")]
     assert len(body["purchases"]) == 1 and body["purchases"][0]["amount"] == "30.00"
     assert [(i["barcode"], i["quantity"]) for i in body["purchases"][0]["items"]] == [("0000096385074", 1)]

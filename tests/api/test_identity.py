@@ -117,11 +117,12 @@ def test_password_length(client, password):
 
 
 def test_consents_are_recorded_with_the_time(client, app, clock):
-    r = register(client, consents={"marketing": True, "profiling": False})
+    r = register(client, consents={"marketing_email": True, "profiling": False})
     consents = r.get_json()["member"]["consents"]
-    assert consents == {"marketing": {"granted": True, "at": "2026-11-22T10:00:00Z"},
-                        "profiling": {"granted": False, "at": "2026-11-22T10:00:00Z"}}
-    assert stored_member(app, r.get_json()["member"]["id"]).consents == consents
+    assert consents == {"marketing_email": {"granted": True, "at": "2026-11-22T10:00:00Z", "text_version": None},
+                        "profiling": {"granted": False, "at": "2026-11-22T10:00:00Z", "text_version": None}}
+    assert stored_member(app, r.get_json()["member"]["id"]).consents == {
+        k: {"granted": v["granted"], "at": v["at"]} for k, v in consents.items()}
 
 
 def test_preferences_have_defaults_and_can_be_chosen(client):

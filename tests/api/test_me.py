@@ -20,7 +20,7 @@ ME = "/api/v1/me"
 
 @pytest.fixture
 def member(factory, clock):
-    return factory.member(consents={"marketing": True})  # on the test clock
+    return factory.member(consents={"marketing_email": True})  # on the test clock
 
 
 # ------------------------------------------------------------------ profile, preferences, consents
@@ -58,17 +58,17 @@ def test_patch_preferences_merges(client, member):
 def test_patch_consents_keeps_the_time_of_each_change(client, factory, member, clock):
     registered_at = "2026-11-22T10:00:00Z"
     assert client.get(ME, headers=member["headers"]).get_json()["consents"] == {
-        "marketing": {"granted": True, "at": registered_at}}
+        "marketing_email": {"granted": True, "at": registered_at, "text_version": None}}
     clock.advance(days=3)
     headers = factory.headers(tokens.Principal(member["id"], "member"))  # the first one expired meanwhile
-    r = client.patch(ME, json={"consents": {"marketing": True, "profiling": True}}, headers=headers)
+    r = client.patch(ME, json={"consents": {"marketing_email": True, "profiling": True}}, headers=headers)
     consents = r.get_json()["consents"]
     # an unchanged consent keeps the time it was given; a new one gets now
-    assert consents["marketing"] == {"granted": True, "at": registered_at}
-    assert consents["profiling"] == {"granted": True, "at": "2026-11-25T10:00:00Z"}
+    assert consents["marketing_email"] == {"granted": True, "at": registered_at, "text_version": None}
+    assert consents["profiling"] == {"granted": True, "at": "2026-11-25T10:00:00Z", "text_version": None}
     clock.advance(minutes=5)
-    r = client.patch(ME, json={"consents": {"marketing": False}}, headers=headers)
-    assert r.get_json()["consents"]["marketing"] == {"granted": False, "at": "2026-11-25T10:05:00Z"}
+    r = client.patch(ME, json={"consents": {"marketing_email": False}}, headers=headers)
+    assert r.get_json()["consents"]["marketing_email"] == {"granted": False, "at": "2026-11-25T10:05:00Z", "text_version": None}
     assert r.get_json()["consents"]["profiling"]["granted"] is True
 
 
@@ -76,7 +76,7 @@ def test_patch_consents_keeps_the_time_of_each_change(client, factory, member, c
     ({"name": ""}, "name"), ({"name": "   "}, "name"), ({"name": "x" * 121}, "name"), ({"name": "a\tb"}, "name"),
     ({"phone": "call me"}, "phone"), ({"birthday": "2999-01-01"}, "birthday"),
     ({"preferences": {"pigeon": True}}, "preferences"), ({"preferences": {"sms": "yes please"}}, "preferences"),
-    ({"consents": {"marketing": "maybe"}}, "consents"), ({"consents": {"x" * 41: True}}, "consents"),
+    ({"consents": {"marketing_email": "maybe"}}, "consents"), ({"consents": {"x" * 41: True}}, "consents"),
     ({"email": "new@example.com"}, "email"), ({"tier": "gold"}, "tier"), ({"card": {"number": "1"}}, "card"),
 ])
 def test_patch_validation(client, member, body, field):

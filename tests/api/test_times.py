@@ -175,7 +175,7 @@ def test_stored_times_from_before_are_answered_with_z(app, client, club):
         grant_id = grant.id
         db.session.remove()
     me = client.get(f"{API}/me", headers=club["member"]["headers"]).get_json()
-    assert me["consents"] == {"marketing": {"granted": True, "at": "2026-11-20T08:00:00Z"}}
+    assert me["consents"] == {"marketing": {"granted": True, "at": "2026-11-20T08:00:00Z", "text_version": None}}
     got = client.get(f"{API}/admin/grants/{grant_id}", headers=club["marketer"]["headers"]).get_json()
     assert got["event"]["occurred_at"] == "2026-11-22T10:00:00.250000Z"
 

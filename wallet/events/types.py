@@ -44,7 +44,7 @@ DATA_SCHEMAS: dict[str, dict[str, Any]] = {
     "card.replaced": _schema("A member's card was blocked and a new one issued.", ("card_id", "new_card_id"),
                              card_id=_ID, new_card_id=_ID),
     "consent.changed": _schema("A consent was given or withdrawn.", ("consent", "granted"),
-                               consent=_CODE, granted=_BOOL, source=_CODE),
+                               consent=_CODE, granted=_BOOL, source=_CODE, text_version=_CODE),
     "purchase.recorded": _schema(
         "A receipt was counted at the till. The purchase's one event: it carries the points it earned and the rules' "
         "grants (`rewards`), which write no `points.earned` or `reward.granted` events of their own.",
@@ -96,7 +96,8 @@ DATA_SCHEMAS: dict[str, dict[str, Any]] = {
     "referral.qualified": _schema("A referral qualified: both sides earn.", ("referral_id",),
                                   referral_id=_ID, referrer_id=_ID, referred_id=_ID, points=_POINTS),
     "message.sent": _schema("A message went out on a member's channel.", ("message_id",),
-                            message_id=_ID, campaign_id=_NULLABLE_ID, medium=_CODE, template=_CODE),
+                            message_id={"type": "string", "maxLength": 80}, campaign_id=_NULLABLE_ID, medium=_CODE,
+                            template=_CODE, coupon_id=_NULLABLE_ID, attempts={"type": "integer"}),
     "contest.drawn": _schema("A contest's draw was made.", ("contest_id",),
                              contest_id=_ID, winners=_IDS, proof=_CODE),
 }

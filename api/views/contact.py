@@ -1,0 +1,81 @@
+"""The member's consent history and push devices."""
+from __future__ import annotations
+
+from marshmallow import fields, validate
+
+from wallet import consents, contact
+
+from ..auth import current_principal, member_required
+from ..blueprints import me as blp
+from ..extensions import db
+from ..resource import Resource
+from ..schemas import ListArgs, StrictSchema, Time, decode_cursor, page, page_schema
+from ..state import program
+
+
+class ConsentChangeSchema(StrictSchema):
+    purpose = fields.String(metadata={"enum": list(consents.PURPOSES)})
+    granted = fields.Boolean()
+    at = Time()
+    channel = fields.String(metadata={"description": "app, web, ... where the change was made"})
+    source = fields.String(metadata={"description": "enrolment, profile, unsubscribe, migration"})
+    text_version = fields.String(allow_none=True)
+
+
+ConsentHistoryPageSchema = page_schema(ConsentChangeSchema, "ConsentHistoryPage")
+
+
+class DeviceInSchema(StrictSchema):
+    platform = fields.String(required=True, validate=validate.OneOf(contact.PLATFORMS))
+    token = fields.String(required=True, validate=validate.Length(8, 512))
+
+
+class DeviceSchema(StrictSchema):
+    id = fields.String()
+    platform = fields.String()
+    token = fields.String()
+    created_at = Time()
+
+
+DevicePageSchema = page_schema(DeviceSchema, "DevicePage")
+
+
+@blp.route("/me/consents/history")
+class ConsentHistory(Resource):
+    decorators = [member_required]
+
+    @blp.arguments(ListArgs, location="query")
+    @blp.response(200, ConsentHistoryPageSchema)
+    def get(self, args):
+        """Every consent I gave or withdrew, newest first: when, through which channel, from where, which text."""
+        found = consents.history(db.session, current_principal().id, limit=args["limit"] + 1,
+                                 before=decode_cursor(args["cursor"]))
+        return page(found, args["limit"], lambda c: c.id)
+
+
+@blp.route("/me/devices")
+class Devices(Resource):
+    decorators = [member_required]
+
+    @blp.response(200, DevicePageSchema)
+    def get(self):
+        """My push devices."""
+        return {"items": contact.devices_of(db.session, current_principal().id), "next_cursor": None}
+
+    @blp.arguments(DeviceInSchema)
+    @blp.response(201, DeviceSchema)
+    def post(self, data):
+        """Register a push token (again: it is this member's device now)."""
+        return contact.register_device(db.session, current_principal().id, platform=data["platform"],
+                                       token=data["token"], now=program().now())
+
+
+@blp.route("/me/devices/<string:device_id>")
+class Device(Resource):
+    decorators = [member_required]
+
+    @blp.response(204)
+    def delete(self, device_id):
+        """Forget a push device."""
+        contact.remove_device(db.session, current_principal().id, device_id)
+        return None

@@ -1,0 +1,98 @@
+"""One-click unsubscribe (RFC 8058) at ``/api/v1/unsubscribe/<token>``: GET shows a confirmation page and changes
+nothing (mail scanners follow links); POST with the form body ``List-Unsubscribe=One-Click`` (what a mail client
+sends, and what the page's button sends) withdraws that channel's marketing consent, idempotently. No sign-in and no
+cookies: the signed token is the authority. Answers are HTML pages for people (a standard fixes this format),
+with the API's Content-Security-Policy and no script."""
+from __future__ import annotations
+
+from flask import Blueprint, Flask, Response, request
+from markupsafe import escape
+
+from wallet.campaigns import unsubscribe
+from wallet.errors import DomainError
+
+from ..docs import HTML_HEADERS
+from ..extensions import db
+from ..state import program
+
+blp = Blueprint("unsubscribe", __name__, url_prefix="/api/v1/unsubscribe")
+
+_PAGE = """<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex"><title>{title}</title></head>
+<body>
+<h1>{title}</h1>
+<p>{text}</p>
+{form}
+</body>
+</html>
+"""
+_WHAT = {"email": "marketing emails", "sms": "marketing text messages", "push": "marketing push notifications"}
+
+
+def _page(status: int, title: str, text: str, form: str = "") -> Response:
+    body = _PAGE.format(title=escape(title), text=escape(text), form=form)
+    response = Response(body, status=status, mimetype="text/html")
+    response.headers.update(HTML_HEADERS)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"  # the token is in the URL
+    return response
+
+
+def _refused(error: DomainError) -> Response:
+    if error.code == "membership_ended":
+        return _page(410, "Nothing to unsubscribe from", "This membership has ended: the club sends it nothing.")
+    return _page(404, "This link is not valid", "This unsubscribe link is not one the club sent, or it was altered. "
+                                                "You can change what you receive in the app's settings.")
+
+
+@blp.route("/<path:token>", methods=["GET", "POST"], endpoint="page")  # api.FORM_ENDPOINTS names it
+def page(token: str) -> Response:
+    if len(token) > 200:
+        return _refused(unsubscribe.InvalidLink())
+    try:
+        link = unsubscribe.read(program(), token)
+        if request.method == "GET":
+            unsubscribe.member_of(db.session, link)
+            db.session.rollback()
+            action = escape(request.path)
+            form = (f'<form method="post" action="{action}">'
+                    '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
+                    '<button type="submit">Unsubscribe</button></form>')
+            return _page(200, "Unsubscribe?", f"Stop {_WHAT[link.channel]} from the club? Press the button to "
+                                              "confirm; nothing changes until you do.", form)
+        if request.form.get("List-Unsubscribe") != "One-Click":
+            return _page(400, "Nothing was changed", "An unsubscribe request carries List-Unsubscribe=One-Click.")
+        _, changed = unsubscribe.withdraw(db.session, program(), token)
+        db.session.commit()
+    except DomainError as error:
+        db.session.rollback()
+        return _refused(error)
+    except BaseException:
+        db.session.rollback()
+        raise
+    return _page(200, "You are unsubscribed", f"You will receive no more {_WHAT[link.channel]} from the club."
+                 + ("" if changed else " (You had unsubscribed already.)"))
+
+
+def register(app: Flask) -> None:
+    app.register_blueprint(blp)
+
+
+_HTML = {"description": "an HTML page for the person who followed the link", "content": {"text/html": {}}}
+
+
+def document(spec) -> None:
+    """The two operations in the OpenAPI document (the view is a plain Flask route: its answers are pages)."""
+    token = {"name": "token", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 200}}
+    # apispec's Flask plugin wants a view to describe; this page has no schemas, so the operations go in as written
+    spec._paths["/api/v1/unsubscribe/{token}"] = {
+        "get": {"summary": "RFC 8058: a confirmation page; changes nothing", "tags": ["Unsubscribe"],
+                "security": [], "parameters": [token], "responses": {"200": _HTML}},
+        "post": {"summary": "RFC 8058 one-click: withdraws the channel's marketing consent; idempotent",
+                 "tags": ["Unsubscribe"], "security": [], "parameters": [token],
+                 "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+                     "type": "object", "required": ["List-Unsubscribe"],
+                     "properties": {"List-Unsubscribe": {"type": "string", "enum": ["One-Click"]}}}}}},
+                 "responses": {"200": _HTML}}}

@@ -1,0 +1,36 @@
+"""The demo club shows campaigns working: shoppers who consented and some who did not, a campaign launched with a
+holdout whose messages are visible, and the worker sending them to a real SMTP server."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy.orm import sessionmaker
+
+from api.extensions import db
+from wallet import campaigns, demo, webhooks, worker
+
+from ..smtp import smtp_server
+
+
+def test_the_demo_launches_a_campaign_with_a_holdout_and_its_messages_go_out(app, client, session, program):
+    demo.load(session, program)
+    session.commit()
+    demo.load(session, program)  # safe twice: one campaign
+    session.commit()
+    token = client.post("/api/v1/auth/token", json={"email": "marketer@demo.club",
+                                                    "password": "demo-marketer-1"}).get_json()["access_token"]
+    h = {"Authorization": f"Bearer {token}"}
+    [made] = client.get("/api/v1/admin/campaigns", headers=h).get_json()["items"]
+    assert (made["name"], made["status"], made["holdout_percent"]) == (campaigns.DEMO_CAMPAIGN, "launched", 25)
+    # Dana (the demo member) and the seven shoppers who said yes; not the one who said no nor the one never asked
+    assert (made["audience"], made["holdout"]) == (8, 2)
+    messages = client.get(f"/api/v1/admin/campaigns/{made['id']}/messages", headers=h).get_json()["items"]
+    assert sorted(m["status"] for m in messages) == ["holdout"] * 2 + ["pending"] * 6
+    with smtp_server() as smtp:
+        settings = campaigns.MessageSettings(smtp_url=smtp.url, timeout=2, lease=timedelta(seconds=30))
+        stats = worker.run(sessionmaker(bind=db.engine), program, settings=webhooks.Settings(allow_private=True),
+                           once=True, messages=settings)
+        assert stats.messages["sent"] == 6 and len(smtp.received) == 6
+        assert all("Your code: " in m.message.get_body(("plain",)).get_content() for m in smtp.received)
+    report = client.get(f"/api/v1/admin/campaigns/{made['id']}/report", headers=h).get_json()
+    assert (report["treated"], report["delivered"], report["holdout"]) == (6, 6, 2)
