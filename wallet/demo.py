@@ -1,7 +1,6 @@
 """A believable demo club: stores with real coordinates, products with valid barcodes, rules, accounts."""
 from __future__ import annotations
 
-import secrets
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -159,7 +158,7 @@ def _load_segments(session: Session, program: Program, stores: dict) -> None:
     for name, email, gender, city, history, referred_by in SHOPPERS:
         member = session.scalar(select(members.Member).where(members.Member.email == email))
         if member is None:
-            member = enrolment.register_member(session, program, email=email, password=secrets.token_urlsafe(16),
+            member = enrolment.register_member(session, program, email=email, password=campaigns.DEMO_PASSWORD,
                                                name=name, gender=gender, city=city)
             if referred_by:
                 member.referred_by_id = by_email[referred_by].id

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from .. import consents as consent_log
 from .. import enrolment, members
 from ..coupons import Offer
 from ..program import Program
@@ -36,6 +37,10 @@ def load_demo(session: Session, program: Program) -> Campaign | None:
     for email, name, consents in SHOPPERS:
         if not members.email_taken(session, email):
             enrolment.register_member(session, program, email=email, password=PASSWORD, name=name, consents=consents)
+        elif consents:  # a shopper another part of the demo enrolled first (the segments' shoppers) answers too
+            member = session.scalar(select(members.Member).where(members.Member.email == email))
+            consent_log.change(session, member, consents, now=program.now(), channel="app", source="demo",
+                               actor="demo")
     session.flush()
     if session.scalar(select(Campaign.id).where(Campaign.name == NAME)) is not None:
         return None
