@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from api.extensions import db
 from wallet import campaigns, demo, webhooks, worker
+from wallet.kpis.figures import campaign_response_rate
 
 from ..smtp import smtp_server
 
@@ -34,3 +36,15 @@ def test_the_demo_launches_a_campaign_with_a_holdout_and_its_messages_go_out(app
         assert all("Your code: " in m.message.get_body(("plain",)).get_content() for m in smtp.received)
     report = client.get(f"/api/v1/admin/campaigns/{made['id']}/report", headers=h).get_json()
     assert (report["treated"], report["delivered"], report["holdout"]) == (6, 6, 2)
+
+
+def test_the_kpis_response_rate_is_the_launched_campaigns_responders_over_their_treated(app, session, program):
+    today = program.now().date()
+    assert campaign_response_rate(session, today, today) is None  # nothing launched
+    demo.load(session, program)
+    session.commit()
+    [made] = session.scalars(select(campaigns.Campaign)).all()
+    report = campaigns.report(session, made.id)
+    assert report["treated"] == 6
+    assert campaign_response_rate(session, today, today) == report["responders"] / 6
+    assert campaign_response_rate(session, today - timedelta(days=30), today - timedelta(days=1)) is None

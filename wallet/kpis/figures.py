@@ -13,13 +13,15 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
+from .. import campaigns
+from ..campaigns import Campaign
 from ..errors import Invalid
 from ..events import CHANNELS
 from ..program import Program
@@ -34,11 +36,15 @@ _INDEX = {name: i for i, name in enumerate(COUNTERS)}
 
 
 def campaign_response_rate(session: Session, start: date, end: date) -> float | None:
-    """``campaigns.response_rate`` for a period: None until campaigns and their reports exist.
-
-    The one place to wire at merge: the responders of the campaigns launched in the period divided by their treated
-    members (API.md's report: ``response_rate`` = responders / treated), None when no campaign was launched."""
-    return None
+    """``campaigns.response_rate`` for a period: the responders of the campaigns launched in it (UTC days) divided
+    by their treated members (API.md's report: ``response_rate`` = responders / treated); None when no campaign
+    launched then treated anyone. One report per campaign: a period holds few."""
+    since = datetime.combine(start, time.min, tzinfo=UTC)
+    until = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
+    launched = session.scalars(select(Campaign.id).where(Campaign.launched_at >= since, Campaign.launched_at < until))
+    reports = [campaigns.report(session, campaign_id) for campaign_id in launched]
+    treated = sum(r["treated"] for r in reports)
+    return sum(r["responders"] for r in reports) / treated if treated else None
 
 
 @dataclass(frozen=True)
