@@ -6,9 +6,10 @@ from functools import wraps
 
 from flask import g, request
 
-from wallet import tokens
+from wallet import members, tokens
 from wallet.errors import Forbidden, Unauthorized
 
+from .extensions import db
 from .state import keyring, program
 
 
@@ -26,7 +27,11 @@ def current_principal() -> tokens.Principal:
         token = bearer_token()
         if token is None:
             raise Unauthorized("Send an access token: Authorization: Bearer <token>", code="unauthorized")
-        g.principal = tokens.verify_access_token(keyring(), token, program().now())
+        principal = tokens.verify_access_token(keyring(), token, program().now())
+        if principal.role == "member" and not members.may_use_tokens(db.session, principal.id):
+            # erased or closed (wallet.erasure.revoke_member_sessions): every token stops at once
+            raise Unauthorized("This membership is closed", code="account_disabled")
+        g.principal = principal
     return g.principal
 
 

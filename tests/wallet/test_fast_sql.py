@@ -27,7 +27,7 @@ def test_rows_are_what_sqlalchemy_answers(session, member):
     now = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
     row = execute(session, ledger._MOVE, {"member": member.id, "delta": 7, "now": now}).one_or_none()
     assert (row.points, row.seq) == (7, 1)
-    assert tuple(row) == (7, 1)
+    assert tuple(row) == (7, 1, 0)  # points, seq and the debt (0: nothing to pay first)
     stored = session.execute(select(Balance.points, Balance.seq, Balance.updated_at)
                              .where(Balance.member_id == member.id)).one()
     # the UTCDateTime bind processor ran: stored naive UTC, read back aware
