@@ -45,7 +45,7 @@ def test_a_statement_that_returns_no_rows_answers_an_empty_result(session, membe
 
 def test_a_unique_key_is_raised_as_sqlalchemy_raises_it_so_requests_retry(session, member):
     # the till's retry after a race (api/resource.py) catches sqlalchemy's IntegrityError, not the driver's
-    row = {"member_id": member.id, "points": 0, "pending": 0, "seq": 0, "updated_at": datetime.now(UTC)}
+    row = {"member_id": member.id, "points": 0, "pending": 0, "seq": 0, "debt": 0, "updated_at": datetime.now(UTC)}
     with pytest.raises(IntegrityError):
         execute(session, insert(Balance), row)
     session.rollback()
