@@ -54,16 +54,11 @@ class AdjustmentTarget(Base):
     member_id: Mapped[str] = mapped_column(ForeignKey("members.id"), primary_key=True)
 
 
-class SegmentsUnavailable(Rejected):
-    status = 422
-    code = "segments_unavailable"
-
-
 def segment_members(session: Session, segment_id: str) -> Any:
     """The segment's member ids as a Select. The lead wires ``wallet.segments.member_ids(session, segment)`` here
     (and turns an unknown segment into 404 ``segment_not_found``); until then a segment is 422."""
-    raise SegmentsUnavailable("Segments are not available in this build; send member_ids",
-                              errors={"segment_id": ["Segments are not available yet."]})
+    raise Rejected("Segments are not available in this build; send member_ids", code="segments_unavailable",
+                   errors={"segment_id": ["Segments are not available yet."]})
 
 
 def fingerprint_of(points: int, reason: str, member_ids: list[str] | None, segment_id: str | None) -> str:

@@ -13,8 +13,24 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (BigInteger, CheckConstraint, ForeignKey, Index, String, UniqueConstraint, bindparam, func,
-                        insert, literal, literal_column, null, select, text, true, update)
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    String,
+    UniqueConstraint,
+    bindparam,
+    func,
+    insert,
+    literal,
+    literal_column,
+    null,
+    select,
+    text,
+    true,
+    update,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from . import events

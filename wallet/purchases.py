@@ -57,6 +57,8 @@ class PurchaseReturn(Base):
     rewards_taken_back: Mapped[list] = mapped_column(default=list)  # rule ids whose condition the kept part misses
     coupons_voided: Mapped[list] = mapped_column(default=list)
     last: Mapped[bool] = mapped_column(default=False)  # nothing of the purchase is left after it
+    balance_after: Mapped[int] = mapped_column(default=0)  # the member's balance and debt after it (a replay's answer)
+    debt_after: Mapped[int] = mapped_column(default=0)
     fingerprint: Mapped[str] = mapped_column(String(64))
     actor: Mapped[str] = mapped_column(String(48))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -31,7 +31,7 @@ from .program import Program
 from .purchases import Purchase, PurchaseItem, PurchaseReturn, get_purchase
 from .rules import RuleGrant
 
-WHOLE = "whole"  # the refund_id of POST .../refund (the whole purchase, or what partial returns left of it)
+WHOLE = "refund/whole"  # the refund_id of POST .../refund (what partial returns left): a "/" no client may send
 
 
 @dataclass
@@ -40,6 +40,7 @@ class ReturnResult:
     purchase: Purchase
     balance: int
     debt: int
+    remaining_amount: Decimal
     replayed: bool = False
     benefit_uses_returned: int = 0
     points_not_reversed: int = field(init=False)
@@ -48,8 +49,8 @@ class ReturnResult:
         self.points_not_reversed = self.record.points_debt
 
     @property
-    def remaining_amount(self) -> Decimal:
-        return self.purchase.amount - self.purchase.returned_amount
+    def status(self) -> str:
+        return "refunded" if self.record.last else "partly_returned"
 
 
 @dataclass
@@ -91,7 +92,8 @@ def return_part(session: Session, program: Program, purchase_id: str, *, refund_
         if record.refund_id == refund_id:
             if record.fingerprint != fingerprint:
                 raise Conflict("This refund_id was already used for another return", code="refund_conflict")
-            return _answer(session, record, purchase, replayed=True)
+            upto = earlier[:earlier.index(record) + 1]
+            return _answer(record, purchase, sum((r.amount for r in upto), Decimal(0)), replayed=True)
     if purchase.status == "refunded":
         raise Conflict("This purchase was already refunded whole", code="purchase_refunded")
     left_amount = purchase.amount - purchase.returned_amount
@@ -148,6 +150,9 @@ def return_part(session: Session, program: Program, purchase_id: str, *, refund_
     purchase.returned_amount = returned_after
     if last:
         purchase.status, purchase.refunded_at = "refunded", program.now()
+    balance = ledger.balance_of(session, purchase.member_id)
+    session.refresh(balance)
+    record.balance_after, record.debt_after = balance.points, balance.debt
     session.add(record)
     session.flush()
     events.emit(session, "purchase.refunded", member_id=purchase.member_id, store_id=purchase.store_id,
@@ -156,14 +161,14 @@ def return_part(session: Session, program: Program, purchase_id: str, *, refund_
                       "points_reversed": record.points_reversed, "points_not_reversed": record.points_debt,
                       "points_debt": record.points_debt, "coupons_voided": voided,
                       "rewards_taken_back": record.rewards_taken_back, "benefit_uses_returned": uses_returned})
-    return _answer(session, record, purchase, uses_returned=uses_returned)
+    return _answer(record, purchase, returned_after, uses_returned=uses_returned)
 
 
-def _answer(session: Session, record: PurchaseReturn, purchase: Purchase, *, replayed: bool = False,
+def _answer(record: PurchaseReturn, purchase: Purchase, returned: Decimal, *, replayed: bool = False,
             uses_returned: int = 0) -> ReturnResult:
-    balance = ledger.balance_of(session, purchase.member_id)
-    session.refresh(balance)
-    return ReturnResult(record, purchase, balance.points, balance.debt, replayed, uses_returned)
+    """The return's answer; a replay answers what the first did (the balance, debt and what was left, as then)."""
+    return ReturnResult(record, purchase, record.balance_after, record.debt_after, purchase.amount - returned,
+                        replayed, uses_returned)
 
 
 def _bought(session: Session, purchase_id: str) -> dict[str, tuple[int, Decimal, str | None]]:

@@ -78,6 +78,8 @@ def upgrade():
     sa.Column('rewards_taken_back', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('coupons_voided', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('last', sa.Boolean(), nullable=False),
+    sa.Column('balance_after', sa.Integer(), nullable=False),
+    sa.Column('debt_after', sa.Integer(), nullable=False),
     sa.Column('fingerprint', sa.String(length=64), nullable=False),
     sa.Column('actor', sa.String(length=48), nullable=False),
     sa.Column('created_at', wallet.db.UTCDateTime(), nullable=False),

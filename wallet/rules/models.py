@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Float,
-    Integer,
     ForeignKey,
     Index,
+    Integer,
     String,
     UniqueConstraint,
     select,
