@@ -116,7 +116,7 @@ def return_part(session: Session, program: Program, purchase_id: str, *, refund_
     kept_items = _kept_items(bought, returned_items, items or [])
     record = PurchaseReturn(purchase_id=purchase.id, refund_id=refund_id, amount=amount,
                             items=items or [], fingerprint=fingerprint, actor=actor[:48], last=last,
-                            created_at=program.now())
+                            created_at=program.now(), points_reversed=0, points_debt=0, pending_cancelled=0)
     # A fixed reward (points or a coupon) whose amount or category condition the kept part no longer meets.
     failed_rules = [] if last else [r for r, c in fixed.items() if not _kept_meets(c, kept_amount, kept_items)]
     takes: dict[str, int] = {}
