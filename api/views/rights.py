@@ -123,7 +123,8 @@ class PurchaseReturns(Resource):
 class CurrencySchema(StrictSchema):
     code = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z]{3}$"),
                          metadata={"description": "ISO 4217", "example": "USD"})
-    rate = fields.Decimal(required=True, as_string=True, places=None, validate=validate.Range(min=0, min_inclusive=False),
+    rate = fields.Decimal(required=True, as_string=True, places=None, validate=validate.Range(min=0, max=currencies.MAX_RATE,
+                                                                                   min_inclusive=False),
                           metadata={"type": "string", "format": "decimal", "example": "3.7",
                                     "description": "club-currency units per unit, from today on"})
     created_at = Time(dump_only=True, required=True)
