@@ -99,7 +99,7 @@ def test_erased_members_are_not_adjusted(client, factory):
     assert_problem(r, 422, "unknown_members")
 
 
-@pytest.mark.parametrize("size", [3000])
+@pytest.mark.parametrize("size", [1000])
 def test_a_large_batch_is_a_fixed_number_of_statements(app, factory, size):
     """Set-based: statements don't grow with the members (pages of 5,000 rows at most)."""
     program = app.extensions["loyalty.program"]
