@@ -55,8 +55,7 @@ class Balance(Base):
     # The number of entries: the next entry's seq. Unique (member, seq) makes a lost update impossible.
     seq: Mapped[int] = mapped_column(default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
-    # Points a return should have taken back but that were already spent (``points.debt``): later credits pay it
-    # first (``pay_debt``), so the balance itself never goes below zero.
+    # Points a return took back after they were spent (``points.debt``): later credits pay it first (pay_debt).
     debt: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
@@ -313,8 +312,12 @@ def _moved(session: Session, entry: LedgerEntry, row: Any) -> None:
     # set as loaded values (no change to flush: the row is written)
     entry.__dict__["seq"], entry.__dict__["balance_after"] = row.seq, row.points
     entry.debt_seen = row.debt
-    # The UPDATE bypassed the ORM: a Balance already loaded in this session must be read again.
-    cached = session.identity_map.get(session.identity_key(Balance, entry.member_id))
+    _forget_balance(session, entry.member_id)
+
+
+def _forget_balance(session: Session, member_id: str) -> None:
+    """An UPDATE bypassed the ORM: a Balance already loaded in this session must be read again."""
+    cached = session.identity_map.get(session.identity_key(Balance, member_id))
     if cached is not None:
         session.expire(cached)
 
@@ -367,25 +370,20 @@ def pay_debt(session: Session, program: Program, member_id: str, *, key: str, ch
     """Pay the member's points debt from the balance, as far as it goes, by a ``spend`` entry (reason ``debt``)."""
     balance = session.execute(select(Balance).where(Balance.member_id == member_id).with_for_update()
                               .execution_options(populate_existing=True)).scalar_one()
-    paid = min(balance.debt, balance.points)
-    if paid <= 0:
-        return 0
-    left = balance.debt - paid
-    spend(session, program, member_id=member_id, points=paid, reason="debt", idempotency_key=f"debt:{key}",
-          source=f"debt:{key}", channel=channel,
-          description=f"{paid} points paid towards the points debt a return left "
-                      + (f"({left} still owed)" if left else "(the debt is paid off)"))
-    owe(session, member_id, -paid)
-    return paid
+    paid, left = min(balance.debt, balance.points), max(balance.debt - balance.points, 0)
+    if paid > 0:
+        spend(session, program, member_id=member_id, points=paid, reason="debt", idempotency_key=f"debt:{key}",
+              source=f"debt:{key}", channel=channel, description=f"{paid} points paid towards the points debt a "
+              "return left " + (f"({left} still owed)" if left else "(the debt is paid off)"))
+        owe(session, member_id, -paid)
+    return max(paid, 0)
 
 
 def owe(session: Session, member_id: str, points: int) -> None:
     """Add to (or, negative, take from) the member's points debt."""
     session.execute(update(Balance).where(Balance.member_id == member_id).values(debt=Balance.debt + points),
                     execution_options={"synchronize_session": False})
-    cached = session.identity_map.get(session.identity_key(Balance, member_id))
-    if cached is not None:
-        session.expire(cached)
+    _forget_balance(session, member_id)
 
 
 def spend(session: Session, program: Program, *, member_id: str, points: int, reason: str, idempotency_key: str,
@@ -554,17 +552,14 @@ def release_due(session: Session, program: Program, *, batch_size: int = 500) ->
 
 def cancel_pending(session: Session, source: str) -> int:
     """Cancel the holds a source made that are still pending; returns the points cancelled."""
-    cancelled = 0
+    cancelled, sync = 0, {"synchronize_session": False}
     for held in session.scalars(select(PendingPoints).where(PendingPoints.source == source,
                                                             PendingPoints.status == "pending")).all():
-        won = rowcount(session.execute(update(PendingPoints).where(PendingPoints.id == held.id,
-                                                                   PendingPoints.status == "pending")
-                                       .values(status="canceled"),
-                                       execution_options={"synchronize_session": False}))
-        if won:
+        if rowcount(session.execute(update(PendingPoints).where(PendingPoints.id == held.id,
+                                                                PendingPoints.status == "pending")
+                                    .values(status="canceled"), execution_options=sync)):
             session.execute(update(Balance).where(Balance.member_id == held.member_id)
-                            .values(pending=Balance.pending - held.points),
-                            execution_options={"synchronize_session": False})
+                            .values(pending=Balance.pending - held.points), execution_options=sync)
             cancelled += held.points
     return cancelled
 
@@ -575,34 +570,27 @@ def entries_from(session: Session, source: str) -> list[LedgerEntry]:
 
 def statement(session: Session, member_id: str, *, limit: int = 50, before_seq: int | None = None) -> list[LedgerEntry]:
     """The member's entries, newest first; ``before_seq`` is the cursor."""
-    query = select(LedgerEntry).where(LedgerEntry.member_id == member_id)
-    if before_seq is not None:
-        query = query.where(LedgerEntry.seq < before_seq)
+    query = select(LedgerEntry).where(LedgerEntry.member_id == member_id,
+                                      *([LedgerEntry.seq < before_seq] if before_seq is not None else []))
     return list(session.scalars(query.order_by(LedgerEntry.seq.desc()).limit(limit)))
 
 
 def lots_of(session: Session, entry_ids: list[str]) -> dict[str, Lot]:
-    """The lots these credits opened, by entry (one query)."""
-    if not entry_ids:
-        return {}
-    return {lot.entry_id: lot for lot in session.scalars(select(Lot).where(Lot.entry_id.in_(entry_ids)))}
+    """The lots these credits opened, by entry (one query, none for no entries)."""
+    return {lot.entry_id: lot for lot in session.scalars(select(Lot).where(Lot.entry_id.in_(entry_ids)))} \
+        if entry_ids else {}
 
 
 def lasts_days(earned_at: datetime, expires_at: datetime | None) -> int | None:
     """How many days a lot lasts: its own expiry, not the programme's default (a rule may give 30 days)."""
-    if expires_at is None:
-        return None
-    return round((expires_at - earned_at).total_seconds() / 86400)
+    return None if expires_at is None else round((expires_at - earned_at).total_seconds() / 86400)
 
 
 def expiring(session: Session, member_id: str, now: datetime, within: timedelta = timedelta(days=90)) -> list[dict]:
     """What of the balance expires soon: [{points, expires_at}] by date, earliest first."""
-    rows = session.execute(
-        select(Lot.expires_at, func.sum(Lot.remaining))
-        .where(Lot.member_id == member_id, Lot.remaining > 0, Lot.expires_at.is_not(None),
-               Lot.expires_at <= now + within)
-        .group_by(Lot.expires_at).order_by(Lot.expires_at)
-    ).all()
+    rows = session.execute(select(Lot.expires_at, func.sum(Lot.remaining))
+                           .where(Lot.member_id == member_id, Lot.remaining > 0, Lot.expires_at.is_not(None),
+                                  Lot.expires_at <= now + within).group_by(Lot.expires_at).order_by(Lot.expires_at)).all()
     return [{"points": int(points), "expires_at": at} for at, points in rows]
 
 

@@ -120,11 +120,15 @@ class PurchaseReturns(Resource):
 # ------------------------------------------------------------------ currencies
 
 
+def _positive_rate(value) -> None:
+    if not value.is_finite() or not 0 < value <= currencies.MAX_RATE:
+        raise ValidationError(f"Must be above 0 and at most {currencies.MAX_RATE}.")
+
+
 class CurrencySchema(StrictSchema):
     code = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z]{3}$"),
                          metadata={"description": "ISO 4217", "example": "USD"})
-    rate = fields.Decimal(required=True, as_string=True, places=None, validate=validate.Range(min=0, max=currencies.MAX_RATE,
-                                                                                   min_inclusive=False),
+    rate = fields.Decimal(required=True, as_string=True, places=None, validate=_positive_rate,
                           metadata={"type": "string", "format": "decimal", "example": "3.7",
                                     "description": "club-currency units per unit, from today on"})
     created_at = Time(dump_only=True, required=True)
