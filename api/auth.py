@@ -7,7 +7,7 @@ from functools import wraps
 from flask import g, request
 
 from wallet import members, tokens
-from wallet.errors import Forbidden, Unauthorized
+from wallet.errors import Forbidden, InvalidToken, Unauthorized
 
 from .extensions import db
 from .state import keyring, program
@@ -28,9 +28,12 @@ def current_principal() -> tokens.Principal:
         if token is None:
             raise Unauthorized("Send an access token: Authorization: Bearer <token>", code="unauthorized")
         principal = tokens.verify_access_token(keyring(), token, program().now())
-        if principal.role == "member" and not members.may_use_tokens(db.session, principal.id):
-            # erased or closed (wallet.erasure.revoke_member_sessions): every token stops at once
-            raise Unauthorized("This membership is closed", code="account_disabled")
+        if principal.role == "member":  # erased or closed (wallet.erasure.revoke_member_sessions): tokens stop at once
+            status = members.membership_status(db.session, principal.id)
+            if status is None:
+                raise InvalidToken("The account this token was issued for no longer exists")
+            if status != "active":
+                raise Unauthorized("This membership is closed", code="account_disabled")
         g.principal = principal
     return g.principal
 

@@ -166,9 +166,9 @@ def check_password(member: Member, password: str) -> bool:
     return _verify(member.password_hash, password)
 
 
-def may_use_tokens(session: Session, member_id: str) -> bool:
-    """Whether a member's tokens still work: not once the membership is closed or erased (``wallet.erasure``)."""
-    return session.scalar(select(Member.status).where(Member.id == member_id)) == "active"
+def membership_status(session: Session, member_id: str) -> str | None:
+    """``active``, ``closed`` or ``erased`` (``wallet.erasure``): only an active member's tokens work; None: no member."""
+    return session.scalar(select(Member.status).where(Member.id == member_id))
 
 
 def authenticate(session: Session, email: str, password: str) -> Member | Staff:
