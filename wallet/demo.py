@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import coupons, enrolment, instore, members, rules
+from . import coupons, currencies, enrolment, instore, members, returns, rules, till
 from .barcodes import gtin_check_digit
 from .program import Program
 from .stores import Product, Store
@@ -90,7 +90,27 @@ def load(session: Session, program: Program) -> list[tuple[str, str, str, str]]:
             note = "store TLV-DIZ"
         out.append((role, email, password, note))
     session.flush()
+    _load_foreign_store(session, program)
     return out
+
+
+def _load_foreign_store(session: Session, program: Program) -> None:
+    """The airport's duty-free shop, selling in dollars (the club's rate: 3.7 shekels), where the demo member bought
+    for $40.00 and brought back $10.00 of it: a purchase through the rate of its day and a partial return."""
+    if session.get(currencies.Currency, "USD") is None:
+        currencies.set_rate(session, program, "USD", Decimal("3.7"), create=True)
+    store = session.scalar(select(Store).where(Store.code == "TLV-DFS"))
+    if store is None:
+        store = Store(code="TLV-DFS", name="Duty Free, Ben Gurion Airport", address="Terminal 3, Ben Gurion Airport",
+                      lat=32.0055, lon=34.8854, timezone="Asia/Jerusalem", radius_m=300, check_in_cooldown_minutes=240,
+                      currency="USD")
+        session.add(store)
+        session.flush()
+    member = session.execute(select(members.Member).where(members.Member.email == "member@demo.club")).scalar_one()
+    bought = till.record_purchase(session, program, store_id=store.id, card_code=member.card.number,
+                                  amount=Decimal("40.00"), currency="USD", receipt_id="DEMO-DFS-1")
+    returns.return_part(session, program, bought.purchase.id, refund_id="demo-return-1", store_id=store.id,
+                        actor="demo", amount=Decimal("10.00"))
 
 
 def _load_more(session: Session, program: Program, stores: dict, products: dict) -> None:

@@ -86,3 +86,15 @@ def test_a_store_in_its_own_currency_earns_through_the_rate_of_the_day(app, clie
     r = client.patch(f"{API}/admin/stores/{store['id']}", json={"currency": None}, headers=h)
     assert r.status_code == 200 and r.get_json()["currency"] is None
     assert buy("10.00", "ILS", "R-3").get_json()["points_awarded"] == 10
+
+
+def test_the_demo_club_has_a_store_in_dollars_and_a_partial_return(app):
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["demo"]).exit_code == 0
+    assert runner.invoke(args=["demo"]).exit_code == 0  # twice: the purchase and the return replay
+    with app.app_context():
+        purchase = db.session.scalar(db.select(Purchase).where(Purchase.receipt_id == "DEMO-DFS-1"))
+        assert (purchase.currency, purchase.rate, purchase.amount, purchase.returned_amount) == (
+            "USD", Decimal("3.7"), Decimal("40.00"), Decimal("10.00"))
+        assert purchase.points_awarded == 148 and purchase.status == "completed"
+        db.session.remove()
