@@ -233,3 +233,29 @@ def test_partial_returns_add_up_to_the_whole_and_the_balance_never_goes_below_ze
         rows = session.scalars(db.select(LedgerEntry).where(LedgerEntry.member_id == member["id"])).all()
         assert all(e.balance_after >= 0 for e in rows)
         db.session.remove()
+
+
+@pytest.mark.postgres
+def test_concurrent_returns_count_once_and_never_exceed_the_purchase(app, client, factory, shop):
+    from ..conftest import run_together
+    member = factory.member()
+    purchase = buy(client, shop, member, "100.00")
+
+    def same(_):
+        with app.test_client() as c:
+            r = c.post(f"{API}/pos/purchases/{purchase['purchase_id']}/refunds", headers=shop["h"],
+                       json={"refund_id": "same", "amount": "10.00"})
+            return r.status_code, {k: v for k, v in r.get_json().items() if k != "replayed"}
+    answers = run_together(4, same)
+    assert {a[0] for a in answers} == {201} and len({str(a[1]) for a in answers}) == 1
+    assert factory.balance(member["id"]) == 90
+
+    def racing(i):
+        with app.test_client() as c:
+            return c.post(f"{API}/pos/purchases/{purchase['purchase_id']}/refunds", headers=shop["h"],
+                          json={"refund_id": f"race-{i}", "amount": "60.00"}).status_code
+    assert sorted(run_together(2, racing)) == [201, 422]
+    assert factory.balance(member["id"]) == 30
+    with app.app_context():
+        assert_consistent(db.session, member["id"])
+        db.session.remove()
