@@ -18,10 +18,11 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "core": ("clock", "db", "fast_sql", "errors", "program", "codes", "qr", "barcodes", "scanner", "passwords"),
     "entities": ("members", "stores", "ledger", "statement", "benefits", "purchases", "coupons", "tokens", "idempotency",
                  "events", "audit", "passes", "fraud", "segments", "influence",
-                 "consents", "contact"),
+                 "consents", "contact", "currencies"),
     "rules engine": ("rules",),
     "use cases": ("till", "enrolment", "referrals", "instore", "triggers", "activity", "webhooks", "worker",
-                  "demo", "export", "kpis", "accounts", "campaigns"),
+                  "demo", "export", "kpis", "accounts", "campaigns",
+                  "erasure", "returns", "adjustments"),
     "the schema": ("models",),  # gathers every table for Alembic: above everything, imported by nothing here
 }
 LONGEST = 600

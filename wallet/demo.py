@@ -8,7 +8,21 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import campaigns, coupons, enrolment, instore, kpis, members, purchases, rules, segments, statement
+from . import (
+    campaigns,
+    coupons,
+    currencies,
+    enrolment,
+    instore,
+    kpis,
+    members,
+    purchases,
+    returns,
+    rules,
+    segments,
+    statement,
+    till,
+)
 from .barcodes import gtin_check_digit
 from .errors import Rejected
 from .program import Program
@@ -100,6 +114,7 @@ def load(session: Session, program: Program) -> list[tuple[str, str, str, str]]:
     out.append(("member", campaigns.DEMO_SHOPPERS[0][0], campaigns.DEMO_PASSWORD,
                 f"and {len(campaigns.DEMO_SHOPPERS) - 1} more; campaign '{campaigns.DEMO_CAMPAIGN}' launched"))
     session.flush()
+    _load_foreign_store(session, program)
     return out
 
 
@@ -121,6 +136,26 @@ def _load_traveller(session: Session, program: Program, stores: dict) -> tuple[s
         except Rejected:  # impossible travel: the refused check-in and its flag are kept
             pass
     return ("member", email, password, note)
+
+
+def _load_foreign_store(session: Session, program: Program) -> None:
+    """The airport's duty-free shop, selling in dollars (the club's rate: 3.7 shekels), where the traveller bought
+    for $40.00 and brought back $10.00 of it (the traveller): a purchase through the rate of its day and a partial return."""
+    if session.get(currencies.Currency, "USD") is None:
+        currencies.set_rate(session, program, "USD", Decimal("3.7"), create=True)
+    store = session.scalar(select(Store).where(Store.code == "TLV-DFS"))
+    if store is None:
+        store = Store(code="TLV-DFS", name="Duty Free, Ben Gurion Airport", address="Terminal 3, Ben Gurion Airport",
+                      lat=32.0055, lon=34.8854, timezone="Asia/Jerusalem", radius_m=300, check_in_cooldown_minutes=240,
+                      currency="USD")
+        session.add(store)
+        session.flush()
+    # The traveller shops at the airport (the demo member's welcome points still wait for a first purchase).
+    member = session.execute(select(members.Member).where(members.Member.email == TRAVELLER[0])).scalar_one()
+    bought = till.record_purchase(session, program, store_id=store.id, card_code=member.card.number,
+                                  amount=Decimal("40.00"), currency="USD", receipt_id="DEMO-DFS-1")
+    returns.return_part(session, program, bought.purchase.id, refund_id="demo-return-1", store_id=store.id,
+                        actor="demo", amount=Decimal("10.00"))
 
 
 def _load_more(session: Session, program: Program, stores: dict, products: dict) -> None:

@@ -28,6 +28,7 @@ from sqlalchemy import (
     null,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -45,7 +46,8 @@ KINDS = ("earn", "spend", "expire", "adjust", "reverse")
 class Balance(Base):
     __tablename__ = "balances"
     __table_args__ = (CheckConstraint("points >= 0", name="points_not_negative"),
-                      CheckConstraint("pending >= 0", name="pending_not_negative"))
+                      CheckConstraint("pending >= 0", name="pending_not_negative"),
+                      CheckConstraint("debt >= 0", name="debt_not_negative"))
 
     member_id: Mapped[str] = mapped_column(ForeignKey("members.id"), primary_key=True)
     points: Mapped[int] = mapped_column(Points, default=0)
@@ -53,6 +55,8 @@ class Balance(Base):
     # The number of entries: the next entry's seq. Unique (member, seq) makes a lost update impossible.
     seq: Mapped[int] = mapped_column(default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Points a return took back after they were spent (``points.debt``): later credits pay it first (pay_debt).
+    debt: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class LedgerEntry(Base):
@@ -82,6 +86,7 @@ class LedgerEntry(Base):
     rule_id: Mapped[str | None] = mapped_column(String(32))
     channel: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    debt_seen = 0  # not a column: the member's debt as the credit's own statement read it (0: nothing to pay)
 
 
 class Lot(Base):
@@ -147,7 +152,7 @@ _MOVE = (update(_balances)
                 _balances.c.points + bindparam("delta") <= literal_column(str(MAX_BALANCE)))
          .values(points=_balances.c.points + bindparam("delta"), seq=_balances.c.seq + literal_column("1"),
                  updated_at=bindparam("now", type_=_balances.c.updated_at.type))
-         .returning(_balances.c.points, _balances.c.seq))
+         .returning(_balances.c.points, _balances.c.seq, _balances.c.debt))
 
 
 def _credit_pg(with_event: bool) -> tuple[Any, tuple[str, ...]]:
@@ -174,7 +179,8 @@ def _credit_pg(with_event: bool) -> tuple[Any, tuple[str, ...]]:
                                entry.c.id, bindparam("delta", type_=lots.c.points.type),
                                bindparam("delta", type_=lots.c.points.type), entry.c.expires_at).select_from(entry))
            .cte("lot"))
-    statement = select(entry.c.balance_after.label("points"), entry.c.seq).add_cte(lot)
+    statement = (select(entry.c.balance_after.label("points"), entry.c.seq, moved.c.debt)
+                 .select_from(entry).join(moved, true()).add_cte(lot))
     if with_event:
         log = table_of(events.Event)
         text = String()
@@ -325,8 +331,13 @@ def _moved(session: Session, entry: LedgerEntry, row: Any) -> None:
                                  balance=points, required=-entry.delta)
     # set as loaded values (no change to flush: the row is written)
     entry.__dict__["seq"], entry.__dict__["balance_after"] = row.seq, row.points
-    # The UPDATE bypassed the ORM: a Balance already loaded in this session must be read again.
-    cached = session.identity_map.get(session.identity_key(Balance, entry.member_id))
+    entry.debt_seen = row.debt
+    _forget_balance(session, entry.member_id)
+
+
+def _forget_balance(session: Session, member_id: str) -> None:
+    """An UPDATE bypassed the ORM: a Balance already loaded in this session must be read again."""
+    cached = session.identity_map.get(session.identity_key(Balance, member_id))
     if cached is not None:
         session.expire(cached)
 
@@ -370,15 +381,38 @@ def earn(session: Session, program: Program, *, member_id: str, points: int, rea
         return existing
     if expires_at is None:
         expires_at = default_expiry(program, program.now(), expiry_days)
-    return _move(session, program, member_id=member_id, delta=points, kind=kind, reason=reason,
-                 idempotency_key=idempotency_key, description=description, source=source, actor=actor,
-                 expires_at=expires_at, rule_id=rule_id, channel=channel, lot=True, batch=batch, announce=announce)
+    entry = _move(session, program, member_id=member_id, delta=points, kind=kind, reason=reason,
+                  idempotency_key=idempotency_key, description=description, source=source, actor=actor,
+                  expires_at=expires_at, rule_id=rule_id, channel=channel, lot=True, batch=batch, announce=announce)
+    if entry.debt_seen:  # known from the credit's own statement: no round trip for a member without debt
+        pay_debt(session, program, entry.member_id, key=entry.id, channel=channel)
+    return entry
+
+
+def pay_debt(session: Session, program: Program, member_id: str, *, key: str, channel: str | None = None) -> int:
+    """Pay the member's points debt from the balance, as far as it goes, by a ``spend`` entry (reason ``debt``)."""
+    balance = session.execute(select(Balance).where(Balance.member_id == member_id).with_for_update()
+                              .execution_options(populate_existing=True)).scalar_one()
+    paid, left = min(balance.debt, balance.points), max(balance.debt - balance.points, 0)
+    if paid > 0:
+        spend(session, program, member_id=member_id, points=paid, reason="debt", idempotency_key=f"debt:{key}",
+              source=f"debt:{key}", channel=channel, description=f"{paid} points paid towards the points debt a "
+              "return left " + (f"({left} still owed)" if left else "(the debt is paid off)"))
+        owe(session, member_id, -paid)
+    return max(paid, 0)
+
+
+def owe(session: Session, member_id: str, points: int) -> None:
+    """Add to (or, negative, take from) the member's points debt."""
+    session.execute(update(Balance).where(Balance.member_id == member_id).values(debt=Balance.debt + points),
+                    execution_options={"synchronize_session": False})
+    _forget_balance(session, member_id)
 
 
 def spend(session: Session, program: Program, *, member_id: str, points: int, reason: str, idempotency_key: str,
           description: str, source: str | None = None, actor: str = "system", kind: str = "spend",
-          channel: str | None = None) -> LedgerEntry:
-    """Debit points from the lots that expire first; InsufficientPoints if the balance can't pay."""
+          channel: str | None = None, first_lots: Collection[str] = ()) -> LedgerEntry:
+    """Debit points from the named lots, then those that expire first; InsufficientPoints if the balance can't pay."""
     if points <= 0:
         raise ValueError("spend takes a positive number of points")
     existing = _replay(session, idempotency_key, member_id, -points, kind)
@@ -387,7 +421,7 @@ def spend(session: Session, program: Program, *, member_id: str, points: int, re
     entry = _move(session, program, member_id=member_id, delta=-points, kind=kind, reason=reason,
                   idempotency_key=idempotency_key, description=description, source=source, actor=actor,
                   channel=channel)
-    _take_from_lots(session, entry, points)
+    _take_from_lots(session, entry, points, first_lot_ids=first_lots)
     return entry
 
 
@@ -545,17 +579,14 @@ def release_due(session: Session, program: Program, *, batch_size: int = 500) ->
 
 def cancel_pending(session: Session, source: str) -> int:
     """Cancel the holds a source made that are still pending; returns the points cancelled."""
-    cancelled = 0
+    cancelled, sync = 0, {"synchronize_session": False}
     for held in session.scalars(select(PendingPoints).where(PendingPoints.source == source,
                                                             PendingPoints.status == "pending")).all():
-        won = rowcount(session.execute(update(PendingPoints).where(PendingPoints.id == held.id,
-                                                                   PendingPoints.status == "pending")
-                                       .values(status="canceled"),
-                                       execution_options={"synchronize_session": False}))
-        if won:
+        if rowcount(session.execute(update(PendingPoints).where(PendingPoints.id == held.id,
+                                                                PendingPoints.status == "pending")
+                                    .values(status="canceled"), execution_options=sync)):
             session.execute(update(Balance).where(Balance.member_id == held.member_id)
-                            .values(pending=Balance.pending - held.points),
-                            execution_options={"synchronize_session": False})
+                            .values(pending=Balance.pending - held.points), execution_options=sync)
             cancelled += held.points
     return cancelled
 

@@ -101,6 +101,9 @@ class Member(Base):
     referred_by_id: Mapped[str | None] = mapped_column(ForeignKey("members.id"), index=True)
     channel: Mapped[str] = mapped_column(String(16), default="app")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Set by erasure (wallet.erasure): the row stays for the books, pseudonymised. Audiences (segments, campaigns,
+    # exports, searches) leave out members whose erased_at is set: ``Member.erased_at.is_(None)``.
+    erased_at: Mapped[datetime | None]
 
     # The member's current card: the one not replaced (a replaced card stays, blocked, for the books and the till's
     # refusal). Read-only: cards are written as rows (enrolment, replace_card).
@@ -198,6 +201,16 @@ def update_member(session: Session, program: Program, member: Member, changes: d
                     occurred_at=now, data={"fields": changed})
     session.flush()
     return member
+
+
+def check_password(member: Member, password: str) -> bool:
+    """Whether this is the member's password (an erased member has none)."""
+    return _verify(member.password_hash, password)
+
+
+def membership_status(session: Session, member_id: str) -> str | None:
+    """``active``, ``closed`` or ``erased`` (``wallet.erasure``): only an active member's tokens work; None: no member."""
+    return session.scalar(select(Member.status).where(Member.id == member_id))
 
 
 def authenticate(session: Session, email: str, password: str) -> Member | Staff:

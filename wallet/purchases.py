@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .clock import utcnow
@@ -34,6 +34,37 @@ class Purchase(Base):
     channel: Mapped[str] = mapped_column(String(16), default="till")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     refunded_at: Mapped[datetime | None]
+    # A store with its own currency: club-currency units per unit on the day of the purchase (None: the club's
+    # currency). Kept so a return takes back through the rate the purchase earned at.
+    rate: Mapped[Decimal | None] = mapped_column(Numeric(18, 8))
+    # What partial returns have taken back so far, in the purchase's currency (wallet.returns).
+    returned_amount: Mapped[Decimal] = mapped_column(default=Decimal(0))
+
+
+class PurchaseReturn(Base):
+    """One partial return of a purchase, once per ``refund_id``: what came back and what it took back."""
+
+    __tablename__ = "purchase_returns"
+    __table_args__ = (UniqueConstraint("purchase_id", "refund_id"),)
+
+    id: Mapped[str] = id_column("ret")
+    purchase_id: Mapped[str] = mapped_column(ForeignKey("purchases.id"), index=True)
+    refund_id: Mapped[str] = mapped_column(String(64))
+    amount: Mapped[Decimal]
+    items: Mapped[list] = mapped_column(default=list)  # [{barcode, quantity}] when returned by items
+    points_reversed: Mapped[int] = mapped_column(default=0)
+    points_debt: Mapped[int] = mapped_column(default=0)
+    pending_cancelled: Mapped[int] = mapped_column(default=0)
+    # What was taken back from each thing the purchase earned: {"<entry or hold id>": points}
+    taken: Mapped[dict] = mapped_column(default=dict)
+    rewards_taken_back: Mapped[list] = mapped_column(default=list)  # rule ids whose condition the kept part misses
+    coupons_voided: Mapped[list] = mapped_column(default=list)
+    last: Mapped[bool] = mapped_column(default=False)  # nothing of the purchase is left after it
+    balance_after: Mapped[int] = mapped_column(default=0)  # the member's balance and debt after it (a replay's answer)
+    debt_after: Mapped[int] = mapped_column(default=0)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(48))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class PurchaseItem(Base):

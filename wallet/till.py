@@ -4,14 +4,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import bindparam, exists, literal_column, select
 from sqlalchemy.orm import Session
 
-from . import benefits, events, fraud, ledger, passes, rules, scanner, statement
+from . import benefits, currencies, events, fraud, ledger, passes, returns, rules, scanner, statement
 from .barcodes import normalise_barcode
 from .coupons import redemption, voiding
 from .db import new_id, table_of
@@ -19,7 +19,7 @@ from .errors import Conflict, Invalid, Rejected
 from .fast_sql import Batch, as_written, execute, own_transaction, write
 from .members import Card, Member, find_card
 from .program import Program
-from .purchases import Purchase, PurchaseItem, get_purchase
+from .purchases import Purchase, PurchaseItem, PurchaseReturn, get_purchase
 from .stores import Product, Store
 
 _items = PurchaseItem.__table__
@@ -42,6 +42,7 @@ class RefundResult:
     pending_cancelled: int
     balance: int
     benefit_uses_returned: int = 0
+    points_debt: int = 0  # what was already spent: the member's points debt now (later earning pays it first)
 
 
 def _fingerprint(member_id: str, amount: Decimal, currency: str, items: list[dict[str, Any]]) -> str:
@@ -63,9 +64,6 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
     constraint, its transaction is rolled back and rerun by the caller, and the rerun replays the first.
     """
     items = items or []
-    if currency != program.currency:
-        raise Invalid(f"This club counts in {program.currency}", code="unsupported_currency",
-                      errors={"currency": [f"Must be {program.currency}."]})
     _check_size(program, amount, items)
     for i, item in enumerate(items):
         item["barcode"] = normalise_barcode(item["barcode"], field=f"items.{i}.barcode")
@@ -73,7 +71,15 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
     purchase_id = new_id("pur")
     source = f"purchase:{purchase_id}"
     scanned = scanner.read(program, card_code, want="card")
-    at = _card_at_store(session, scanned, store_id, receipt_id, now=now, source=source)
+    at = _card_at_store(session, scanned, store_id, receipt_id, now=now, source=source,
+                        day=now.astimezone(program.tz).date())
+    counts_in = at.store_currency or program.currency
+    if currency != counts_in:
+        raise Invalid(f"This store counts in {counts_in}", code="unsupported_currency",
+                      errors={"currency": [f"Must be {counts_in}."]})
+    if at.store_currency is not None and at.rate is None:
+        raise Invalid(f"The club has no rate for {currency} yet", code="currency_without_rate",
+                      errors={"currency": [f"No rate for {currency}: add it under /admin/currencies."]})
     fingerprint = _fingerprint(at.member_id, amount, currency, items)
     if at.earlier_purchase_id is not None:
         # This store already has this receipt: a retry replays it, anything else is a clash.
@@ -88,9 +94,13 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
         fraud.release_welcome(session, program, at.member_id)
     with own_transaction(session):  # a read
         basket = _basket(session, items)
+    if at.debt:  # rare: begin the transaction now (the row lock) so that paying the debt is part of it
+        session.execute(select(ledger.Balance.member_id).where(ledger.Balance.member_id == at.member_id)
+                        .with_for_update())
     pending_until = now + timedelta(days=program.pending_days) if program.pending_days else None
     event = rules.Event(trigger="purchase", member_id=at.member_id, source=source,
-                        channel="till", store_id=store_id, amount=amount, currency=currency, items=basket,
+                        channel="till", store_id=store_id, amount=currencies.to_club(amount, at.rate),
+                        currency=program.currency, items=_in_club_currency(basket, at.rate),
                         occurred_at=now, store_timezone=at.store_timezone, fresh=True, announced_by_caller=True)
     # The grants' audit rows and the purchase, written in one statement; on PostgreSQL with the points credit.
     batch = Batch()
@@ -99,7 +109,8 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
     values = {"id": purchase_id, "store_id": store_id, "member_id": at.member_id, "receipt_id": receipt_id,
               "amount": amount, "currency": currency, "points_awarded": sum(g.points for g in grants),
               "rewards": rewards, "status": "completed", "fingerprint": fingerprint, "cashier_id": cashier_id,
-              "channel": "till", "created_at": now, "refunded_at": None}
+              "channel": "till", "created_at": now, "refunded_at": None, "rate": at.rate,
+              "returned_amount": Decimal(0)}
     batch.rows.append((Purchase.__table__, values))
     batch.rows.extend((_items, {"purchase_id": purchase_id, **row}) for row in basket)
     batch.rows.append((_events, events.event_row(
@@ -114,6 +125,9 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
         write(session, batch)
     purchase = as_written(Purchase, values)  # for the answer; not kept in the session (nothing reads it again)
     earned = [g.entry for g in grants if isinstance(getattr(g, "entry", None), ledger.LedgerEntry)]
+    if earned and any(e.debt_seen for e in earned):  # the credit's statement read the debt: pay it first
+        ledger.pay_debt(session, program, at.member_id, key=earned[0].id, channel="till")
+        return PurchaseResult(purchase, ledger.balance_of(session, at.member_id).points, rewards)
     balance = max(e.balance_after for e in earned) if earned else ledger.balance_of(session, at.member_id).points
     return PurchaseResult(purchase, balance, rewards)
 
@@ -147,6 +161,16 @@ class _CardAtStore:
     earlier_purchase_id: str | None
     prefetched: rules.Prefetched
     welcome_waiting: bool = False  # the member still has points waiting for a first purchase
+    store_currency: str | None = None
+    rate: Decimal | None = None  # the store's currency's rate of the day
+    debt: int = 0  # the member's points debt: later earning pays it first
+
+
+def _in_club_currency(basket: list[dict[str, Any]], rate: Decimal | None) -> list[dict[str, Any]]:
+    """The basket as the rules see it: prices in the club's currency."""
+    if rate is None:
+        return basket
+    return [item | {"unit_price": currencies.to_club(Decimal(item["unit_price"]), rate)} for item in basket]
 
 
 def _card_at_store_query(by: Any) -> Any:
@@ -157,8 +181,10 @@ def _card_at_store_query(by: Any) -> Any:
                               ledger.PendingPoints.awaits.is_not(None),
                               ledger.PendingPoints.status == literal_column("'pending'"))
     return (select(Card.member_id, Card.status, Store.active, Store.timezone, Purchase.id,
-                   rules.revision_column(), usable_benefit, awaiting)
+                   rules.revision_column(), usable_benefit, awaiting, Store.currency,
+                   currencies.rate_on_column(Store.currency, bindparam("day")), ledger.Balance.debt)
             .select_from(Card).join(Store, Store.id == bindparam("store_id"))
+            .join(ledger.Balance, ledger.Balance.member_id == Card.member_id)
             .outerjoin(Purchase, (Purchase.store_id == bindparam("store_id"))
                        & (Purchase.receipt_id == bindparam("receipt_id")))
             .where(by == bindparam("card")))
@@ -169,21 +195,23 @@ _CARD_AT_STORE = {"id": _card_at_store_query(Card.id), "number": _card_at_store_
 
 
 def _card_at_store(session: Session, card: scanner.Scanned, store_id: str, receipt_id: str, *,
-                   now: datetime, source: str) -> _CardAtStore:
+                   now: datetime, source: str, day: date) -> _CardAtStore:
     """The scanned card, the till's store and this receipt's earlier purchase, if any, in one query; with them,
     what the rules engine would otherwise look up (the rules' revision, whether the member holds a benefit)."""
     with own_transaction(session):  # a read: no transaction needed around it
         row = execute(session, _CARD_AT_STORE[card.by], {"card": card.key, "store_id": store_id,
-                                                        "receipt_id": receipt_id, "now": now, "source": source}).first()
+                                                        "receipt_id": receipt_id, "now": now, "source": source,
+                                                        "day": day}).first()
     if row is None:
         find_card(session, card)  # raises card_not_found
         raise Rejected("This store does not take purchases", code="store_inactive")
-    member_id, status, store_active, timezone, earlier, revision, has_benefits, awaiting = row
+    member_id, status, store_active, timezone, earlier, revision, has_benefits, awaiting, store_currency, rate, debt = row
     if status != "active":
         raise Rejected("This card is blocked", code="card_inactive")
     if not store_active:
         raise Rejected("This store does not take purchases", code="store_inactive")
-    return _CardAtStore(member_id, timezone, earlier, rules.Prefetched(revision, bool(has_benefits)), bool(awaiting))
+    return _CardAtStore(member_id, timezone, earlier, rules.Prefetched(revision, bool(has_benefits)), bool(awaiting),
+                        store_currency, currencies.rate_of(rate), debt or 0)
 
 
 def _basket(session: Session, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -203,8 +231,11 @@ def _basket(session: Session, items: list[dict[str, Any]]) -> list[dict[str, Any
 
 def refund_purchase(session: Session, program: Program, purchase_id: str, *, store_id: str | None,
                     actor: str) -> RefundResult:
-    """Take back what a purchase earned with reversal entries; never below a zero balance. Safe to repeat."""
+    """Take back what a purchase earned with reversal entries; what was already spent becomes the member's points
+    debt (never a negative balance). After partial returns, it takes back what they left. Safe to repeat."""
     purchase = get_purchase(session, purchase_id, store_id)
+    if session.scalar(select(exists().where(PurchaseReturn.purchase_id == purchase.id))):
+        return _whole_after_returns(session, program, purchase, store_id=store_id, actor=actor)
     source = f"purchase:{purchase.id}"
     requested = reversed_ = 0
     for entry in statement.entries_from(session, source):
@@ -221,14 +252,32 @@ def refund_purchase(session: Session, program: Program, purchase_id: str, *, sto
     if purchase.status != "refunded":
         purchase.status = "refunded"
         purchase.refunded_at = program.now()
+        purchase.returned_amount = purchase.amount
+        if requested > reversed_:  # already spent: owed, paid by later earning
+            ledger.owe(session, purchase.member_id, requested - reversed_)
         events.emit(session, "purchase.refunded", member_id=purchase.member_id, store_id=purchase.store_id,
                     channel="till", actor=actor[:64], occurred_at=purchase.refunded_at,
                     data={"purchase_id": purchase.id, "points_reversed": reversed_,
-                          "points_not_reversed": requested - reversed_, "coupons_voided": voided,
-                          "benefit_uses_returned": uses_returned})
+                          "points_not_reversed": requested - reversed_, "points_debt": requested - reversed_,
+                          "coupons_voided": voided, "benefit_uses_returned": uses_returned})
     session.flush()
     balance = ledger.balance_of(session, purchase.member_id).points
-    return RefundResult(purchase, reversed_, requested - reversed_, cancelled, balance, uses_returned)
+    return RefundResult(purchase, reversed_, requested - reversed_, cancelled, balance, uses_returned,
+                        requested - reversed_)
+
+
+def _whole_after_returns(session: Session, program: Program, purchase: Purchase, *, store_id: str | None,
+                         actor: str) -> RefundResult:
+    """The whole refund of a purchase partly returned already: a last return of what is left (or, if nothing is,
+    the answer of the returns as they stand)."""
+    if purchase.status != "refunded":
+        returns.return_part(session, program, purchase.id, refund_id=returns.WHOLE, store_id=store_id, actor=actor,
+                            amount=purchase.amount - purchase.returned_amount)
+    done = list(session.scalars(select(PurchaseReturn).where(PurchaseReturn.purchase_id == purchase.id)))
+    balance = ledger.balance_of(session, purchase.member_id).points
+    debt = sum(r.points_debt for r in done)
+    return RefundResult(purchase, sum(r.points_reversed for r in done), debt, sum(r.pending_cancelled for r in done),
+                        balance, 0, debt)
 
 
 def identify(session: Session, program: Program, code: str, store_id: str | None = None) -> dict[str, Any]:

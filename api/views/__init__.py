@@ -15,6 +15,7 @@ from . import (  # noqa: F401
     passes,
     pos,
     product_import,
+    rights,
     rules,
     segments,
     stores,

@@ -71,7 +71,7 @@ class Members(Resource):
     @blp.response(200, MemberPageSchema)
     def get(self, args):
         """Find members by email, name, phone or card number."""
-        query = select(Member).order_by(Member.id)
+        query = select(Member).where(Member.erased_at.is_(None)).order_by(Member.id)  # the erased are nobody now
         if args.get("q"):
             q = args["q"].strip()
             # contains(autoescape): a % or _ typed in the search box is a character, not a wildcard

@@ -167,6 +167,8 @@ class PendingSchema(StrictSchema):
 
 class PointsSchema(StrictSchema):
     balance = fields.Integer()
+    debt = fields.Integer(required=True, metadata={
+        "description": "points.debt: points a return took back after they were spent; later earning pays it first"})
     pending = fields.List(fields.Nested(PendingSchema))
     pending_total = fields.Integer()
     expiring = fields.List(fields.Nested(ExpiringSchema))
@@ -235,7 +237,8 @@ class StatementLineSchema(LedgerEntrySchema):
                         metadata={"description": "for a credit: its points, what is left and when they expire"})
 
 
-LedgerPageSchema = page_schema(StatementLineSchema, "LedgerPage")
+class LedgerPageSchema(page_schema(StatementLineSchema, "LedgerPageBase")):  # type: ignore[misc]
+    debt = fields.Integer(required=True, metadata={"description": "the member's points debt now (0: none)"})
 
 
 class QrArgs(StrictSchema):
@@ -288,7 +291,7 @@ class Wallet(Resource):
         pending = statement.pending_of(session, member.id)
         return {
             "card": member.card,
-            "points": {"balance": ledger.balance_of(session, member.id).points,
+            "points": {"balance": (balance := ledger.balance_of(session, member.id)).points, "debt": balance.debt,
                        "pending": pending, "pending_total": sum(p.points for p in pending),
                        "expiring": statement.expiring(session, member.id, prog.now())},
             "coupons": coupons.wallet_coupons(session, prog, member.id),
@@ -336,7 +339,8 @@ class Statement(Resource):
         if before is not None and not 0 < before < 2**62:  # a seq is a positive 64-bit integer
             raise Invalid("Not a cursor this API gave out", code="invalid_cursor", errors={"cursor": ["Unknown cursor."]})
         lines = statement_lines(db.session, current_principal().id, limit=args["limit"] + 1, before_seq=before)
-        return page(lines, args["limit"], lambda line: line["seq"])
+        return page(lines, args["limit"], lambda line: line["seq"]) | {
+            "debt": ledger.balance_of(db.session, current_principal().id).debt}
 
 
 @blp.route("/me/referral")

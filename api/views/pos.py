@@ -90,6 +90,8 @@ class RefundOutSchema(StrictSchema):
     balance = fields.Integer()
     benefit_uses_returned = fields.Integer(metadata={"description": "uses of the member's benefits (\"double points on "
                                                                     "your next 3 purchases\") given back"})
+    points_debt = fields.Integer(metadata={"format": "int64", "description": "already spent: the member's points "
+                                                                              "debt grew by this (later earning pays it)"})
 
 
 def _store() -> str:

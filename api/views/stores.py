@@ -75,6 +75,10 @@ class StoreSchema(StrictSchema):
                                               metadata={"description": "one accepted check-in per member per this "
                                                                        "many minutes (elapsed time)"})
     active = fields.Boolean(load_default=True)
+    currency = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(r"^[A-Za-z]{3}$"),
+                             metadata={"description": "the store's own currency (ISO 4217), earning through the "
+                                                      "club's rate of the day; null: the club's currency",
+                                       "example": "USD"})
     created_at = Time(dump_only=True)
     updated_at = Time(dump_only=True)
 

@@ -41,7 +41,8 @@ def test_store_lifecycle(client, app, marketer, clock):
     assert r.status_code == 201, r.get_json()
     store = r.get_json()
     assert store == STORE | {"id": store["id"], "code": "TLV-DIZ", "active": True,
-                             "created_at": "2026-11-22T10:00:00Z", "updated_at": "2026-11-22T10:00:00Z"}
+                             "created_at": "2026-11-22T10:00:00Z", "updated_at": "2026-11-22T10:00:00Z",
+                             "currency": None}
     assert client.get(f"{STORES}/{store['id']}", headers=marketer).get_json() == store
     clock.advance(hours=1)
     r = client.patch(f"{STORES}/{store['id']}", json={"radius_m": 300, "active": False}, headers=marketer)

@@ -173,7 +173,7 @@ def test_refund_takes_back_points_and_reports_what_was_spent(client, factory, ti
     assert r.status_code == 200, r.get_json()
     assert r.get_json() | {} == {"purchase_id": purchase["purchase_id"], "status": "refunded", "points_reversed": 30,
                                  "points_not_reversed": 70, "pending_cancelled": 0, "balance": 0,
-                                 "benefit_uses_returned": 0}
+                                 "benefit_uses_returned": 0, "points_debt": 70}
     again = client.post(f"/api/v1/pos/purchases/{purchase['purchase_id']}/refund", headers=till["h"])
     assert again.get_json()["points_reversed"] == 30 and again.get_json()["balance"] == 0
     kinds = [e["kind"] for e in client.get("/api/v1/me/ledger", headers=member["headers"]).get_json()["items"]]

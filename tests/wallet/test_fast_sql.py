@@ -27,7 +27,7 @@ def test_rows_are_what_sqlalchemy_answers(session, member):
     now = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
     row = execute(session, ledger._MOVE, {"member": member.id, "delta": 7, "now": now}).one_or_none()
     assert (row.points, row.seq) == (7, 1)
-    assert tuple(row) == (7, 1)
+    assert tuple(row) == (7, 1, 0)  # points, seq and the debt (0: nothing to pay first)
     stored = session.execute(select(Balance.points, Balance.seq, Balance.updated_at)
                              .where(Balance.member_id == member.id)).one()
     # the UTCDateTime bind processor ran: stored naive UTC, read back aware
@@ -45,7 +45,7 @@ def test_a_statement_that_returns_no_rows_answers_an_empty_result(session, membe
 
 def test_a_unique_key_is_raised_as_sqlalchemy_raises_it_so_requests_retry(session, member):
     # the till's retry after a race (api/resource.py) catches sqlalchemy's IntegrityError, not the driver's
-    row = {"member_id": member.id, "points": 0, "pending": 0, "seq": 0, "updated_at": datetime.now(UTC)}
+    row = {"member_id": member.id, "points": 0, "pending": 0, "seq": 0, "debt": 0, "updated_at": datetime.now(UTC)}
     with pytest.raises(IntegrityError):
         execute(session, insert(Balance), row)
     session.rollback()

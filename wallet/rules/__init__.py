@@ -50,16 +50,18 @@ from .models import (
     Rule,
     RuleCounter,
     RuleGrant,
+    RuleLosingDraw,
     RulesRevision,
     RuleVersion,
     revision_column,
 )
+from .stats import draw_stats
 from .validation import validate_rule
 
 __all__ = [
     "DEMO_RULES", "RULE_FIELDS", "SCHEDULED_TRIGGERS", "SNAPSHOT_FIELDS", "STATUSES", "TRIGGERS", "Evaluation",
-    "Event", "Grant", "Prefetched", "Rule", "RuleCounter", "RuleGrant", "RuleVersion", "RulesRevision", "Skip",
-    "active_rules", "archive_rule", "benefit_summary", "create_rule", "evaluate", "explain", "fire", "get_grant",
+    "Event", "Grant", "Prefetched", "Rule", "RuleCounter", "RuleGrant", "RuleLosingDraw", "RuleVersion", "RulesRevision", "Skip",
+    "active_rules", "archive_rule", "benefit_summary", "create_rule", "draw_stats", "evaluate", "explain", "fire", "get_grant",
     "get_rule", "grants_of", "list_rules", "load_demo", "pause_rule", "resume_rule", "revision_column", "simulate",
     "update_rule", "validate_rule", "versions_of", "with_categories",
 ]

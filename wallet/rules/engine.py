@@ -22,7 +22,7 @@ from ..stores import Product
 from .caps import admit
 from .conditions import first_unmet
 from .evaluation import Evaluation, Event, Grant, Prefetched, Run
-from .models import Rule, RuleGrant
+from .models import Rule, RuleGrant, RuleLosingDraw
 from .rewards import apply_benefits, base_points, multiply_points, write_grant
 
 # (revision token, {trigger: the active rules, highest priority first}): the last rules this process loaded.
@@ -158,7 +158,14 @@ def _draw(run: Run, grant: Grant) -> bool:
     if not run.live:
         return True  # a dry run shows the chance; it doesn't draw
     grant.draw = run.program.random.random()
-    return grant.draw < grant.rule.probability
+    if grant.draw < grant.rule.probability:
+        return True
+    # A loss is counted too (written with the event's rows), so the real win rate can be set against the odds.
+    run.rows.append((_losing_draws, {"rule_id": grant.rule.id, "day": run.day, "draw": grant.draw}))
+    return False
+
+
+_losing_draws = RuleLosingDraw.__table__
 
 
 def fire(session: Session, program: Program, event: Event, *, pending_until: datetime | None = None,

@@ -151,7 +151,9 @@ def public_rules(session: Session, program: Program, now: datetime) -> list[dict
 
 _ACTIONS = {("spend", "coupon"): "Spent on a coupon", ("reverse", "refund"): "Taken back: the purchase was refunded",
             ("reverse", "coupon"): "Given back: the coupon was cancelled", ("expire", "expiry"): "Expired",
-            ("earn", "manual"): "Added by the club", ("adjust", "manual"): "Corrected by the club"}
+            ("earn", "manual"): "Added by the club", ("adjust", "manual"): "Corrected by the club",
+            ("spend", "debt"): "Paid towards your points debt (points a return took back after they were spent)",
+            ("adjust", "erasure"): "Forfeited: the member's data was erased"}
 
 
 def statement(session: Session, member_id: str, *, limit: int, before_seq: int | None = None) -> list[dict[str, Any]]:

@@ -7,9 +7,11 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Float,
     ForeignKey,
     Index,
+    Integer,
     String,
     UniqueConstraint,
     select,
@@ -123,6 +125,20 @@ class RuleCounter(Base):
     period: Mapped[str] = mapped_column(String(16), primary_key=True)  # "total" or "2026-11-22"
     grants: Mapped[int] = mapped_column(default=0)
     points: Mapped[int] = mapped_column(Points, default=0)
+
+
+class RuleLosingDraw(Base):
+    """A surprise-and-delight draw that lost: with the wins (grants whose ``draw`` is set) the real win rate.
+
+    One row per losing draw, written with the event's own rows (on the till, within its one statement)."""
+
+    __tablename__ = "rule_losing_draws"
+    __table_args__ = (Index("ix_rule_losing_draws_rule_day", "rule_id", "day"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True)
+    rule_id: Mapped[str] = mapped_column(ForeignKey("rules.id"))
+    day: Mapped[date]
+    draw: Mapped[float] = mapped_column(Float)
 
 
 class RuleVersion(Base):

@@ -28,6 +28,8 @@ class Store(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     archived_at: Mapped[datetime | None]
+    # The store's own currency (ISO 4217), earning through the club's rate of the day; None: the club's currency.
+    currency: Mapped[str | None] = mapped_column(String(3))
 
     @property
     def tz(self) -> ZoneInfo:

@@ -9,11 +9,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from ..currencies import ISO_4217
 from ..errors import Conflict, Invalid, NotFound
 from ..program import Program
 from .models import Store
 
-STORE_FIELDS = ("code", "name", "address", "lat", "lon", "radius_m", "timezone", "check_in_cooldown_minutes", "active")
+STORE_FIELDS = ("code", "name", "address", "lat", "lon", "radius_m", "timezone", "check_in_cooldown_minutes", "active",
+                "currency")
 
 
 STORE_CODE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{0,31}$")
@@ -73,7 +75,18 @@ def _store_problems(data: dict[str, Any]) -> dict[str, list[str]]:
         errors["check_in_cooldown_minutes"] = [f"Whole minutes from {COOLDOWN_MINUTES[0]} to {COOLDOWN_MINUTES[1]}."]
     if "active" in data and not isinstance(data["active"], bool):
         errors["active"] = ["true or false."]
+    if data.get("currency") is not None and not (isinstance(data["currency"], str)
+                                                 and data["currency"].strip().upper() in ISO_4217):
+        errors["currency"] = ["An ISO 4217 currency code such as USD (null: the club's currency)."]
     return errors
+
+
+def _own_currency(program: Program, data: dict[str, Any]) -> None:
+    """A store's currency in capitals; the club's own is no currency of the store's (null)."""
+    if isinstance(data.get("currency"), str):
+        data["currency"] = data["currency"].strip().upper()
+        if data["currency"] == program.currency:
+            data["currency"] = None
 
 
 def get_store(session: Session, store_id: str) -> Store:
@@ -97,6 +110,7 @@ def create_store(session: Session, program: Program, data: dict[str, Any]) -> St
     errors = _store_problems(data) | {k: ["Required."] for k in missing}
     if errors:
         raise Invalid("The store is not valid", errors=errors)
+    _own_currency(program, data)
     if store_by_code(session, data["code"]) is not None:
         raise Conflict(f"A store with the code {data['code']} exists", code="store_code_taken",
                        errors={"code": ["Already taken."]})
@@ -115,9 +129,10 @@ def update_store(session: Session, program: Program, store_id: str, changes: dic
     if isinstance(changes.get("code"), str):
         changes["code"] = changes["code"].strip().upper()
     errors = _store_problems(changes)
-    errors |= {k: ["May not be null."] for k, v in changes.items() if v is None}
+    errors |= {k: ["May not be null."] for k, v in changes.items() if v is None and k != "currency"}
     if errors:
         raise Invalid("The store is not valid", errors=errors)
+    _own_currency(program, changes)
     if "code" in changes and changes["code"] != store.code:
         if store_by_code(session, changes["code"]) is not None:
             raise Conflict(f"A store with the code {changes['code']} exists", code="store_code_taken",
