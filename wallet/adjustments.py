@@ -22,7 +22,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from . import events, ledger, segments
 from .db import Base, new_id, table_of
-from .errors import Conflict, Invalid, Rejected
+from .errors import Conflict, Invalid
 from .members import Member
 from .program import Program
 
