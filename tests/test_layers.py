@@ -17,7 +17,7 @@ WALLET = Path(__file__).resolve().parent.parent / "wallet"
 LAYERS: dict[str, tuple[str, ...]] = {
     "core": ("clock", "db", "fast_sql", "errors", "program", "codes", "qr", "barcodes", "scanner"),
     "entities": ("members", "stores", "ledger", "benefits", "purchases", "coupons", "tokens", "idempotency",
-                 "events", "audit", "passes"),
+                 "events", "audit", "passes", "tiers"),
     "rules engine": ("rules",),
     "use cases": ("till", "enrolment", "referrals", "instore", "triggers", "activity", "webhooks", "worker",
                   "demo", "export"),

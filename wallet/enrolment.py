@@ -5,7 +5,7 @@ from datetime import date
 
 from sqlalchemy.orm import Session
 
-from . import events, ledger, referrals, rules
+from . import events, ledger, referrals, rules, tiers
 from .clock import iso
 from .codes import new_card_number, new_referral_code
 from .errors import Conflict
@@ -16,8 +16,10 @@ from .program import Program
 def register_member(session: Session, program: Program, *, email: str, password: str, name: str,
                     phone: str | None = None, birthday: date | None = None,
                     referral_code: str | None = None, consents: dict[str, bool] | None = None,
-                    preferences: dict[str, bool] | None = None, channel: str = "app") -> Member:
-    """Enrol a member and issue the loyalty card at once; fires the enrolment and referral triggers."""
+                    preferences: dict[str, bool] | None = None, channel: str = "app",
+                    device_id: str | None = None) -> Member:
+    """Enrol a member at the entry tier and issue the loyalty card at once; fires the enrolment trigger and
+    records the referral that brought them (it pays at their first purchase)."""
     email = normalise_email(email)
     if email_taken(session, email):
         raise Conflict("An account with this email already exists", code="email_taken")
@@ -25,11 +27,11 @@ def register_member(session: Session, program: Program, *, email: str, password:
     referrer = None
     if referral_code:
         # unknown code 422, self-referral 422, a person referred twice 409
-        referrer = referrals.referrer_for(session, referral_code, email=email, phone=phone)
+        referrer = referrals.referrer_for(session, referral_code, email=email, phone=phone, device_id=device_id)
     member = Member(
         email=email, password_hash=hash_password(password), name=name.strip(), phone=phone,
         birthday=birthday, referral_code=new_referral_code(), channel=channel,
-        referred_by_id=referrer.id if referrer else None, created_at=now,
+        referred_by_id=referrer.id if referrer else None, created_at=now, tier=tiers.current(session).entry.code,
     )
     member.preferences = {c: c in ("email", "push") for c in CHANNELS} | (preferences or {})
     member.consents = {k: {"granted": bool(v), "at": iso(now)} for k, v in (consents or {}).items()}
@@ -39,6 +41,7 @@ def register_member(session: Session, program: Program, *, email: str, password:
     session.add(card)
     ledger.open_account(session, member.id)
     session.flush()
+    referrals.remember_device(session, member.id, device_id, now)
     event_channel = events.channel_of(channel, "app")
     events.emit(session, "member.enrolled", member_id=member.id, channel=event_channel, actor=f"member:{member.id}",
                 occurred_at=now, data={"card_id": card.id} | ({"referred_by": referrer.id} if referrer else {}))

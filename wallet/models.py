@@ -9,8 +9,9 @@ from .ledger import Balance, LedgerEntry, Lot, LotUse, PendingPoints  # noqa: F4
 from .members import Card, Member, Staff  # noqa: F401
 from .passes import PassDevice, PassRegistration, PassScan, RotatingCodeUse, WalletPass  # noqa: F401
 from .purchases import Purchase, PurchaseItem  # noqa: F401
-from .referrals import Referral  # noqa: F401
+from .referrals import MemberDevice, Referral  # noqa: F401
 from .rules import Rule, RuleCounter, RuleGrant, RulesRevision, RuleVersion  # noqa: F401
 from .stores import Product, Store  # noqa: F401
+from .tiers import MemberTier, Tier, TierChange, TiersRevision, TierValues  # noqa: F401
 from .tokens import RefreshToken  # noqa: F401
 from .triggers import LifeEvent  # noqa: F401

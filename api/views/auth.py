@@ -1,11 +1,11 @@
 """Enrolment and tokens."""
 from __future__ import annotations
 
-from flask import current_app
+from flask import current_app, request
 from flask_limiter import Limiter
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from wallet import enrolment, members, tokens
+from wallet import enrolment, members, referrals, tokens
 from wallet.members import CHANNELS
 
 from ..blueprints import auth as blp
@@ -69,7 +69,8 @@ class Register(Resource):
     @blp.response(201, RegisteredSchema)
     def post(self, data):
         """Enrol a member; the loyalty card is issued at once."""
-        member = enrolment.register_member(db.session, program(), **data)
+        member = enrolment.register_member(db.session, program(), **data,
+                                           device_id=request.headers.get("X-Device-ID"))
         return {"member": member, **_tokens(tokens.principal_of(member))}
 
 
@@ -85,6 +86,8 @@ class Token(Resource):
                                                              program().now())
             return _tokens(principal, refresh)
         account = members.authenticate(db.session, data["email"], data["password"])
+        if isinstance(account, members.Member):  # the devices a member uses: a referral between two is refused
+            referrals.remember_device(db.session, account.id, request.headers.get("X-Device-ID"), program().now())
         return _tokens(tokens.principal_of(account))
 
 

@@ -66,7 +66,8 @@ def test_a_purchase_reads_once_and_writes_what_it_earned(app, client, factory, t
         writes = ["WITH moved AS"]
     else:  # the events: points.earned, reward.granted, purchase.recorded
         writes = ["UPDATE balances SET", "INSERT INTO ledger_entries", "INSERT INTO points_lots", "INSERT INTO events",
-                  "INSERT INTO rule_grants", "INSERT INTO events", "INSERT INTO purchases", "INSERT INTO events"]
+                  "INSERT INTO rule_grants", "INSERT INTO events", "INSERT INTO purchases", "INSERT INTO events",
+                  "INSERT INTO member_tiers"]  # the member's tier totals (an upsert)
     assert sent == ["SELECT cards.member_id, cards.status,", *writes]
 
 
