@@ -16,6 +16,7 @@ from .ladder import Ladder, ladder
 from .models import ENTRY_CODE, ENTRY_RANK, METRICS, MONEY_METRICS, MemberTier, Tier, bump_revision, revision_column
 
 CODE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+MONEY = re.compile(r"^[0-9]{1,10}(\.[0-9]{1,2})?$")
 MAX_TIERS = 20
 MAX_WINDOW_DAYS = 3650
 MAX_THRESHOLD = Decimal("9999999999.99")
@@ -46,10 +47,10 @@ def threshold_of(metric: str, value: Any) -> Decimal:
             field["qualify.threshold"].append(f'For {metric}, a decimal string such as "1000.00".')
         else:
             try:
-                number = Decimal(value.strip())
+                number = Decimal(value.strip()) if MONEY.match(value.strip()) else Decimal("NaN")
             except (InvalidOperation, ValueError):
                 number = Decimal("NaN")
-            if not number.is_finite() or number < 0 or number > MAX_THRESHOLD or number.as_tuple().exponent < -2:
+            if not number.is_finite() or number < 0 or number > MAX_THRESHOLD:
                 field["qualify.threshold"].append("A non-negative amount with at most two decimal places.")
             else:
                 return number
