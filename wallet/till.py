@@ -4,11 +4,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, exists, select
+from sqlalchemy import bindparam, exists, select, type_coerce
+from sqlalchemy.types import NullType
 from sqlalchemy.orm import Session
 
 from . import benefits, events, ledger, passes, referrals, rules, scanner, tiers
@@ -150,7 +151,9 @@ def _card_at_store_query(by: Any) -> Any:
     usable_benefit = exists().where(*benefits.usable_where(Card.member_id, bindparam("now"), bindparam("source")))
     totals = tiers.MemberTier
     return (select(Card.member_id, Card.status, Store.active, Store.timezone, Purchase.id,
-                   rules.revision_column(), usable_benefit, Member.tier, Member.referred_by_id, totals.spend,
+                   rules.revision_column(), usable_benefit, Member.tier, Member.referred_by_id,
+                   # no result processor (fast_sql has no cursor type to hand a numeric's): psycopg answers a Decimal
+                   type_coerce(totals.spend, NullType()),
                    totals.points, totals.visits, totals.last_visit_on, totals.first_purchase_at,
                    tiers.revision_column())
             .select_from(Card).join(Store, Store.id == bindparam("store_id"))
@@ -182,9 +185,14 @@ def _card_at_store(session: Session, card: scanner.Scanned, store_id: str, recei
         raise Rejected("This card is blocked", code="card_inactive")
     if not store_active:
         raise Rejected("This store does not take purchases", code="store_inactive")
-    totals = tiers.Totals(spend or Decimal(0), points or 0, visits or 0, last_visit_on)
+    totals = tiers.Totals(Decimal(str(spend or 0)), points or 0, visits or 0, _day(last_visit_on))
     return _CardAtStore(member_id, timezone, earlier, rules.Prefetched(revision, bool(has_benefits), tier), tier,
                         referred_by, first_purchase_at, totals, tiers_revision)
+
+
+def _day(value: Any) -> date | None:
+    """A date column read without the ORM (SQLite answers its text)."""
+    return date.fromisoformat(value) if isinstance(value, str) else value
 
 
 def _basket(session: Session, items: list[dict[str, Any]]) -> list[dict[str, Any]]:

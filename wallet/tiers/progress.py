@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from .. import events
 from ..db import Money, UTCDateTime, on_postgres, rowcount, table_of
-from ..fast_sql import Batch, execute
+from ..fast_sql import Batch
 from ..members import Member
 from ..program import Program
 from .ladder import Ladder, Step, Totals, may_cross
@@ -92,7 +92,7 @@ def count(session: Session, program: Program, ladder: Ladder, member_id: str, co
     """Count an event (a check-in, points earned, a refund's negative part) in the caller's transaction, and move
     the member up at once if it crossed a threshold."""
     now = program.now()
-    row = execute(session, _UPSERT_RETURNING[_dialect(session)], counted.params(member_id, now.date())).first()
+    row = session.execute(_UPSERT_RETURNING[_dialect(session)], counted.params(member_id, now.date())).first()
     if row is None or not ladder.above(None):
         return None
     tier = session.scalar(select(Member.tier).where(Member.id == member_id))
