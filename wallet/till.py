@@ -9,8 +9,8 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import bindparam, exists, select, type_coerce
-from sqlalchemy.types import NullType
 from sqlalchemy.orm import Session
+from sqlalchemy.types import NullType
 
 from . import benefits, events, ledger, passes, referrals, rules, scanner, tiers
 from .barcodes import normalise_barcode

@@ -15,6 +15,7 @@ from .. import benefits
 from ..coupons.models import Offer
 from ..errors import Invalid
 from ..stores import Store
+from ..tiers import Tier
 from .models import CONDITION_KEYS, NTH_PERIODS, REWARD_KEYS, REWARD_KINDS, STATUSES, TRIGGERS
 
 
@@ -144,6 +145,13 @@ def check_references(session: Session, data: dict[str, Any]) -> None:
         if offer is None or offer.archived_at is not None:
             raise Invalid("The rule's reward names an offer that doesn't exist", code="unknown_offer",
                           errors={"reward": [f"Unknown offer: {offer_id}."]})
+    codes = (data.get("conditions") or {}).get("tiers")
+    if codes:
+        known_tiers = set(session.scalars(select(Tier.code).where(Tier.code.in_(codes))))
+        unknown = [c for c in codes if c not in known_tiers]
+        if unknown:
+            raise Invalid("The rule names tiers that don't exist", code="unknown_tier",
+                          errors={"conditions.tiers": [f"Unknown tier codes: {', '.join(unknown)}."]})
     stores = (data.get("conditions") or {}).get("stores")
     if stores:
         known = set(session.scalars(select(Store.id).where(Store.id.in_(stores))))
