@@ -309,3 +309,27 @@ def test_two_purchases_crossing_one_threshold_at_once_make_one_tier_change(app, 
         assert db.session.scalar(select(func.count()).select_from(tiers.TierChange)) == 1
         assert db.session.get(tiers.MemberTier, member["id"]).spend == 130
         db.session.remove()
+
+
+def test_the_demo_club_shows_tiers_a_status_match_and_a_qualified_referral(app, client):
+    from wallet import demo
+    from wallet.referrals import Referral
+    program = app.extensions["loyalty.program"]
+    with app.app_context():
+        demo.load(db.session, program)
+        db.session.commit()
+        demo.load(db.session, program)  # twice: nothing doubles
+        db.session.commit()
+        codes = [t.code for t in tiers.list_tiers(db.session)]
+        held = dict(db.session.execute(select(Member.email, Member.tier).where(Member.email.like("%@demo.club"))).all())
+        referral = db.session.scalar(select(Referral))
+        dana = db.session.scalar(select(Member).where(Member.email == "member@demo.club"))
+        changes = db.session.scalar(select(func.count()).select_from(tiers.TierChange))
+        db.session.remove()
+    assert codes == ["basic", "silver", "gold", "vip"]
+    assert (held["member@demo.club"], held["silver@demo.club"], held["gold@demo.club"]) == ("basic", "silver", "gold")
+    assert referral.referrer_id == dana.id and referral.qualified_at is not None
+    assert changes == 2
+    token = client.post("/api/v1/auth/token", json={"email": "gold@demo.club", "password": "demo-gold-1"}).get_json()
+    me = client.get("/api/v1/me/tier", headers={"Authorization": f"Bearer {token['access_token']}"}).get_json()
+    assert me["tier"]["code"] == "gold" and me["status_match"]["code"] == "gold"
