@@ -1,13 +1,12 @@
 """A believable demo club: stores with real coordinates, products with valid barcodes, rules, accounts."""
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-
-from datetime import timedelta
 
 from . import coupons, enrolment, instore, members, rules, tiers, till
 from .barcodes import gtin_check_digit

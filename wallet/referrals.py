@@ -57,8 +57,9 @@ def _shares_device(session: Session, referrer_id: str, device_id: str | None, me
         keys |= set(session.scalars(select(MemberDevice.device_key).where(MemberDevice.member_id == member_id)))
     if not keys:
         return False
-    return session.scalar(select(func.count()).select_from(MemberDevice).where(
-        MemberDevice.member_id == referrer_id, MemberDevice.device_key.in_(keys))) > 0
+    shared = session.scalar(select(func.count()).select_from(MemberDevice).where(
+        MemberDevice.member_id == referrer_id, MemberDevice.device_key.in_(keys)))
+    return bool(shared)
 
 
 class Referral(Base):
@@ -219,12 +220,12 @@ def my_referrals(session: Session, program: Program, member_id: str) -> dict[str
                            .where(Referral.referrer_id == member_id)
                            .order_by(Referral.created_at, Referral.id)).all()
     sources = [f"referral:{r.referred_id}" for r, _ in rows]
-    earned: dict[str, int] = {}
+    earned: dict[str | None, int] = {}
     if sources:
         earned = dict(session.execute(
             select(ledger.LedgerEntry.source, func.sum(ledger.LedgerEntry.delta))
             .where(ledger.LedgerEntry.member_id == member_id, ledger.LedgerEntry.source.in_(sources))
-            .group_by(ledger.LedgerEntry.source)).all())
+            .group_by(ledger.LedgerEntry.source)).tuples().all())
     friends = [{"friend": short_name(name), "joined_at": r.created_at,
                 "status": "qualified" if r.qualified_at else "pending", "qualified_at": r.qualified_at,
                 "points_earned": int(earned.get(f"referral:{r.referred_id}") or 0)} for r, name in rows]

@@ -92,7 +92,11 @@ class Totals:
     last_visit_on: date | None = None
 
     def get(self, metric: str) -> Decimal:
-        return Decimal({"spend": self.spend, "points_earned": self.points, "visits": self.visits}.get(metric, 0) or 0)
+        if metric == "spend":
+            return Decimal(self.spend)
+        if metric == "points_earned":
+            return Decimal(self.points)
+        return Decimal(self.visits) if metric == "visits" else Decimal(0)
 
 
 def may_cross(ladder: Ladder, code: str | None, totals: Totals) -> bool:
