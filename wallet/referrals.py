@@ -222,10 +222,10 @@ def my_referrals(session: Session, program: Program, member_id: str) -> dict[str
     sources = [f"referral:{r.referred_id}" for r, _ in rows]
     earned: dict[str | None, int] = {}
     if sources:
-        earned = dict(session.execute(
+        earned = {source: int(points or 0) for source, points in session.execute(
             select(ledger.LedgerEntry.source, func.sum(ledger.LedgerEntry.delta))
             .where(ledger.LedgerEntry.member_id == member_id, ledger.LedgerEntry.source.in_(sources))
-            .group_by(ledger.LedgerEntry.source)).tuples().all())
+            .group_by(ledger.LedgerEntry.source))}
     friends = [{"friend": short_name(name), "joined_at": r.created_at,
                 "status": "qualified" if r.qualified_at else "pending", "qualified_at": r.qualified_at,
                 "points_earned": int(earned.get(f"referral:{r.referred_id}") or 0)} for r, name in rows]
