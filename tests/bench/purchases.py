@@ -56,12 +56,13 @@ TX_LUA = 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\
 
 
 def setup_club(url: str, members: int) -> tuple[list[str], str]:
-    """Migrate, then a store, a cashier, a 1-point-per-shekel rule and ``members`` members."""
+    """Migrate, then a store, a cashier, a 1-point-per-shekel rule, a ladder of tiers (Silver and Gold on spend,
+    VIP on referral value: each member crosses a threshold now and then during the run) and ``members`` members."""
     env = os.environ | {"DATABASE_URL": url, "LOYALTY_SECRET_KEY": SECRET}
     subprocess.run([str(BIN / "loyalty"), "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
     from api import create_app
     from api.extensions import db
-    from wallet import enrolment, rules, tokens
+    from wallet import enrolment, rules, tiers, tokens
     from wallet import members as m
     from wallet.stores import Store
 
@@ -76,6 +77,12 @@ def setup_club(url: str, members: int) -> tuple[list[str], str]:
                                  store_id=store.id)
         rules.create_rule(db.session, program, {"title": "1 point per shekel", "trigger": "purchase",
                                                 "reward": {"points_per_currency_unit": 1}})
+        for code, rank, metric, threshold in (("silver", 1, "spend", "2000.00"), ("gold", 2, "spend", "6000.00"),
+                                              ("vip", 3, "referral_value", "20000.00")):
+            tiers.create_tier(db.session, program, {"code": code, "name": code.title(), "rank": rank,
+                                                    "qualify": {"metric": metric, "threshold": threshold}})
+        rules.create_rule(db.session, program, {"title": "Gold bonus", "trigger": "purchase", "reward": {"points": 5},
+                                                "conditions": {"tiers": ["gold", "vip"]}})
         cards = []
         for i in range(members):
             member = enrolment.register_member(db.session, program, email=f"bench{i}@example.com", password="bench-pass",
