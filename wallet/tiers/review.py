@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, delete, func, insert, literal, null, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, insert, literal, null, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from ..db import new_id, table_of
+from ..db import UTCDateTime, new_id, on_postgres, table_of
 from ..events import Event, event_row
 from ..members import Member
 from ..program import Program
@@ -47,7 +47,7 @@ def _compute(session: Session, ladder: Ladder, now: datetime) -> None:
         select(_members.c.id, literal(0), literal(0), literal(0)).where(
             ~select(_totals.c.member_id).where(_totals.c.member_id == _members.c.id).exists()))
     session.execute(insert_missing)
-    session.execute(delete(_values))
+    session.execute(text("TRUNCATE tier_review_values") if on_postgres(session) else delete(_values))
     pairs = sorted({(s.metric, s.window_days) for s in ladder.steps if s.rank > ENTRY_RANK})
     subs = {pair: values_query(pair[0], now - timedelta(days=pair[1])).subquery(f"v{i}")
             for i, pair in enumerate(pairs)}
@@ -87,8 +87,9 @@ def _review_slice(session: Session, program: Program, ladder: Ladder, now: datet
         visits=mt.c.visits + func.coalesce(r.c.visits - r.c.seen_visits, 0), reviewed_at=now))
     current = _rank_of_code(ladder, m.c.tier)
     # 2. Those who still qualify for their tier (above the entry) keep it for another retain_days.
-    keeps = case({s.code: now + timedelta(days=s.retain_days) for s in ladder.steps if s.rank > ENTRY_RANK}
-                 or {"": now}, value=m.c.tier, else_=mt.c.keeps_until)
+    keeps = case({s.code: literal(now + timedelta(days=s.retain_days), UTCDateTime())
+                  for s in ladder.steps if s.rank > ENTRY_RANK} or {"": literal(now, UTCDateTime())},
+                 value=m.c.tier, else_=mt.c.keeps_until)
     kept = session.execute(update(mt).where(
         mt.c.member_id == r.c.member_id, m.c.id == r.c.member_id, _in_slice(r.c.member_id, after, upto),
         current > ENTRY_RANK, r.c.qualified_rank >= current,
