@@ -333,3 +333,19 @@ def test_the_demo_club_shows_tiers_a_status_match_and_a_qualified_referral(app, 
     token = client.post("/api/v1/auth/token", json={"email": "gold@demo.club", "password": "demo-gold-1"}).get_json()
     me = client.get("/api/v1/me/tier", headers={"Authorization": f"Bearer {token['access_token']}"}).get_json()
     assert me["tier"]["code"] == "gold" and me["status_match"]["code"] == "gold"
+
+
+def test_tier_history_pages_and_refuses_a_forged_cursor(client, app, club, ladder, factory):
+    member = factory.member()
+    buy(client, club, member, "150.00")  # silver
+    buy(client, club, member, "400.00")  # gold
+    first = client.get("/api/v1/me/tier/history?limit=1", headers=member["headers"]).get_json()
+    assert [(h["from"], h["to"]) for h in first["items"]] == [("silver", "gold")]
+    second = client.get(f"/api/v1/me/tier/history?limit=1&cursor={first['next_cursor']}",
+                        headers=member["headers"]).get_json()
+    assert [(h["from"], h["to"]) for h in second["items"]] == [("basic", "silver")] and second["next_cursor"] is None
+    assert_problem(client.get("/api/v1/me/tier/history?cursor=bm9wZQ", headers=member["headers"]), 422,
+                   "invalid_cursor")
+    other = factory.member()
+    assert client.get("/api/v1/me/tier/history", headers=other["headers"]).get_json()["items"] == []
+    assert_problem(client.get("/api/v1/admin/members/mem_nobody/tier", headers=club["m"]), 404, "not_found")
