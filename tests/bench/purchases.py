@@ -55,6 +55,10 @@ BARE_LUA = 'wrk.method = "GET"\n'
 TX_LUA = 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = "{}"\n'
 
 
+# BENCH_DB_PREFIX: the databases' names (dropped and made again), so two people's runs on one server don't meet.
+DB_PREFIX = os.environ.get("BENCH_DB_PREFIX", "loyalty_bench")
+
+
 def setup_club(url: str, members: int) -> tuple[list[str], str]:
     """Migrate, then a store, a cashier, a 1-point-per-shekel rule, a ladder of tiers (Silver and Gold on spend,
     VIP on referral value: each member crosses a threshold now and then during the run) and ``members`` members."""
@@ -155,9 +159,9 @@ def main() -> None:
     results: list[tuple[str, dict]] = []
     rounds: list[tuple[dict, dict]] = []  # (one-transaction baseline, purchases), measured back to back
 
-    base_url = fresh_database("loyalty_bench_baseline")
+    base_url = fresh_database(f"{DB_PREFIX}_baseline")
     baseline.prepare(base_url)
-    url = fresh_database("loyalty_bench")
+    url = fresh_database(DB_PREFIX)
     t0 = time.perf_counter()
     cards, token = setup_club(url, args.members)
     print(f"set up {args.members} members in {time.perf_counter() - t0:.1f} s")
@@ -219,7 +223,7 @@ def ledger_sizes(args: argparse.Namespace) -> list[tuple[int, list[float]]]:
     """The p50 of a purchase with a ledger of 10 thousand and of 1 million entries: two clubs alike but for their
     ledgers, served side by side, measured in alternating paced runs (the machine's drift hits both alike)."""
     clubs = []
-    for name, size in (("loyalty_bench_10k", 10_000), ("loyalty_bench_1m", 1_000_000)):
+    for name, size in ((f"{DB_PREFIX}_10k", 10_000), (f"{DB_PREFIX}_1m", 1_000_000)):
         url = fresh_database(name)
         cards, token = setup_club(url, args.members)
         t0 = time.perf_counter()
