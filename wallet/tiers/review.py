@@ -65,6 +65,8 @@ def _compute(session: Session, ladder: Ladder, now: datetime) -> None:
         else:
             columns[column] = func.coalesce(subs[(metric, window)].c.v, 0)
             columns[f"seen_{column}"] = _totals.c[column]
+    if on_postgres(session):  # the aggregates hash every member at once: in memory, not spilled to disk
+        session.execute(text("SET LOCAL work_mem = '256MB'"))
     session.execute(insert(_values).from_select(list(columns), select(*columns.values()).select_from(joined)))
 
 
@@ -81,19 +83,24 @@ def _review_slice(session: Session, program: Program, ladder: Ladder, now: datet
                   upto: str | None, result: Review) -> None:
     r, mt, m = _values, _totals, _members
     # 1. The running totals become the exact values, plus what was counted since the values were computed.
-    session.execute(update(mt).where(mt.c.member_id == r.c.member_id, _in_slice(r.c.member_id, after, upto)).values(
+    moved = or_(r.c.spend != r.c.seen_spend, r.c.points != r.c.seen_points, r.c.visits != r.c.seen_visits)
+    session.execute(update(mt).where(mt.c.member_id == r.c.member_id, _in_slice(r.c.member_id, after, upto),
+                                     moved).values(
         spend=mt.c.spend + func.coalesce(r.c.spend - r.c.seen_spend, 0),
         points=mt.c.points + func.coalesce(r.c.points - r.c.seen_points, 0),
         visits=mt.c.visits + func.coalesce(r.c.visits - r.c.seen_visits, 0), reviewed_at=now))
     current = _rank_of_code(ladder, m.c.tier)
     # 2. Those who still qualify for their tier (above the entry) keep it for another retain_days.
-    keeps = case({s.code: literal(now + timedelta(days=s.retain_days), UTCDateTime())
-                  for s in ladder.steps if s.rank > ENTRY_RANK} or {"": literal(now, UTCDateTime())},
-                 value=m.c.tier, else_=mt.c.keeps_until)
+    def until(grace: timedelta) -> Any:
+        return case({s.code: literal(now + timedelta(days=s.retain_days) - grace, UTCDateTime())
+                     for s in ladder.steps if s.rank > ENTRY_RANK} or {"": literal(now, UTCDateTime())},
+                    value=m.c.tier, else_=mt.c.keeps_until)
+    keeps = until(timedelta(0))
     kept = session.execute(update(mt).where(
         mt.c.member_id == r.c.member_id, m.c.id == r.c.member_id, _in_slice(r.c.member_id, after, upto),
         current > ENTRY_RANK, r.c.qualified_rank >= current,
-        or_(mt.c.keeps_until.is_(None), mt.c.keeps_until < keeps)).values(keeps_until=keeps))
+        # a day's grace: an hourly review does not rewrite every qualifying member's row each time
+        or_(mt.c.keeps_until.is_(None), mt.c.keeps_until < until(timedelta(days=1)))).values(keeps_until=keeps))
     result.kept += kept.rowcount or 0  # type: ignore[attr-defined]
     # 3. Who moves: up to what they qualify for; down, once their tier's time is up, to it or their status match.
     rows = session.execute(
