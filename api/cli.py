@@ -5,7 +5,7 @@ import click
 from flask import Flask
 from flask.cli import FlaskGroup, with_appcontext
 
-from wallet import demo, influence, kpis, ledger, members
+from wallet import demo, influence, kpis, ledger, members, tiers
 
 from . import wallet_passes
 from .extensions import db
@@ -85,6 +85,21 @@ def register(app: Flask) -> None:
 
     app.cli.add_command(points)
 
+    tier_jobs = click.Group("tiers", help="Tier jobs.")
+
+    @tier_jobs.command("review")
+    @click.option("--slice-size", default=50_000, show_default=True, help="members per transaction")
+    @with_appcontext
+    def tiers_review(slice_size):
+        """Review every member's tier: exact qualifying values, up who qualify higher, down who fell below after
+        their retention time (never below a status match). Safe to repeat."""
+        result = tiers.review(db.session, program(), commit=db.session.commit, slice_size=slice_size)
+        db.session.commit()
+        click.echo(f"reviewed {result.members} members: {result.up} up, {result.down} down, "
+                   f"{result.kept} keep their tier longer")
+
+    app.cli.add_command(tier_jobs)
+
     maintenance = click.Group("maintenance", help="Housekeeping jobs.")
 
     @maintenance.command("purge")
@@ -139,7 +154,13 @@ def scheduled_jobs() -> list:
         summary = triggers.run(session, club, commit=session.commit)
         return sum(tally.events for tally in summary.values())
 
+    def review_tiers(session, club) -> int:
+        # One whole review, committed slice by slice; 0 tells the worker it is done until the next hour.
+        tiers.review(session, club, commit=session.commit)
+        return 0
+
     return [PeriodicJob("points-release", timedelta(minutes=5), lambda s, p: ledger.release_due(s, p)),
+            PeriodicJob("tiers-review", timedelta(hours=1), review_tiers),
             PeriodicJob("triggers-run", timedelta(minutes=10), run_triggers),
             PeriodicJob("points-expire", timedelta(hours=24), lambda s, p: ledger.expire_due(s, p)),
             # a card used at two stores within a minute, flagged from the event log (nothing added to the till)

@@ -18,7 +18,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "core": ("clock", "db", "fast_sql", "errors", "program", "codes", "qr", "barcodes", "scanner", "passwords"),
     "entities": ("members", "stores", "ledger", "statement", "benefits", "purchases", "coupons", "tokens", "idempotency",
                  "events", "audit", "passes", "fraud", "segments", "influence",
-                 "consents", "contact", "currencies"),
+                 "consents", "contact", "currencies", "tiers"),
     "rules engine": ("rules",),
     "use cases": ("till", "enrolment", "referrals", "instore", "triggers", "activity", "webhooks", "worker",
                   "demo", "export", "kpis", "accounts", "campaigns",

@@ -21,6 +21,7 @@ from . import (
     rules,
     segments,
     statement,
+    tiers,
     till,
 )
 from .barcodes import gtin_check_digit
@@ -109,6 +110,8 @@ def load(session: Session, program: Program) -> list[tuple[str, str, str, str]]:
             note += "; the welcome points wait for the first purchase"
         out.append((role, email, password, note))
     out.append(_load_traveller(session, program, stores))
+    _load_tiers(session, program, stores)
+    out += [(role, email, password, note) for role, email, password, note in TIER_ACCOUNTS]
     session.flush()
     _load_campaigns(session, program)
     out.append(("member", campaigns.DEMO_SHOPPERS[0][0], campaigns.DEMO_PASSWORD,
@@ -213,3 +216,60 @@ def _load_segments(session: Session, program: Program, stores: dict) -> None:
 def _load_campaigns(session: Session, program: Program) -> None:
     """After the demo accounts: shoppers with and without consents, and a campaign launched with a holdout."""
     campaigns.load_demo(session, program)
+
+
+DEMO_TIERS = [  # code, name, rank, metric, threshold, window days, retain days, description
+    ("silver", "Silver", 1, "spend", "500.00", 365, 90, "Spend 500 in a year: double coffee points."),
+    ("gold", "Gold", 2, "spend", "2000.00", 365, 180, "Spend 2,000 in a year: a birthday gift and early offers."),
+    ("vip", "VIP", 3, "referral_value", "1500.00", 365, 365,
+     "Friends you brought spent 1,500 in a year (their friends' spend counts half)."),
+]
+
+TIER_ACCOUNTS = [
+    ("member", "silver@demo.club", "demo-silver-1", "Silver: three purchases crossed 500"),
+    ("member", "gold@demo.club", "demo-gold-1", "Gold: a status match for 90 days"),
+    ("member", "friend@demo.club", "demo-friend-1", "joined through member@demo.club's code; the referral qualified"),
+]
+
+DEMO_TIER_RULES: list[dict[str, Any]] = [
+    {"title": "Silver and Gold: 10 extra points a visit", "trigger": "purchase", "reward": {"points": 10},
+     "conditions": {"tiers": ["silver", "gold", "vip"]}},
+    {"title": "Thanks for bringing a friend", "trigger": "referral", "conditions": {"side": "referrer"},
+     "reward": {"points": 100}},
+    {"title": "A welcome gift from your friend", "trigger": "referral", "conditions": {"side": "referred"},
+     "reward": {"points": 50}},
+]
+
+
+def _load_tiers(session: Session, program: Program, stores: dict) -> None:
+    """Three tiers above Basic, a member in each (Silver by their purchases, Gold by a status match), and a
+    referral that qualified with the friend's first purchase. Created once."""
+    tiers.ensure_entry_tier(session, program)
+    known = {t.code for t in tiers.list_tiers(session)}
+    for code, name, rank, metric, threshold, window, retain, description in DEMO_TIERS:
+        if code not in known:
+            tiers.create_tier(session, program, {"code": code, "name": name, "rank": rank, "retain_days": retain,
+                                                 "description": description,
+                                                 "qualify": {"metric": metric, "threshold": threshold,
+                                                             "window_days": window}})
+    existing_titles = set(session.scalars(select(rules.Rule.title)))
+    for data in DEMO_TIER_RULES:
+        if data["title"] not in existing_titles:
+            rules.create_rule(session, program, dict(data), actor="demo")
+    if members.email_taken(session, "silver@demo.club"):
+        return
+    store = stores["TLV-DIZ"]
+    noa = enrolment.register_member(session, program, email="silver@demo.club", password="demo-silver-1",
+                                    name="Noa Silver")
+    for n, amount in enumerate(("180.00", "240.00", "120.00")):  # the third crosses 500: Silver at once
+        till.record_purchase(session, program, store_id=store.id, card_code=noa.card.number, amount=Decimal(amount),
+                             currency=program.currency, receipt_id=f"DEMO-SILVER-{n}")
+    yael = enrolment.register_member(session, program, email="gold@demo.club", password="demo-gold-1",
+                                     name="Yael Gold")
+    tiers.status_match(session, program, yael.id, code="gold", until=program.now() + timedelta(days=90),
+                       reason="Gold at another club: matched for 90 days", actor="demo")
+    dana = session.execute(select(members.Member).where(members.Member.email == "member@demo.club")).scalar_one()
+    friend = enrolment.register_member(session, program, email="friend@demo.club", password="demo-friend-1",
+                                       name="Avi Friend", referral_code=dana.referral_code)
+    till.record_purchase(session, program, store_id=store.id, card_code=friend.card.number, amount=Decimal("64.90"),
+                         currency=program.currency, receipt_id="DEMO-FRIEND-0")  # the referral qualifies here

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from . import consents as consent_log
-from . import events, fraud, ledger, referrals, rules
+from . import events, fraud, ledger, referrals, rules, tiers
 from .codes import new_card_number, new_referral_code
 from .errors import Conflict
 from .members import CHANNELS, Card, Member, email_taken, hash_password, normalise_city, normalise_email
@@ -39,11 +39,11 @@ def register_member(session: Session, program: Program, *, email: str, password:
     referrer = None
     if referral_code:
         # unknown code 422, self-referral 422, a person referred twice 409
-        referrer = referrals.referrer_for(session, referral_code, email=email, phone=phone)
+        referrer = referrals.referrer_for(session, referral_code, email=email, phone=phone, device_id=device_id)
     member = Member(
         email=email, password_hash=hash_password(password), name=name.strip(), phone=phone,
         birthday=birthday, gender=gender, city=normalise_city(city), referral_code=new_referral_code(), channel=channel,
-        referred_by_id=referrer.id if referrer else None, created_at=now,
+        referred_by_id=referrer.id if referrer else None, created_at=now, tier=tiers.current(session).entry.code,
     )
     member.preferences = {c: c in ("email", "push") for c in CHANNELS} | (preferences or {})
     wanted = consent_log.normalise(consents or {})  # an unknown purpose refused before anything is written
@@ -54,6 +54,7 @@ def register_member(session: Session, program: Program, *, email: str, password:
     session.add(card)
     ledger.open_account(session, member.id)
     session.flush()
+    referrals.remember_device(session, member.id, device_id, now)
     event_channel = events.channel_of(channel, "app")
     events.emit(session, "member.enrolled", member_id=member.id, channel=event_channel, actor=f"member:{member.id}",
                 occurred_at=now, data={"card_id": card.id} | ({"referred_by": referrer.id} if referrer else {}))

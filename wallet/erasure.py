@@ -44,7 +44,7 @@ PERSONAL_COLUMNS = frozenset({
 })
 # Tables whose rows are the member's personal data through and through: deleted, where they exist.
 PERSONAL_TABLES = ("social_profiles", "social_networks", "social_accounts", "social_attributes", "devices",
-                   "push_devices", "member_devices")
+                   "push_devices", "member_devices", "referral_devices")
 # Tables whose member rows are the books (or are handled above): never scrubbed by the generic pass.
 _KEPT_TABLES = frozenset({"members", "ledger_entries", "balances", "points_lots", "lot_uses", "purchases",
                           "purchase_items", "events", "rule_grants", "coupons", "redemptions", "cards"})

@@ -295,18 +295,43 @@ class Batch:
 
     rows: Rows = field(default_factory=list)
     lead: Lead | None = None
+    # Other data-modifying statements (built once, for the session's dialect; an upsert such as a member's running
+    # totals), with their parameters (named apart from the rows' and the lead's): on PostgreSQL each is a CTE of
+    # the one statement, elsewhere run after the rows. Nothing may read what they return.
+    statements: list[tuple[Any, dict[str, Any]]] = field(default_factory=list)
 
 
 def write(session: Session, batch: Batch) -> None:
-    """Write a batch now: its lead with its rows as CTEs of the lead's statement (PostgreSQL), or its rows alone."""
+    """Write a batch now: its lead with its rows and statements as CTEs of the lead's statement (PostgreSQL), or
+    its rows and statements alone."""
     lead = batch.lead
-    if lead is None:
+    extra = batch.statements
+    if lead is None and not extra:
         insert_rows(session, batch.rows)
         return
-    key = (lead.statement, *_shape(batch.rows))
+    if not on_postgres(session):
+        if lead is not None:
+            lead.done(execute(session, lead.statement, lead.params).one_or_none())
+        insert_rows(session, batch.rows)
+        for statement, params in extra:
+            execute(session, statement, params)
+        return
+    params = {key: value for _, values in extra for key, value in values.items()} | _row_params(batch.rows)
+    if lead is None:  # the first statement leads, with the rows and the other statements as its CTEs
+        first, *others = extra
+        key = (None, first[0], *[s for s, _ in others], *_shape(batch.rows))
+        statement = _MULTI_INSERTS.get(key)
+        if statement is None:
+            statement = _MULTI_INSERTS[key] = first[0].add_cte(*_ctes(batch.rows, [s for s, _ in others]))
+        execute(session, statement, params)
+        return
+    key = (lead.statement, *[s for s, _ in extra], *_shape(batch.rows))
     statement = _MULTI_INSERTS.get(key)
     if statement is None:
-        statement = _MULTI_INSERTS[key] = lead.statement.add_cte(
-            *[_group_insert(table, values, numbers).cte(f"row{n}")
-              for n, (table, values, numbers) in enumerate(_groups(batch.rows))])
-    lead.done(execute(session, statement, {**lead.params, **_row_params(batch.rows)}).one_or_none())
+        statement = _MULTI_INSERTS[key] = lead.statement.add_cte(*_ctes(batch.rows, [s for s, _ in extra]))
+    lead.done(execute(session, statement, {**lead.params, **params}).one_or_none())
+
+
+def _ctes(rows: Rows, statements: list[Any]) -> list[Any]:
+    return [*[_group_insert(table, values, numbers).cte(f"row{n}") for n, (table, values, numbers) in enumerate(_groups(rows))],
+            *[statement.cte(f"stmt{n}") for n, statement in enumerate(statements)]]

@@ -17,9 +17,10 @@ from .ledger import Balance, LedgerEntry, Lot, LotUse, PendingPoints  # noqa: F4
 from .members import Card, Member, Staff  # noqa: F401
 from .passes import PassDevice, PassRegistration, PassScan, RotatingCodeUse, WalletPass  # noqa: F401
 from .purchases import Purchase, PurchaseItem, PurchaseReturn  # noqa: F401
-from .referrals import Referral  # noqa: F401
+from .referrals import MemberDevice, Referral  # noqa: F401
 from .rules import Rule, RuleCounter, RuleGrant, RuleLosingDraw, RulesRevision, RuleVersion  # noqa: F401
 from .segments import Segment  # noqa: F401
 from .stores import Product, Store  # noqa: F401
+from .tiers import MemberTier, Tier, TierChange, TiersRevision, TierValues  # noqa: F401
 from .tokens import RefreshToken, SignIn  # noqa: F401
 from .triggers import LifeEvent  # noqa: F401

@@ -8,10 +8,11 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, exists, literal_column, select
+from sqlalchemy import bindparam, exists, literal_column, select, type_coerce
 from sqlalchemy.orm import Session
+from sqlalchemy.types import NullType
 
-from . import benefits, currencies, events, fraud, ledger, passes, returns, rules, scanner, statement
+from . import benefits, currencies, events, fraud, ledger, passes, referrals, returns, rules, scanner, statement, tiers
 from .barcodes import normalise_barcode
 from .coupons import redemption, voiding
 from .db import new_id, table_of
@@ -97,6 +98,13 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
     if at.debt:  # rare: begin the transaction now (the row lock) so that paying the debt is part of it
         session.execute(select(ledger.Balance.member_id).where(ledger.Balance.member_id == at.member_id)
                         .with_for_update())
+    ladder = tiers.ladder(session, at.tiers_revision)
+    if at.referred_by_id is not None and at.first_purchase_at is None:
+        # A referred member's first purchase qualifies the referral: both sides' referral rewards pay now, the
+        # friend's before this purchase's rules run (a multiplier they give applies to this purchase).
+        given = referrals.qualify_on_first_purchase(session, program, member_id=at.member_id,
+                                                    purchase_id=purchase_id, actor=_actor(cashier_id))
+        at.prefetched.has_benefits = at.prefetched.has_benefits or given
     pending_until = now + timedelta(days=program.pending_days) if program.pending_days else None
     event = rules.Event(trigger="purchase", member_id=at.member_id, source=source,
                         channel="till", store_id=store_id, amount=currencies.to_club(amount, at.rate),
@@ -115,14 +123,23 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
     batch.rows.extend((_items, {"purchase_id": purchase_id, **row}) for row in basket)
     batch.rows.append((_events, events.event_row(
         "purchase.recorded", member_id=at.member_id, store_id=store_id, channel="till",
-        actor=f"staff:{cashier_id}" if cashier_id else "till", occurred_at=now,
+        actor=_actor(cashier_id), occurred_at=now,
         data={"purchase_id": purchase_id, "receipt_id": receipt_id, "amount": str(amount), "currency": currency,
               "points_awarded": values["points_awarded"], "item_count": sum(i["quantity"] for i in basket),
               "points_credited": sum(g.points for g in grants if not g.pending),  # spendable now (not held)
               "rewards": [_announced(g) for g in grants]})))
-    # When the rules wrote nothing else, this one statement is the whole transaction: its own, no BEGIN/COMMIT.
-    with own_transaction(session):
+    # The member's running totals join the statement; only a purchase that takes them to a threshold above the
+    # member's tier costs more: the batch is written in a transaction and the exact values decide (tiers.settle).
+    counted = tiers.Counted(spend=event.amount or Decimal(0), points=sum(g.points for g in grants if not g.pending),
+                            visit=True, purchase_at=now)
+    if tiers.count_in_batch(session, batch, ladder, member_id=at.member_id, tier=at.tier, totals=at.totals,
+                            counted=counted, now=now):
         write(session, batch)
+        tiers.settle(session, program, ladder, at.member_id, channel="till", cause=_actor(cashier_id))
+    else:
+        # When the rules wrote nothing else, this one statement is the whole transaction: its own, no BEGIN/COMMIT.
+        with own_transaction(session):
+            write(session, batch)
     purchase = as_written(Purchase, values)  # for the answer; not kept in the session (nothing reads it again)
     earned = [g.entry for g in grants if isinstance(getattr(g, "entry", None), ledger.LedgerEntry)]
     if earned and any(e.debt_seen for e in earned):  # the credit's statement read the debt: pay it first
@@ -154,12 +171,21 @@ def _check_size(program: Program, amount: Decimal, items: list[dict[str, Any]]) 
                       errors=errors)
 
 
+def _actor(cashier_id: str | None) -> str:
+    return f"staff:{cashier_id}" if cashier_id else "till"
+
+
 @dataclass
 class _CardAtStore:
     member_id: str
     store_timezone: str | None
     earlier_purchase_id: str | None
     prefetched: rules.Prefetched
+    tier: str | None
+    referred_by_id: str | None
+    first_purchase_at: datetime | None
+    totals: tiers.Totals
+    tiers_revision: str | None
     welcome_waiting: bool = False  # the member still has points waiting for a first purchase
     store_currency: str | None = None
     rate: Decimal | None = None  # the store's currency's rate of the day
@@ -180,11 +206,19 @@ def _card_at_store_query(by: Any) -> Any:
     awaiting = exists().where(ledger.PendingPoints.member_id == Card.member_id,
                               ledger.PendingPoints.awaits.is_not(None),
                               ledger.PendingPoints.status == literal_column("'pending'"))
+    totals = tiers.MemberTier
     return (select(Card.member_id, Card.status, Store.active, Store.timezone, Purchase.id,
                    rules.revision_column(), usable_benefit, awaiting, Store.currency,
-                   currencies.rate_on_column(Store.currency, bindparam("day")), ledger.Balance.debt)
+                   currencies.rate_on_column(Store.currency, bindparam("day")), ledger.Balance.debt,
+                   Member.tier, Member.referred_by_id,
+                   # no result processor (fast_sql has no cursor type to hand a numeric's): psycopg answers a Decimal
+                   type_coerce(totals.spend, NullType()),
+                   totals.points, totals.visits, totals.last_visit_on, totals.first_purchase_at,
+                   tiers.revision_column())
             .select_from(Card).join(Store, Store.id == bindparam("store_id"))
             .join(ledger.Balance, ledger.Balance.member_id == Card.member_id)
+            .join(Member, Member.id == Card.member_id)
+            .outerjoin(totals, totals.member_id == Card.member_id)
             .outerjoin(Purchase, (Purchase.store_id == bindparam("store_id"))
                        & (Purchase.receipt_id == bindparam("receipt_id")))
             .where(by == bindparam("card")))
@@ -197,7 +231,8 @@ _CARD_AT_STORE = {"id": _card_at_store_query(Card.id), "number": _card_at_store_
 def _card_at_store(session: Session, card: scanner.Scanned, store_id: str, receipt_id: str, *,
                    now: datetime, source: str, day: date) -> _CardAtStore:
     """The scanned card, the till's store and this receipt's earlier purchase, if any, in one query; with them,
-    what the rules engine would otherwise look up (the rules' revision, whether the member holds a benefit)."""
+    what the rules engine would otherwise look up (the rules' revision, whether the member holds a benefit, the
+    member's tier), and for tiers and referrals the member's running totals, first purchase and referrer."""
     with own_transaction(session):  # a read: no transaction needed around it
         row = execute(session, _CARD_AT_STORE[card.by], {"card": card.key, "store_id": store_id,
                                                         "receipt_id": receipt_id, "now": now, "source": source,
@@ -205,13 +240,21 @@ def _card_at_store(session: Session, card: scanner.Scanned, store_id: str, recei
     if row is None:
         find_card(session, card)  # raises card_not_found
         raise Rejected("This store does not take purchases", code="store_inactive")
-    member_id, status, store_active, timezone, earlier, revision, has_benefits, awaiting, store_currency, rate, debt = row
+    (member_id, status, store_active, timezone, earlier, revision, has_benefits, awaiting, store_currency, rate, debt,
+     tier, referred_by, spend, points, visits, last_visit_on, first_purchase_at, tiers_revision) = row
     if status != "active":
         raise Rejected("This card is blocked", code="card_inactive")
     if not store_active:
         raise Rejected("This store does not take purchases", code="store_inactive")
-    return _CardAtStore(member_id, timezone, earlier, rules.Prefetched(revision, bool(has_benefits)), bool(awaiting),
-                        store_currency, currencies.rate_of(rate), debt or 0)
+    totals = tiers.Totals(Decimal(str(spend or 0)), points or 0, visits or 0, _day(last_visit_on))
+    return _CardAtStore(member_id, timezone, earlier, rules.Prefetched(revision, bool(has_benefits), tier), tier,
+                        referred_by, first_purchase_at, totals, tiers_revision, bool(awaiting), store_currency,
+                        currencies.rate_of(rate), debt or 0)
+
+
+def _day(value: Any) -> date | None:
+    """A date column read without the ORM (SQLite answers its text)."""
+    return date.fromisoformat(value) if isinstance(value, str) else value
 
 
 def _basket(session: Session, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -250,6 +293,7 @@ def refund_purchase(session: Session, program: Program, purchase_id: str, *, sto
     voided = voiding.void_coupons_from(session, program, source, member_id=purchase.member_id, actor=actor,
                                        reason=f"Refund of receipt {purchase.receipt_id}")
     if purchase.status != "refunded":
+        _uncount(session, program, purchase, reversed_, actor)
         purchase.status = "refunded"
         purchase.refunded_at = program.now()
         purchase.returned_amount = purchase.amount
@@ -278,6 +322,16 @@ def _whole_after_returns(session: Session, program: Program, purchase: Purchase,
     debt = sum(r.points_debt for r in done)
     return RefundResult(purchase, sum(r.points_reversed for r in done), debt, sum(r.pending_cancelled for r in done),
                         balance, 0, debt)
+
+
+def _uncount(session: Session, program: Program, purchase: Purchase, points: int, actor: str) -> None:
+    """A refund takes its part back from the member's running totals (the visit stays: they came). Only a purchase
+    still inside the longest window: an older one is no longer in the totals the last review reset."""
+    ladder = tiers.current(session)
+    days = max(ladder.windows("spend") or 0, ladder.windows("points_earned") or 0)
+    if days and purchase.created_at >= program.now() - timedelta(days=days):
+        tiers.count(session, program, ladder, purchase.member_id, tiers.Counted(spend=-purchase.amount, points=-points),
+                    channel="till", cause=actor)
 
 
 def identify(session: Session, program: Program, code: str, store_id: str | None = None) -> dict[str, Any]:

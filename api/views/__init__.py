@@ -19,5 +19,6 @@ from . import (  # noqa: F401
     rules,
     segments,
     stores,
+    tiers,
     webhooks,
 )

@@ -7,7 +7,7 @@ from flask import current_app, request
 from flask_limiter import Limiter
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from wallet import enrolment, members, tokens
+from wallet import enrolment, members, referrals, tokens
 from wallet.errors import Invalid, Unauthorized
 from wallet.members import CHANNELS
 
@@ -118,6 +118,8 @@ class Token(Resource):
                 attempts.sign_in_failed(data["email"])
             raise
         attempts.sign_in_succeeded(data["email"])
+        if isinstance(account, members.Member):  # the devices a member uses: a referral between two is refused
+            referrals.remember_device(db.session, account.id, request.headers.get("X-Device-ID"), program().now())
         return _tokens(tokens.principal_of(account))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import unicodedata
 from datetime import date
 
-from flask import Response
+from flask import Response, request
 from marshmallow import ValidationError, fields, post_load, pre_dump, validate
 
 from wallet import benefits, contact, coupons, export, ledger, members, qr, referrals, statement
@@ -350,8 +350,10 @@ class Referral(Resource):
     @blp.arguments(ReferralClaimSchema)
     @blp.response(201, ReferralSchema)
     def post(self, data):
-        """Name the member who referred you (within 30 days of joining, once); both sides' referral rules fire."""
-        return referrals.claim_referral(db.session, program(), current_principal().id, data["referral_code"])
+        """Name the member who referred you: before your first purchase (within 30 days of joining), once. Both sides'
+        referral rewards pay when you make your first purchase."""
+        return referrals.claim_referral(db.session, program(), current_principal().id, data["referral_code"],
+                                        device_id=request.headers.get("X-Device-ID"))
 
 
 _RECORDS = fields.List(fields.Dict(keys=fields.String()), required=True)

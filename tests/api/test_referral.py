@@ -1,5 +1,6 @@
-"""Referrals at registration: both sides rewarded by the referral rules; an unknown code is 422, a member can't
-refer themselves (422), and a person is referred once (409), even when two registrations race."""
+"""Referrals at registration: recorded then, paid when the friend first buys (both sides' referral rules); an unknown
+code is 422, a member can't refer themselves (422), and a person is referred once (409), even when two registrations
+race."""
 from __future__ import annotations
 
 import threading
@@ -8,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from api.extensions import db
+from wallet.events import Event
 from wallet.referrals import Referral
 from wallet.rules import RuleGrant
 
@@ -32,6 +34,28 @@ def referral_rules(factory, clock):
 
 
 @pytest.fixture
+def till(factory):
+    store = factory.store()
+    return {"h": factory.staff("cashier", store_id=store["id"])["headers"], "n": 0}
+
+
+def buy(client, till, card_number, amount="30.00"):
+    till["n"] += 1
+    r = client.post("/api/v1/pos/purchases", json={"card": card_number, "amount": amount, "currency": "ILS",
+                                                   "receipt_id": f"R-{till['n']}"}, headers=till["h"])
+    assert r.status_code == 201, r.get_json()
+    return r.get_json()
+
+
+def card_of(app, member_id) -> str:
+    from wallet.members import Member
+    with app.app_context():
+        number = db.session.get(Member, member_id).card.number
+        db.session.remove()
+        return number
+
+
+@pytest.fixture
 def dana(client, clock):
     r = register(client, "dana@example.com", phone="+972 50-123-4567")
     assert r.status_code == 201
@@ -45,21 +69,34 @@ def count(app, model) -> int:
         return n
 
 
-def test_both_sides_are_rewarded(client, app, factory, referral_rules, dana):
+def test_both_sides_are_rewarded_at_the_friends_first_purchase(client, app, factory, referral_rules, dana, till):
     r = register(client, "noa@example.com", referral_code=f" {dana['referral_code'].lower()} ")
     assert r.status_code == 201, r.get_json()
     noa = r.get_json()["member"]
+    assert (factory.balance(dana["id"]), factory.balance(noa["id"])) == (0, 0)  # a sign-up alone pays nothing
+    with app.app_context():
+        assert db.session.scalar(select(Referral)).qualified_at is None
+        db.session.remove()
+    first = buy(client, till, card_of(app, noa["id"]))
+    assert (factory.balance(dana["id"]), factory.balance(noa["id"])) == (200, 50)
+    assert first["balance"] == 50
+    buy(client, till, card_of(app, noa["id"]))  # the second purchase qualifies nothing more
     assert (factory.balance(dana["id"]), factory.balance(noa["id"])) == (200, 50)
     with app.app_context():
         grants = {g.rule_id: g for g in db.session.scalars(select(RuleGrant))}
         referral = db.session.scalar(select(Referral))
+        qualified = list(db.session.scalars(select(Event).where(Event.type == "referral.qualified")))
         db.session.remove()
     thanks, gift = grants[referral_rules["referrer"]], grants[referral_rules["referred"]]
     assert (thanks.member_id, thanks.event_source, thanks.event["referred_member_id"]) == (
         dana["id"], f"referral:{noa['id']}", noa["id"])
     assert (gift.member_id, gift.event_source, gift.event["referrer_member_id"]) == (
         noa["id"], f"referred:{noa['id']}", dana["id"])
-    assert (referral.referrer_id, referral.referred_id) == (dana["id"], noa["id"])
+    assert (referral.referrer_id, referral.referred_id, referral.purchase_id) == (
+        dana["id"], noa["id"], first["purchase_id"])
+    assert referral.qualified_at is not None
+    assert [(e.member_id, e.data["referral_id"], e.data["referrer_id"], e.data["points"]) for e in qualified] == [
+        (noa["id"], referral.id, dana["id"], 250)]
     statement = client.get("/api/v1/me/ledger", headers={
         "Authorization": f"Bearer {r.get_json()['access_token']}"}).get_json()["items"]
     assert [(e["delta"], e["reason"], e["description"]) for e in statement] == [
@@ -99,7 +136,7 @@ def test_a_person_is_referred_once(client, app, factory, referral_rules, dana):
     again_by_mailbox = register(client, "noa+2@example.com", referral_code=eli["referral_code"])
     assert_problem(again_by_mailbox, 409, "referral_already_claimed")
     assert count(app, Referral) == 1
-    assert (factory.balance(dana["id"]), factory.balance(eli["id"])) == (200, 0)
+    assert (factory.balance(dana["id"]), factory.balance(eli["id"])) == (0, 0)  # nobody bought yet
 
 
 def test_a_closed_members_code_is_unknown(client, app, referral_rules, dana):
@@ -112,12 +149,27 @@ def test_a_closed_members_code_is_unknown(client, app, referral_rules, dana):
                    "unknown_referral_code")
 
 
-def test_a_cap_on_the_referrers_reward(client, factory, clock, dana):
+def test_a_cap_on_the_referrers_reward(client, app, factory, clock, dana, till):
     factory.rule(title="Thanks (up to 2 a year)", trigger="referral", conditions={"side": "referrer"},
                  reward={"points": 200}, per_member_limit=2, per_member_period_days=365)
     for i in range(4):
-        assert register(client, f"friend{i}@example.com", referral_code=dana["referral_code"]).status_code == 201
+        r = register(client, f"friend{i}@example.com", referral_code=dana["referral_code"])
+        assert r.status_code == 201
+        buy(client, till, card_of(app, r.get_json()["member"]["id"]))
     assert factory.balance(dana["id"]) == 400
+
+
+def test_a_device_the_referrer_used_is_a_self_referral(client, app, factory, referral_rules, dana):
+    signed_in = client.post("/api/v1/auth/token", json={"email": "dana@example.com", "password": "correct horse"},
+                            headers={"X-Device-ID": "phone-1234"})
+    assert signed_in.status_code == 200
+    r = client.post(REGISTER, json={"email": "other@example.com", "password": "correct horse", "name": "Other",
+                                    "referral_code": dana["referral_code"]}, headers={"X-Device-ID": "phone-1234"})
+    assert "referral_code" in assert_problem(r, 422, "self_referral")["errors"]
+    assert count(app, Referral) == 0
+    other = client.post(REGISTER, json={"email": "other@example.com", "password": "correct horse", "name": "Other",
+                                        "referral_code": dana["referral_code"]}, headers={"X-Device-ID": "phone-9"})
+    assert other.status_code == 201
 
 
 @pytest.mark.postgres
@@ -141,4 +193,4 @@ def test_the_same_person_registering_twice_at_once_is_referred_once(app, factory
     loser = next(a for a in answers if a.status_code == 409)
     assert loser.get_json()["code"] == "referral_already_claimed"
     assert count(app, Referral) == 1
-    assert factory.balance(dana["id"]) == 200
+    assert factory.balance(dana["id"]) == 0  # paid at the friend's first purchase

@@ -66,7 +66,8 @@ def test_a_purchase_reads_once_and_writes_what_it_earned(app, client, factory, t
         writes = ["WITH moved AS"]
     else:  # one event: purchase.recorded carries the credit and the grant
         writes = ["UPDATE balances SET", "INSERT INTO ledger_entries", "INSERT INTO points_lots",
-                  "INSERT INTO rule_grants", "INSERT INTO purchases", "INSERT INTO events"]
+                  "INSERT INTO rule_grants", "INSERT INTO purchases", "INSERT INTO events",
+                  "INSERT INTO member_tiers"]  # the member's tier totals (an upsert)
     # first the cashier's sign-in, read by key (a deactivated cashier's token stops at once), then the one read
     assert sent == ["SELECT sign_ins.ended_at, sign_ins.subject", "SELECT cards.member_id, cards.status,", *writes]
 

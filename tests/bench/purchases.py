@@ -58,13 +58,18 @@ BARE_LUA = 'wrk.method = "GET"\n'
 TX_LUA = 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = "{}"\n'
 
 
+# BENCH_DB_PREFIX: the databases' names (dropped and made again), so two people's runs on one server don't meet.
+DB_PREFIX = os.environ.get("BENCH_DB_PREFIX", "loyalty_bench")
+
+
 def setup_club(url: str, members: int) -> tuple[list[str], str]:
-    """Migrate, then a store, a cashier, a 1-point-per-shekel rule and ``members`` members."""
+    """Migrate, then a store, a cashier, a 1-point-per-shekel rule, a ladder of tiers (Silver and Gold on spend,
+    VIP on referral value: each member crosses a threshold now and then during the run) and ``members`` members."""
     env = os.environ | {"DATABASE_URL": url, "LOYALTY_SECRET_KEY": SECRET}
     subprocess.run([str(BIN / "loyalty"), "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
     from api import create_app
     from api.extensions import db
-    from wallet import enrolment, rules, tokens
+    from wallet import enrolment, rules, tiers, tokens
     from wallet import members as m
     from wallet.stores import Store
 
@@ -79,6 +84,12 @@ def setup_club(url: str, members: int) -> tuple[list[str], str]:
                                  store_id=store.id)
         rules.create_rule(db.session, program, {"title": "1 point per shekel", "trigger": "purchase",
                                                 "reward": {"points_per_currency_unit": 1}})
+        for code, rank, metric, threshold in (("silver", 1, "spend", "2000.00"), ("gold", 2, "spend", "6000.00"),
+                                              ("vip", 3, "referral_value", "20000.00")):
+            tiers.create_tier(db.session, program, {"code": code, "name": code.title(), "rank": rank,
+                                                    "qualify": {"metric": metric, "threshold": threshold}})
+        rules.create_rule(db.session, program, {"title": "Gold bonus", "trigger": "purchase", "reward": {"points": 5},
+                                                "conditions": {"tiers": ["gold", "vip"]}})
         cards = []
         for i in range(members):
             member = enrolment.register_member(db.session, program, email=f"bench{i}@example.com", password="bench-pass",
@@ -151,9 +162,9 @@ def main() -> None:
     results: list[tuple[str, dict]] = []
     rounds: list[tuple[dict, dict]] = []  # (one-transaction baseline, purchases), measured back to back
 
-    base_url = fresh_database("loyalty_bench_baseline")
+    base_url = fresh_database(f"{DB_PREFIX}_baseline")
     baseline.prepare(base_url)
-    url = fresh_database("loyalty_bench")
+    url = fresh_database(DB_PREFIX)
     t0 = time.perf_counter()
     cards, token = setup_club(url, args.members)
     print(f"set up {args.members} members in {time.perf_counter() - t0:.1f} s")
@@ -216,7 +227,7 @@ def ledger_sizes(args: argparse.Namespace) -> list[tuple[int, list[float]]]:
     """The p50 of a purchase with a ledger of 10 thousand and of 1 million entries: two clubs alike but for their
     ledgers, served side by side, measured in alternating paced runs (the machine's drift hits both alike)."""
     clubs = []
-    for name, size in (("loyalty_bench_10k", 10_000), ("loyalty_bench_1m", 1_000_000)):
+    for name, size in ((f"{DB_PREFIX}_10k", 10_000), (f"{DB_PREFIX}_1m", 1_000_000)):
         url = fresh_database(name)
         cards, token = setup_club(url, args.members)
         t0 = time.perf_counter()

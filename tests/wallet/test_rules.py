@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-from wallet import enrolment, ledger, members, rules, stores, till
+from wallet import enrolment, ledger, members, rules, stores, tiers, till
 from wallet.errors import Invalid, Rejected
 from wallet.ledger import LedgerEntry
 from wallet.rules import RuleGrant, RuleVersion
@@ -164,6 +164,8 @@ def test_an_hours_window_past_midnight(session, program, clock, store, member):
 
 
 def test_tiers(session, program, store, member):
+    tiers.create_tier(session, program, {"code": "gold", "name": "Gold", "rank": 1,
+                                          "qualify": {"metric": "spend", "threshold": "1000.00"}})
     make_rule(session, program, conditions={"tiers": ["gold"]}, reward={"points": 9})
     assert buy(session, program, store, member, "10.00").purchase.points_awarded == 0
     member.tier = "gold"

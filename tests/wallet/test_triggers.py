@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from api.extensions import db
-from wallet import instore, ledger, referrals, rules, triggers
+from wallet import instore, ledger, referrals, rules, tiers, triggers
 from wallet.errors import Conflict, Invalid, Rejected
 from wallet.ledger import LedgerEntry
 from wallet.referrals import Referral
@@ -169,6 +169,8 @@ def test_the_next_year_is_another_birthday(session, club, clock):
 
 
 def test_birthday_rules_with_conditions_and_a_coupon_less_benefit(session, club, clock):
+    tiers.create_tier(session, club, {"code": "gold", "name": "Gold", "rank": 1,
+                                          "qualify": {"metric": "spend", "threshold": "1000.00"}})
     gold_only = birthday_rule(session, club, conditions={"tiers": ["gold"]})
     treat = make_rule(session, club, title="Birthday week double", trigger="birthday",
                       reward={"multiplier": 2, "days": 7})
@@ -356,6 +358,8 @@ def test_the_job_command(app, factory, clock, program):
 
 def test_a_welcome_bonus_at_enrolment(session, club, clock):
     club.welcome_pending = False  # LOYALTY_WELCOME_PENDING=0: credited at once (pending: tests/wallet/test_fraud.py)
+    tiers.create_tier(session, club, {"code": "gold", "name": "Gold", "rank": 1,
+                                          "qualify": {"metric": "spend", "threshold": "1000.00"}})
     rule = make_rule(session, club, title="Welcome to the club", trigger="enrolment", reward={"points": 50})
     make_rule(session, club, title="Gold welcome", trigger="enrolment", reward={"points": 10},
               conditions={"tiers": ["gold"]})
@@ -378,6 +382,9 @@ def test_a_referral_can_be_claimed_once(session, club, clock):
     other = make_member(session, club)
     referral = referrals.claim_referral(session, club, noa.id, f"  {dana.referral_code.lower()} ")
     assert (referral.referrer_id, referral.referred_id, noa.referred_by_id) == (dana.id, noa.id, dana.id)
+    assert (balance(session, dana.id), balance(session, noa.id)) == (0, 0)  # paid at noa's first purchase
+    assert referrals.qualify_on_first_purchase(session, club, member_id=noa.id, purchase_id="pur_first",
+                                               actor="till") is False
     assert (balance(session, dana.id), balance(session, noa.id)) == (200, 50)
     with pytest.raises(Conflict) as twice:
         referrals.claim_referral(session, club, noa.id, other.referral_code)

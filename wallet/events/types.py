@@ -24,6 +24,7 @@ _CODE = {"type": "string", "maxLength": 64}
 _TIME = {"type": "string", "format": "date-time"}
 _BOOL = {"type": "boolean"}
 _NULLABLE_ID = {"type": ["string", "null"], "maxLength": 64}
+_INT: dict[str, Any] = {"type": "integer"}
 
 
 def _schema(description: str, required: tuple[str, ...], **properties: dict[str, Any]) -> dict[str, Any]:
@@ -94,10 +95,12 @@ DATA_SCHEMAS: dict[str, dict[str, Any]] = {
                               "purchase (a purchase's grants are in its `purchase.recorded`).", ("grant_id", "rule_id"),
                               grant_id=_ID, rule_id=_ID, trigger=_CODE, points=_POINTS, coupon_id=_NULLABLE_ID,
                               surprise=_BOOL),
-    "tier.changed": _schema("A member moved to another tier.", ("to",),
-                            **{"from": _CODE, "to": _CODE, "reason": _CODE}),
-    "referral.qualified": _schema("A referral qualified: both sides earn.", ("referral_id",),
-                                  referral_id=_ID, referrer_id=_ID, referred_id=_ID, points=_POINTS),
+    "tier.changed": _schema("A member moved to another tier (reason: qualified, review_up, review_down, status_match, "
+                            "tier_removed); change_id names the history row.", ("to",),
+                            **{"from": _CODE, "to": _CODE, "reason": _CODE, "change_id": _ID, "rank": _INT}),
+    "referral.qualified": _schema("A referral qualified (the friend's first purchase): both sides earn.",
+                                  ("referral_id",), referral_id=_ID, referrer_id=_ID, referred_id=_ID,
+                                  purchase_id=_ID, points=_POINTS),
     "message.sent": _schema("A message went out on a member's channel.", ("message_id",),
                             message_id={"type": "string", "maxLength": 80}, campaign_id=_NULLABLE_ID, medium=_CODE,
                             template=_CODE, coupon_id=_NULLABLE_ID, attempts={"type": "integer"}),

@@ -14,7 +14,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from .. import benefits
+from .. import benefits, tiers
 from ..barcodes import normalise_barcode
 from ..fast_sql import Batch, insert_rows
 from ..program import Program
@@ -178,21 +178,37 @@ def fire(session: Session, program: Program, event: Event, *, pending_until: dat
     ``awaits``: points are held until that happens (``"first_purchase"``: the welcome points), not credited.
     """
     run = Run(session, program, event, live=True, pending_until=pending_until, batch=batch, awaits=awaits)
+    if prefetched is not None and prefetched.tier is not None:
+        run._tier = prefetched.tier
     if prefetched is not None and prefetched.revision is not None and event.fresh:
         rules = _cached_rules(session, prefetched.revision, event.trigger, run.now)
         run._granted_before, run.has_benefits = set(), prefetched.has_benefits
     else:
         rules = _load(run)
-    if not rules:
-        return []
-    _evaluate(run, rules)
-    if batch is not None:
-        batch.rows.extend(run.rows)
-    else:
-        insert_rows(session, run.rows)
-    if run.grants:
-        session.flush()
+    if rules:
+        _evaluate(run, rules)
+        if batch is not None:
+            batch.rows.extend(run.rows)
+        else:
+            insert_rows(session, run.rows)
+        if run.grants:
+            session.flush()
+    if batch is None:
+        _count_for_tiers(session, program, event, run.grants)
     return run.grants
+
+
+def _count_for_tiers(session: Session, program: Program, event: Event, grants: list[Grant]) -> None:
+    """What the event earned (points credited now, not held) and whether it was a visit, into the member's tier
+    totals: it may move them up at once, after its own rules ran at the tier they had (the till counts its
+    purchases itself, inside its one statement)."""
+    points = sum(g.points for g in grants if not g.pending)
+    visit = event.trigger == "check_in"
+    if points <= 0 and not visit:
+        return
+    actor = f"member:{event.member_id}" if event.trigger in ("check_in", "scan") else "system"
+    tiers.count(session, program, tiers.current(session), event.member_id,
+                tiers.Counted(points=max(points, 0), visit=visit), channel=event.channel, cause=actor)
 
 
 def simulate(session: Session, program: Program, event: Event, *, rule_ids: list[str] | None = None) -> Evaluation:

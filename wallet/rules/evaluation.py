@@ -28,6 +28,7 @@ class Prefetched:
 
     revision: str | None
     has_benefits: bool
+    tier: str | None = None  # the member's tier code, read with them (conditions.tiers needs no query then)
 
 
 @dataclass

@@ -16,6 +16,7 @@ from ..coupons.models import Offer
 from ..errors import Invalid
 from ..segments import Segment
 from ..stores import Store
+from ..tiers import Tier
 from .models import CONDITION_KEYS, NTH_PERIODS, REWARD_KEYS, REWARD_KINDS, STATUSES, TRIGGERS
 
 
@@ -151,6 +152,13 @@ def check_references(session: Session, data: dict[str, Any]) -> None:
     if segment_id and session.get(Segment, segment_id) is None:
         raise Invalid("The rule names a segment that doesn't exist", code="unknown_segment",
                       errors={"conditions": [f"Unknown segment: {segment_id}."]})
+    codes = (data.get("conditions") or {}).get("tiers")
+    if codes:
+        known_tiers = set(session.scalars(select(Tier.code).where(Tier.code.in_(codes))))
+        unknown = [c for c in codes if c not in known_tiers]
+        if unknown:
+            raise Invalid("The rule names tiers that don't exist", code="unknown_tier",
+                          errors={"conditions.tiers": [f"Unknown tier codes: {', '.join(unknown)}."]})
     stores = (data.get("conditions") or {}).get("stores")
     if stores:
         known = set(session.scalars(select(Store.id).where(Store.id.in_(stores))))

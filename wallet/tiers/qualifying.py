@@ -1,0 +1,90 @@
+"""Qualifying values, exactly: what a member earned, spent, visited and brought in over a window (never the
+balance). One member's (the till's crossing, ``GET /me/tier``) or every member's at once (the review).
+
+Definitions (API.md "Tiers"): ``spend`` sums completed purchases (a refunded purchase counts nothing);
+``points_earned`` sums earned entries less the credits taken back (a refund's reversal); ``visits`` counts the
+UTC days with a purchase or an accepted check-in; ``referral_value`` is :func:`referral_value_query`.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Numeric, and_, column, func, literal, or_, select, table, union
+from sqlalchemy.orm import Session
+
+from ..ledger import LedgerEntry
+from ..members import Member
+from ..purchases import Purchase
+
+SECOND_DEGREE = Decimal("0.5")  # LOYALTY_INFLUENCE_SECOND_DEGREE: a friend's friend's spend counts half
+
+# check_ins belongs to the in-store use cases (a layer above): named here by its columns alone.
+_check_ins = table("check_ins", column("member_id"), column("status"), column("created_at"))
+
+
+def _spend(since: Any, member_ids: Any = None) -> Any:
+    query = (select(Purchase.member_id.label("member_id"), func.sum(Purchase.amount).label("v"))
+             .where(Purchase.status == "completed", Purchase.created_at >= since))
+    if member_ids is not None:
+        query = query.where(Purchase.member_id.in_(member_ids))
+    return query.group_by(Purchase.member_id)
+
+
+def _points(since: Any, member_ids: Any = None) -> Any:
+    earned = or_(LedgerEntry.kind == "earn", and_(LedgerEntry.kind == "reverse", LedgerEntry.delta < 0))
+    query = (select(LedgerEntry.member_id.label("member_id"), func.sum(LedgerEntry.delta).label("v"))
+             .where(earned, LedgerEntry.created_at >= since))
+    if member_ids is not None:
+        query = query.where(LedgerEntry.member_id.in_(member_ids))
+    return query.group_by(LedgerEntry.member_id)
+
+
+def _visits(since: Any, member_ids: Any = None) -> Any:
+    bought = select(Purchase.member_id.label("member_id"), func.date(Purchase.created_at).label("day")).where(
+        Purchase.created_at >= since)
+    came = select(_check_ins.c.member_id.label("member_id"), func.date(_check_ins.c.created_at).label("day")).where(
+        _check_ins.c.status == "accepted", _check_ins.c.created_at >= since)
+    if member_ids is not None:
+        bought = bought.where(Purchase.member_id.in_(member_ids))
+        came = came.where(_check_ins.c.member_id.in_(member_ids))
+    days = union(bought, came).subquery("days")
+    return select(days.c.member_id.label("member_id"), func.count().label("v")).group_by(days.c.member_id)
+
+
+def referral_value_query(since: Any, member_ids: Any = None, *, second_degree: Decimal = SECOND_DEGREE) -> Any:
+    """THE referral value (API.md "Influence and referrals"), as ``SELECT member_id, v``: the spend in the window
+    of the friends a member referred, plus ``second_degree`` times the spend of those friends' friends; two
+    levels, no more. ``wallet/influence`` computes the same figure: at merge, point this function at it.
+    ``member_ids``: only these referrers (a subquery or a list); None: everyone who referred anyone."""
+    friend, friends_friend = Member.__table__.alias("friend"), Member.__table__.alias("friends_friend")
+    spend = _spend(since).subquery("friend_spend")
+    first = (select(friend.c.referred_by_id.label("member_id"), spend.c.v.label("v"))
+             .join(spend, spend.c.member_id == friend.c.id).where(friend.c.referred_by_id.is_not(None)))
+    second = (select(friend.c.referred_by_id.label("member_id"),
+                     (spend.c.v * literal(second_degree, Numeric(4, 2))).label("v"))
+              .select_from(friends_friend)
+              .join(friend, friend.c.id == friends_friend.c.referred_by_id)
+              .join(spend, spend.c.member_id == friends_friend.c.id)
+              .where(friend.c.referred_by_id.is_not(None)))
+    if member_ids is not None:
+        first = first.where(friend.c.referred_by_id.in_(member_ids))
+        second = second.where(friend.c.referred_by_id.in_(member_ids))
+    both = first.union_all(second).subquery("referred")
+    return select(both.c.member_id.label("member_id"), func.sum(both.c.v).label("v")).group_by(both.c.member_id)
+
+
+QUERIES = {"spend": _spend, "points_earned": _points, "visits": _visits, "referral_value": referral_value_query}
+
+
+def values_query(metric: str, since: Any, member_ids: Any = None) -> Any:
+    """``SELECT member_id, v`` of one metric over the window from ``since`` (members with nothing are absent)."""
+    return QUERIES[metric](since, member_ids)
+
+
+def value_of(session: Session, member_id: str, metric: str, since: datetime) -> Decimal:
+    """One member's exact qualifying value over the window from ``since``."""
+    sub = values_query(metric, since, [member_id]).subquery()
+    value = session.execute(select(sub.c.v)).scalar()
+    return Decimal(value or 0)
