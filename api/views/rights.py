@@ -129,7 +129,7 @@ class CurrencySchema(StrictSchema):
     code = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z]{3}$"),
                          metadata={"description": "ISO 4217", "example": "USD"})
     rate = fields.Decimal(required=True, as_string=True, places=None, validate=_positive_rate,
-                          metadata={"type": "string", "format": "decimal", "example": "3.7",
+                          metadata={"type": "string", "format": "decimal", "example": "3.7", "maxLength": 24,
                                     "description": "club-currency units per unit, from today on"})
     created_at = Time(dump_only=True, required=True)
     updated_at = Time(dump_only=True, required=True)

@@ -424,7 +424,8 @@ def test_the_demo_club_shows_a_flagged_check_in_and_a_pending_welcome(app, clien
     assert "the welcome points wait for the first purchase" in notes["member@demo.club"]
     assert "flagged" in notes["traveller@demo.club"]
     wallet = client.get(f"{API}/me/wallet", headers=factory.headers(Principal(member_id, "member"))).get_json()
-    assert (wallet["points"]["balance"], wallet["points"]["pending"][0]["awaits"]) == (0, "first_purchase")
+    # 100 spendable: the referral that qualified with her friend's first purchase (the tiers demo); the welcome waits
+    assert (wallet["points"]["balance"], wallet["points"]["pending"][0]["awaits"]) == (100, "first_purchase")
     admin = factory.staff("admin")["headers"]
     [flag] = client.get(f"{API}/admin/flags?kind=impossible_travel", headers=admin).get_json()["items"]
     assert flag["count"] == 1 and flag["details"]["distance_km"] > 50

@@ -225,4 +225,4 @@ def test_the_demo_club_has_segments_with_members(app, client, factory):
         counts[name] = sorted(m["email"] for m in preview["sample"])
     assert counts == {"Lapsed high spenders": ["avi@demo.club", "maya@demo.club"],
                       "Haifa women": ["maya@demo.club", "shira@demo.club"],
-                      "Advocates": ["maya@demo.club", "shira@demo.club"]}
+                      "Advocates": ["maya@demo.club", "member@demo.club", "shira@demo.club"]}
