@@ -28,7 +28,7 @@
 | LOYALTY_RATELIMIT_FAIL_OPEN | 1 | 1: if that storage is unreachable, requests pass (and it is logged) rather than fail with 500 |
 | LOYALTY_MAX_BODY_BYTES | 65536 | larger request bodies are refused with 413 |
 | LOYALTY_MAX_IMPORT_BYTES | 20971520 | the largest CSV file an import takes (POST /admin/products/import); larger: 413 |
-| LOYALTY_PASSWORD_HASH | scrypt:32768:8:1 | werkzeug password hashing method |
+| LOYALTY_PASSWORD_HASH | scrypt:16384:8:1 | werkzeug password hashing method |
 | LOYALTY_TRUSTED_PROXIES | 0 | how many proxies in front set X-Forwarded-For (rate limits key on the client's address) |
 | LOYALTY_WEBHOOK_ALLOW_PRIVATE | 0 | 1: webhooks may target private, loopback and link-local addresses (development only) |
 | LOYALTY_WEBHOOK_TIMEOUT_SECONDS | 10 | how long a webhook receiver has to answer |
@@ -126,7 +126,7 @@ def from_environment(instance_path: str) -> dict:
         "RATELIMIT_SWALLOW_ERRORS": _env("LOYALTY_RATELIMIT_FAIL_OPEN", "1") not in ("0", "false", "no"),
         "MAX_CONTENT_LENGTH": int(_env("LOYALTY_MAX_BODY_BYTES", "65536")),
         "LOYALTY_MAX_IMPORT_BYTES": int(_env("LOYALTY_MAX_IMPORT_BYTES", str(20 * 1024 * 1024))),
-        "LOYALTY_PASSWORD_HASH": _env("LOYALTY_PASSWORD_HASH", "scrypt:32768:8:1"),
+        "LOYALTY_PASSWORD_HASH": _env("LOYALTY_PASSWORD_HASH", "scrypt:16384:8:1"),
         "LOYALTY_TRUSTED_PROXIES": int(_env("LOYALTY_TRUSTED_PROXIES", "0")),
         "LOYALTY_WEBHOOK_ALLOW_PRIVATE": _env("LOYALTY_WEBHOOK_ALLOW_PRIVATE", "0") in ("1", "true", "yes"),
         "LOYALTY_WEBHOOK_TIMEOUT_SECONDS": float(_env("LOYALTY_WEBHOOK_TIMEOUT_SECONDS", "10")),

@@ -29,7 +29,7 @@ GENDERS = ("female", "male", "other")
 ROLES = ("member", "cashier", "marketer", "admin")
 STAFF_ROLES = ("cashier", "marketer", "admin")
 # Hashing cost: scrypt (werkzeug's default KDF). Tests may lower it through configure_password_hashing.
-_PASSWORD_METHOD = "scrypt:32768:8:1"
+_PASSWORD_METHOD = "scrypt:16384:8:1"
 # Hashes computed at once in this process: scrypt takes ~100 ms of a core and 32 MB; a burst of sign-ins beyond
 # this waits (at most HASH_WAIT_SECONDS, then Busy) instead of taking every core the tills need.
 _HASHING = threading.BoundedSemaphore(1)
