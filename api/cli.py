@@ -116,7 +116,7 @@ def scheduled_jobs() -> list:
     """The jobs ``loyalty worker`` runs when due (the CLI commands stay): each one batch at a time, until done."""
     from datetime import timedelta
 
-    from wallet import triggers
+    from wallet import contests, social, triggers
     from wallet.worker import PeriodicJob
 
     def run_triggers(session, club) -> int:
@@ -126,4 +126,6 @@ def scheduled_jobs() -> list:
     return [PeriodicJob("points-release", timedelta(minutes=5), lambda s, p: ledger.release_due(s, p)),
             PeriodicJob("triggers-run", timedelta(minutes=10), run_triggers),
             PeriodicJob("points-expire", timedelta(hours=24), lambda s, p: ledger.expire_due(s, p)),
+            PeriodicJob("contests-draw", timedelta(minutes=1), contests.draw_due),  # at draw_at, once
+            PeriodicJob("social-imports", timedelta(seconds=10), social.run_queued),  # large imports (202)
             *wallet_passes.jobs()]  # pass updates, APNs pushes, Google Wallet updates (when configured)

@@ -15,12 +15,14 @@ WALLET = Path(__file__).resolve().parent.parent / "wallet"
 
 # Lowest first. A package named here (coupons, rules, stores, events, webhooks) places all its modules.
 LAYERS: dict[str, tuple[str, ...]] = {
-    "core": ("clock", "db", "fast_sql", "errors", "program", "codes", "qr", "barcodes", "scanner"),
+    "core": ("clock", "db", "fast_sql", "errors", "program", "codes", "qr", "barcodes", "scanner", "phones",
+             "csvfiles"),
     "entities": ("members", "stores", "ledger", "benefits", "purchases", "coupons", "tokens", "idempotency",
                  "events", "audit", "passes"),
     "rules engine": ("rules",),
     "use cases": ("till", "enrolment", "referrals", "instore", "triggers", "activity", "webhooks", "worker",
-                  "demo", "export"),
+                  "demo", "export",
+                  "social", "contests"),
     "the schema": ("models",),  # gathers every table for Alembic: above everything, imported by nothing here
 }
 LONGEST = 600

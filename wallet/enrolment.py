@@ -5,7 +5,7 @@ from datetime import date
 
 from sqlalchemy.orm import Session
 
-from . import events, ledger, referrals, rules
+from . import events, ledger, phones, referrals, rules
 from .clock import iso
 from .codes import new_card_number, new_referral_code
 from .errors import Conflict
@@ -19,6 +19,7 @@ def register_member(session: Session, program: Program, *, email: str, password:
                     preferences: dict[str, bool] | None = None, channel: str = "app") -> Member:
     """Enrol a member and issue the loyalty card at once; fires the enrolment and referral triggers."""
     email = normalise_email(email)
+    phone = phones.normalise_phone(phone) or phone  # E.164 when it reads as a number (LOYALTY_PHONE_REGION)
     if email_taken(session, email):
         raise Conflict("An account with this email already exists", code="email_taken")
     now = program.now()

@@ -10,7 +10,7 @@ from sqlalchemy import ForeignKey, Index, String, and_, func, select, text, upda
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from . import events
+from . import events, phones
 from .clock import iso, utcnow
 from .codes import new_card_number
 from .db import Base, id_column, new_id, rowcount
@@ -55,7 +55,7 @@ class Member(Base):
     email: Mapped[str] = mapped_column(String(254), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     name: Mapped[str] = mapped_column(String(120))
-    phone: Mapped[str | None] = mapped_column(String(32))
+    phone: Mapped[str | None] = mapped_column(String(32), index=True)  # E.164 when it reads as a number (phones)
     birthday: Mapped[date | None]
     status: Mapped[str] = mapped_column(String(16), default="active")
     tier: Mapped[str] = mapped_column(String(32), default="basic")
@@ -135,9 +135,10 @@ def update_member(session: Session, program: Program, member: Member, changes: d
             changed.append(field)
     if "name" in changes:
         put("name", changes["name"].strip())
-    for key in ("phone", "birthday"):
-        if key in changes:
-            put(key, changes[key])
+    if "phone" in changes:
+        put("phone", phones.normalise_phone(changes["phone"]) or changes["phone"])
+    if "birthday" in changes:
+        put("birthday", changes["birthday"])
     if "preferences" in changes:
         put("preferences", dict(member.preferences) | changes["preferences"])
     actor, event_channel = f"member:{member.id}", events.channel_of(channel, "app")

@@ -4,10 +4,10 @@ from __future__ import annotations
 import unicodedata
 from datetime import date
 
-from flask import Response
+from flask import Response, current_app
 from marshmallow import ValidationError, fields, validate
 
-from wallet import benefits, coupons, export, ledger, members, qr, referrals
+from wallet import benefits, coupons, export, ledger, members, qr, referrals, social
 from wallet.errors import Invalid, InvalidToken, NotFound, Rejected
 from wallet.members import CHANNELS
 from wallet.rules.explain import statement as statement_lines
@@ -191,8 +191,15 @@ class Me(Resource):
     @blp.arguments(MemberPatchSchema)
     @blp.response(200, MemberSchema)
     def patch(self, changes):
-        """Change the profile, channel preferences or consents."""
-        return members.update_member(db.session, program(), _member(), changes)
+        """Change the profile, channel preferences or consents (withdrawing social_data deletes the social
+        profile; a profile now complete fires profile_completed)."""
+        member = _member()
+        shared_before = social.shares(member.consents)
+        members.update_member(db.session, program(), member, changes)
+        social.after_member_update(db.session, program(), member, shared_before=shared_before,
+                                   profile_fields=tuple(current_app.config.get("LOYALTY_PROFILE_FIELDS",
+                                                                               social.PROFILE_FIELDS)))
+        return member
 
 
 @blp.route("/me/wallet")
