@@ -1,7 +1,7 @@
 """The member's social profile (``/me/social``) and the import from the social side (``/admin/social/import``)."""
 from __future__ import annotations
 
-from flask import current_app, request, url_for
+from flask import current_app, jsonify, request, url_for
 from marshmallow import fields, validate
 from werkzeug.exceptions import UnsupportedMediaType
 
@@ -156,7 +156,10 @@ class SocialImport(Resource):
             audit_trail.record("import", "social_profile", job.id, after={
                 "file": spreadsheet_safe(name[:200]), "bytes": size, "queued": True, "dry_run": args["dry_run"]})
             url = url_for("admin.SocialImportStatus", import_id=job.id)
-            return {"import_id": job.id, "status": job.status, "dry_run": args["dry_run"], "report_url": url}, 202
+            answer = jsonify(SocialImportQueuedSchema().dump({"import_id": job.id, "status": job.status,
+                                                              "dry_run": args["dry_run"], "report_url": url}))
+            answer.status_code, answer.headers["Location"] = 202, url
+            return answer
         report = social.run_import(db.session, program(), text, kind, dry_run=args["dry_run"])
         import_id = new_id("simp")
         answer = {"import_id": import_id, **report.as_dict()}

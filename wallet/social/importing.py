@@ -64,7 +64,7 @@ class ImportReport:
 
 def _shown(name: str) -> str:
     name = name if len(name) <= 40 else name[:40] + "…"
-    return repr(spreadsheet_safe(name))
+    return '"' + spreadsheet_safe(name) + '"'
 
 
 def _row(values: dict[str, Any], row: int, report: ImportReport) -> ImportRow | None:
