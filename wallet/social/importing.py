@@ -13,11 +13,11 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select, text
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from ..csvfiles import read_records, spreadsheet_safe
@@ -197,12 +197,34 @@ def _match(session: Session, rows: list[ImportRow]) -> tuple[dict[str, tuple[str
     return by_email, by_phone
 
 
+_UPSERTS = {  # PostgreSQL: one statement per chunk, the rows passed as arrays (unnest), truly set-based
+    "social_networks": "INSERT INTO social_networks (member_id, network, handle, linked_at) "
+                       "SELECT * FROM unnest(CAST(:member_id AS text[]), CAST(:network AS text[]), "
+                       "CAST(:handle AS text[]), CAST(:linked_at AS timestamp[])) "
+                       "ON CONFLICT (member_id, network) DO UPDATE SET handle = excluded.handle, "
+                       "linked_at = excluded.linked_at",
+    "social_attributes": "INSERT INTO social_attributes (member_id, key, value) "
+                         "SELECT * FROM unnest(CAST(:member_id AS text[]), CAST(:key AS text[]), "
+                         "CAST(:value AS text[])) "
+                         "ON CONFLICT (member_id, key) DO UPDATE SET value = excluded.value",
+}
+
+
 def _upsert(session: Session, model: Any, rows: list[dict[str, Any]], keys: list[str], updated: list[str]) -> None:
-    insert = postgresql.insert if on_postgres(session) else sqlite.insert
-    for chunk in _chunks(rows, 2000 if on_postgres(session) else 200):
-        stmt = insert(model).values(chunk)
-        session.execute(stmt.on_conflict_do_update(index_elements=keys,
-                                                   set_={c: stmt.excluded[c] for c in updated}))
+    """Insert or update many rows: on PostgreSQL one ``INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO
+    UPDATE`` per 20,000 rows; elsewhere one executemany of the same upsert."""
+    connection = session.connection()
+    if on_postgres(session):
+        columns = list(rows[0])
+        for chunk in _chunks(rows, 20_000):
+            params = {c: [r[c] if c != "linked_at" else r[c].astimezone(UTC).replace(tzinfo=None) for r in chunk]
+                      for c in columns}
+            connection.execute(text(_UPSERTS[model.__tablename__]), params)
+        return
+    stmt = sqlite.insert(model.__table__)
+    stmt = stmt.on_conflict_do_update(index_elements=keys, set_={c: stmt.excluded[c] for c in updated})
+    for chunk in _chunks(rows, 10_000):
+        connection.execute(stmt, chunk)
 
 
 def import_rows(session: Session, program: Program, rows: list[ImportRow], report: ImportReport, *,
