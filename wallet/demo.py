@@ -7,8 +7,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import coupons, enrolment, instore, members, rules
+from . import coupons, enrolment, instore, members, rules, social
 from .barcodes import gtin_check_digit
+from .contests import demo as contest_demo
 from .program import Program
 from .stores import Product, Store
 
@@ -90,7 +91,24 @@ def load(session: Session, program: Program) -> list[tuple[str, str, str, str]]:
             note = "store TLV-DIZ"
         out.append((role, email, password, note))
     session.flush()
+    _load_social(session, program)
     return out
+
+
+FANS = [("noa@demo.club", "Noa Fan"), ("avi@demo.club", "Avi Fan"), ("maya@demo.club", "Maya Fan")]
+
+
+def _load_social(session: Session, program: Program) -> None:
+    """The demo member's linked social profile; a contest open with entries and one drawn with its winners."""
+    member = session.execute(select(members.Member).where(members.Member.email == "member@demo.club")).scalar_one()
+    social.load_demo(session, program, member)
+    entrants = [member.id]
+    for email, name in FANS:
+        fan = session.scalar(select(members.Member).where(members.Member.email == email))
+        if fan is None:
+            fan = enrolment.register_member(session, program, email=email, password="demo-fan-1", name=name)
+        entrants.append(fan.id)
+    contest_demo.load_demo(session, program, entrants)
 
 
 def _load_more(session: Session, program: Program, stores: dict, products: dict) -> None:

@@ -261,3 +261,24 @@ def test_a_member_entering_twice_at_once_gets_one_entry(client, app, factory, ma
     answers = run_together(4, lambda i: client.post(f"/api/v1/me/contests/{contest['id']}/entries",
                                                    headers=member["headers"]).status_code)
     assert sorted(answers) == [201, 409, 409, 409]
+
+
+def test_the_demo_club_has_a_linked_profile_an_open_contest_and_a_drawn_one(app, client):
+    from wallet import demo, members
+    with app.app_context():
+        program = app.extensions["loyalty.program"]
+        demo.load(db.session, program)
+        db.session.commit()
+        demo.load(db.session, program)  # twice: nothing more
+        db.session.commit()
+        member = db.session.scalar(select(members.Member).where(members.Member.email == "member@demo.club"))
+        profile = __import__("wallet.social", fromlist=["get_profile"]).get_profile(db.session, member)
+        found = {c.title: c for c in db.session.scalars(select(contests.Contest))}
+        db.session.remove()
+    assert profile["share_consent"] is True and len(profile["networks"]) == 2
+    assert len(found) == 2
+    opened = client.get(f"/api/v1/contests/{found['Win a year of coffee'].id}").get_json()
+    assert opened["status"] == "open" and opened["entry_count"] == 4
+    drawn = client.get(f"/api/v1/contests/{found['Autumn giveaway: a club mug'].id}").get_json()
+    assert drawn["status"] == "drawn" and len(drawn["winners"]) == 2
+    assert drawn["winners"] == contests.pick_winners(drawn["seed"], drawn["entries"], 2)

@@ -3,6 +3,7 @@ governs all of it (nothing social is stored or used without it; withdrawing it d
 ``data_shared`` and ``profile_completed`` triggers, the import from the social side, and ``social.<attribute>``
 for segments."""
 from .consent import set_share_consent, shares
+from .demo import load_demo
 from .importing import ImportReport, ImportRow, import_rows, parse_csv, parse_json, queue_import, run_import, run_queued
 from .models import NETWORKS, SocialAttribute, SocialImport, SocialNetwork
 from .profile import (
@@ -19,6 +20,6 @@ from .segments import social_attribute, social_condition
 
 __all__ = [
     "NETWORKS", "PROFILE_FIELDS", "ImportReport", "ImportRow", "SocialAttribute", "SocialImport", "SocialNetwork",
-    "after_member_update", "check_profile_completed", "delete_profile", "forget", "get_profile", "import_rows", "parse_csv", "parse_json", "queue_import", "run_import", "run_queued", "put_profile", "set_share_consent", "shares", "social_attribute",
+    "after_member_update", "check_profile_completed", "delete_profile", "forget", "get_profile", "import_rows", "load_demo", "parse_csv", "parse_json", "queue_import", "run_import", "run_queued", "put_profile", "set_share_consent", "shares", "social_attribute",
     "social_condition", "validate_profile",
 ]
