@@ -59,9 +59,10 @@ def test_bearer_security_scheme(spec):
     assert spec["components"]["securitySchemes"]["bearerAuth"] == {"type": "http", "scheme": "bearer",
                                                                    "bearerFormat": "JWT"}
     assert spec["security"] == [{"bearerAuth": []}]
-    # enrolment and sign-in are the only operations anyone may call without a token
+    # enrolment, sign-in, the rules and a contest's public page are the only operations anyone may call without a token
     anonymous = {(path, method) for path, method, op in operations(spec) if op.get("security") == []}
-    assert anonymous == {("/api/v1/auth/register", "post"), ("/api/v1/auth/token", "post"), ("/api/v1/rules", "get")}
+    assert anonymous == {("/api/v1/auth/register", "post"), ("/api/v1/auth/token", "post"), ("/api/v1/rules", "get"),
+                         ("/api/v1/contests/{contest_id}", "get")}
 
 
 def test_problem_responses_are_documented(spec):

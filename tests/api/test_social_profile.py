@@ -2,7 +2,6 @@
 profile_completed fire once per member ever."""
 from __future__ import annotations
 
-
 import pytest
 from sqlalchemy import func, select
 

@@ -69,8 +69,9 @@ def _shown(name: str) -> str:
 
 def _row(values: dict[str, Any], row: int, report: ImportReport) -> ImportRow | None:
     """One row's values as an ImportRow, or None with its error in the report."""
-    def fail(message: str) -> None:
+    def fail(message: str) -> ImportRow | None:
         report.errors.append({"row": row, "message": message})
+        return None
     for key, value in values.items():
         if isinstance(value, str) and len(value) > CELL_MAX:
             return fail(f"The {_shown(key)} cell holds {len(value):,} characters; at most {CELL_MAX}.")

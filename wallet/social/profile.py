@@ -15,6 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from .. import triggers
+from ..db import rowcount
 from ..errors import Invalid, Rejected
 from ..members import Member
 from ..program import Program
@@ -108,9 +109,8 @@ def get_profile(session: Session, member: Member) -> dict[str, Any]:
 
 def forget(session: Session, member_id: str) -> int:
     """Delete the member's social data (the consent was withdrawn); how many rows went."""
-    gone = session.execute(delete(SocialNetwork).where(SocialNetwork.member_id == member_id)).rowcount or 0
-    gone += session.execute(delete(SocialAttribute).where(SocialAttribute.member_id == member_id)).rowcount or 0
-    return int(gone)
+    gone = rowcount(session.execute(delete(SocialNetwork).where(SocialNetwork.member_id == member_id)))
+    return gone + rowcount(session.execute(delete(SocialAttribute).where(SocialAttribute.member_id == member_id)))
 
 
 def data_shared(session: Session, program: Program, member_id: str, *, channel: str) -> bool:

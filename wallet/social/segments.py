@@ -29,6 +29,7 @@ def social_condition(attribute: str, op: str, value: Any) -> ColumnElement[bool]
     """``social.<attribute> <op> <value>`` as a condition on ``members``: texts compared ignoring case and
     surrounding spaces (``= != in``); a member without the attribute matches no comparison (``!=`` included)."""
     column = func.lower(SocialAttribute.value)
+    compared: ColumnElement[bool]
     if op == "in":
         compared = column.in_([str(v).strip().lower() for v in value])
     elif op in ("=", "!="):
