@@ -33,7 +33,7 @@ from .profile import validate_profile
 KEYS = ("email", "phone")
 REQUIRED = ("network", "handle")
 CELL_MAX = 1000  # a longer cell is a bad row (the limit on what is kept is lower: attributes, handles)
-_CHUNK = 1000
+_CHUNK = 5000
 
 
 @dataclass
