@@ -5,7 +5,7 @@ from flask import current_app
 from flask_limiter import Limiter
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from wallet import enrolment, members, tokens
+from wallet import enrolment, members, social, tokens
 from wallet.members import CHANNELS
 
 from ..blueprints import auth as blp
@@ -70,6 +70,10 @@ class Register(Resource):
     def post(self, data):
         """Enrol a member; the loyalty card is issued at once."""
         member = enrolment.register_member(db.session, program(), **data)
+        # social_data given at enrolment fires data_shared; a profile complete from the start, profile_completed
+        social.after_member_update(db.session, program(), member, shared_before=False,
+                                   profile_fields=tuple(current_app.config.get("LOYALTY_PROFILE_FIELDS",
+                                                                               social.PROFILE_FIELDS)))
         return {"member": member, **_tokens(tokens.principal_of(member))}
 
 

@@ -140,3 +140,11 @@ def test_phones_are_stored_in_e164(client, factory, app):
         db.session.remove()
     client.patch("/api/v1/me", json={"phone": "+1 (212) 555-0100"}, headers=member["headers"])
     assert client.get("/api/v1/me", headers=member["headers"]).get_json()["phone"] == "+12125550100"
+
+
+def test_social_data_given_at_enrolment_fires_data_shared(client, factory, app):
+    factory.rule(title="Thanks for sharing", trigger="data_shared", reward={"points": 50})
+    r = client.post("/api/v1/auth/register", json={"email": "new@example.com", "password": "correct horse battery",
+                                                   "name": "New", "consents": {"social_data": True}})
+    assert r.status_code == 201, r.get_json()
+    assert factory.balance(r.get_json()["member"]["id"]) == 50
