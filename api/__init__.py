@@ -20,7 +20,7 @@ from flask_smorest import Api
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from wallet import members
+from wallet import members, phones
 from wallet.clock import iso
 from wallet.program import Program
 from wallet.tokens import KeyRing
@@ -88,6 +88,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     ratelimits.init_app(app)  # every audience's budget, checked before anything else reads the request
     members.configure_password_hashing(app.config["LOYALTY_PASSWORD_HASH"],
                                        app.config["LOYALTY_PASSWORD_HASH_CONCURRENCY"])
+    phones.configure_region(app.config.get("LOYALTY_PHONE_REGION", "IL"))
     app.extensions["loyalty.program"] = program_from_config(app.config)
     app.extensions["loyalty.keyring"] = keyring_from_config(app.config)
     with app.app_context():

@@ -147,7 +147,7 @@ def scheduled_jobs() -> list:
     """The jobs ``loyalty worker`` runs when due (the CLI commands stay): each one batch at a time, until done."""
     from datetime import timedelta
 
-    from wallet import fraud, triggers
+    from wallet import contests, fraud, social, triggers
     from wallet.worker import PeriodicJob
 
     def run_triggers(session, club) -> int:
@@ -168,4 +168,6 @@ def scheduled_jobs() -> list:
             PeriodicJob("fraud-prune", timedelta(hours=1), lambda s, p: fraud.prune_counters(s, p.now())),
             PeriodicJob("kpis-summarise", timedelta(seconds=15), lambda s, p: kpis.summarise(s, p)),
             PeriodicJob("influence-refresh", timedelta(hours=1), lambda s, p: influence.refresh_due(s, p)),
+            PeriodicJob("contests-draw", timedelta(minutes=1), contests.draw_due),  # at draw_at, once
+            PeriodicJob("social-imports", timedelta(seconds=10), social.run_queued),  # large imports (202)
             *wallet_passes.jobs()]  # pass updates, APNs pushes, Google Wallet updates (when configured)

@@ -28,6 +28,9 @@
 | LOYALTY_RATELIMIT_FAIL_OPEN | 1 | 1: if that storage is unreachable, requests pass (and it is logged) rather than fail with 500 |
 | LOYALTY_MAX_BODY_BYTES | 65536 | larger request bodies are refused with 413 |
 | LOYALTY_MAX_IMPORT_BYTES | 20971520 | the largest CSV file an import takes (POST /admin/products/import); larger: 413 |
+| LOYALTY_SOCIAL_IMPORT_SYNC_BYTES | 2097152 | a social import larger than this answers 202 and the worker imports it |
+| LOYALTY_PHONE_REGION | IL | phones without a country code are read in this region (E.164 comparisons: imports, profiles) |
+| LOYALTY_PROFILE_FIELDS | name,birthday,phone,city | the profile fields that, all filled, fire `profile_completed` (a member field, or `social`: a linked network) |
 | LOYALTY_PASSWORD_HASH | scrypt:16384:8:1 | werkzeug password hashing method |
 | LOYALTY_TRUSTED_PROXIES | 0 | how many proxies in front set X-Forwarded-For (rate limits key on the client's address) |
 | LOYALTY_WEBHOOK_ALLOW_PRIVATE | 0 | 1: webhooks may target private, loopback and link-local addresses (development only) |
@@ -126,6 +129,10 @@ def from_environment(instance_path: str) -> dict:
         "RATELIMIT_SWALLOW_ERRORS": _env("LOYALTY_RATELIMIT_FAIL_OPEN", "1") not in ("0", "false", "no"),
         "MAX_CONTENT_LENGTH": int(_env("LOYALTY_MAX_BODY_BYTES", "65536")),
         "LOYALTY_MAX_IMPORT_BYTES": int(_env("LOYALTY_MAX_IMPORT_BYTES", str(20 * 1024 * 1024))),
+        "LOYALTY_SOCIAL_IMPORT_SYNC_BYTES": int(_env("LOYALTY_SOCIAL_IMPORT_SYNC_BYTES", str(2 * 1024 * 1024))),
+        "LOYALTY_PHONE_REGION": _env("LOYALTY_PHONE_REGION", "IL").upper(),
+        "LOYALTY_PROFILE_FIELDS": tuple(f.strip() for f in _env("LOYALTY_PROFILE_FIELDS", "name,birthday,phone,city")
+                                        .split(",") if f.strip()),
         "LOYALTY_PASSWORD_HASH": _env("LOYALTY_PASSWORD_HASH", "scrypt:16384:8:1"),
         "LOYALTY_TRUSTED_PROXIES": int(_env("LOYALTY_TRUSTED_PROXIES", "0")),
         "LOYALTY_WEBHOOK_ALLOW_PRIVATE": _env("LOYALTY_WEBHOOK_ALLOW_PRIVATE", "0") in ("1", "true", "yes"),

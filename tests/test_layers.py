@@ -15,14 +15,15 @@ WALLET = Path(__file__).resolve().parent.parent / "wallet"
 
 # Lowest first. A package named here (coupons, rules, stores, events, webhooks) places all its modules.
 LAYERS: dict[str, tuple[str, ...]] = {
-    "core": ("clock", "db", "fast_sql", "errors", "program", "codes", "qr", "barcodes", "scanner", "passwords"),
+    "core": ("clock", "db", "fast_sql", "errors", "program", "codes", "qr", "barcodes", "scanner", "passwords", "phones",
+             "csvfiles"),
     "entities": ("members", "stores", "ledger", "statement", "benefits", "purchases", "coupons", "tokens", "idempotency",
                  "events", "audit", "passes", "fraud", "segments", "influence",
                  "consents", "contact", "currencies", "tiers"),
     "rules engine": ("rules",),
     "use cases": ("till", "enrolment", "referrals", "instore", "triggers", "activity", "webhooks", "worker",
                   "demo", "export", "kpis", "accounts", "campaigns",
-                  "erasure", "returns", "adjustments"),
+                  "erasure", "returns", "adjustments", "social", "contests"),
     "the schema": ("models",),  # gathers every table for Alembic: above everything, imported by nothing here
 }
 LONGEST = 600

@@ -2,7 +2,7 @@
 
 Purchases and refunds, check-ins (refused ones too), scans, coupons issued and used, every point movement (a
 purchase's own points are on its item, with what each rule gave: the purchase's one event carries them),
-joining the club, referrals that qualified, profile changes and consents: each is an event (``wallet.events``), so a page is one indexed
+joining the club, referrals that qualified, profile changes, consents, contest entries and wins: each is an event (``wallet.events``), so a page is one indexed
 query on the log (member, time) and one look-up per kind for what a person wants to read (a store's name, an
 entry's description, whether a purchase was refunded since). The order is (time, kind's rank, event id), newest
 first; at one instant the consequence sits above its cause (the points above the check-in that earned them). The
@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import and_, case, or_, select
 from sqlalchemy.orm import Session
 
+from .contests import Contest
 from .coupons.models import Coupon, Offer, Redemption
 from .errors import Invalid
 from .events import Event
@@ -38,6 +39,7 @@ _TYPES: dict[str, tuple[str, ...]] = {
     "referral": ("referral.qualified",),
     "consent": ("consent.changed",),
     "profile": ("member.updated",),
+    "contest": ("contest.entered", "contest.won"),
     "points": ("points.earned", "points.spent", "points.expired", "points.adjusted"),
 }
 KINDS = tuple(_TYPES)
@@ -111,6 +113,7 @@ def _read(session: Session, found: list[Event]) -> list[ActivityItem]:
     titles = dict(session.execute(select(Offer.id, Offer.title).where(Offer.id.in_(offer_ids))).all()) if offer_ids \
         else {}
     redemptions = rows(Redemption, _ids(found, "coupon_redeemed", "redemption_id"))
+    contests = rows(Contest, _ids(found, "contest", "contest_id"))
     items = []
     for event in found:
         kind, data = _KIND_OF[event.type], event.data
@@ -187,6 +190,13 @@ def _read(session: Session, found: list[Event]) -> list[ActivityItem]:
             what = _CONSENTS.get(data["consent"], data["consent"])
             item.summary = f"Agreed to {what}" if data["granted"] else f"Withdrew consent to {what}"
             item.details = {"consent": data["consent"], "granted": data["granted"], "source": data.get("source")}
+        elif kind == "contest":
+            contest = contests.get(data["contest_id"])
+            title = (contest.title if contest is not None else "a contest").replace("{", "{{").replace("}", "}}")
+            won = event.type == "contest.won"
+            item.id = data.get("entry_id") or event.id
+            item.summary = f"You won {title}" if won else f"Entered {title}"
+            item.details = {"contest_id": data["contest_id"], "won": won, "coupon_id": data.get("coupon_id")}
         else:  # profile
             item.summary = "Changed " + ", ".join(data["fields"])
             item.details = {"fields": data["fields"]}

@@ -20,11 +20,13 @@ from . import (
     returns,
     rules,
     segments,
+    social,
     statement,
     tiers,
     till,
 )
 from .barcodes import gtin_check_digit
+from .contests import demo as contest_demo
 from .errors import Rejected
 from .program import Program
 from .stores import Product, Store
@@ -118,6 +120,7 @@ def load(session: Session, program: Program) -> list[tuple[str, str, str, str]]:
                 f"and {len(campaigns.DEMO_SHOPPERS) - 1} more; campaign '{campaigns.DEMO_CAMPAIGN}' launched"))
     session.flush()
     _load_foreign_store(session, program)
+    _load_social(session, program)
     return out
 
 
@@ -159,6 +162,22 @@ def _load_foreign_store(session: Session, program: Program) -> None:
                                   amount=Decimal("40.00"), currency="USD", receipt_id="DEMO-DFS-1")
     returns.return_part(session, program, bought.purchase.id, refund_id="demo-return-1", store_id=store.id,
                         actor="demo", amount=Decimal("10.00"))
+
+
+FANS = [("noa@demo.club", "Noa Fan"), ("avi@demo.club", "Avi Fan"), ("maya@demo.club", "Maya Fan")]
+
+
+def _load_social(session: Session, program: Program) -> None:
+    """The demo member's linked social profile; a contest open with entries and one drawn with its winners."""
+    member = session.execute(select(members.Member).where(members.Member.email == "member@demo.club")).scalar_one()
+    social.load_demo(session, program, member)
+    entrants = [member.id]
+    for email, name in FANS:
+        fan = session.scalar(select(members.Member).where(members.Member.email == email))
+        if fan is None:
+            fan = enrolment.register_member(session, program, email=email, password="demo-fan-1", name=name)
+        entrants.append(fan.id)
+    contest_demo.load_demo(session, program, entrants)
 
 
 def _load_more(session: Session, program: Program, stores: dict, products: dict) -> None:

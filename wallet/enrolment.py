@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from . import consents as consent_log
-from . import events, fraud, ledger, referrals, rules, tiers
+from . import events, fraud, ledger, phones, referrals, rules, tiers
 from .codes import new_card_number, new_referral_code
 from .errors import Conflict
 from .members import CHANNELS, Card, Member, email_taken, hash_password, normalise_city, normalise_email
@@ -33,6 +33,7 @@ def register_member(session: Session, program: Program, *, email: str, password:
                           detail="Too many enrolments from this device or address; try again in a minute")
     email = normalise_email(email)
     check_new_password(password, email=email)
+    phone = phones.normalise_phone(phone) or phone  # E.164 when it reads as a number (LOYALTY_PHONE_REGION)
     if email_taken(session, email):
         raise Conflict("An account with this email already exists", code="email_taken")
     now = program.now()

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from . import consents as consent_log
-from . import contact, events
+from . import contact, events, phones
 from .clock import utcnow
 from .codes import new_card_number
 from .db import Base, id_column, new_id, rowcount
@@ -85,7 +85,7 @@ class Member(Base):
     email: Mapped[str] = mapped_column(String(254), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     name: Mapped[str] = mapped_column(String(120))
-    phone: Mapped[str | None] = mapped_column(String(32))
+    phone: Mapped[str | None] = mapped_column(String(32), index=True)  # E.164 when it reads as a number (phones)
     birthday: Mapped[date | None]
     gender: Mapped[str | None] = mapped_column(String(16))  # female, male, other (GENDERS); optional
     city: Mapped[str | None] = mapped_column(String(80))  # optional, as the member spells it
@@ -183,7 +183,9 @@ def update_member(session: Session, program: Program, member: Member, changes: d
             changed.append(field)
     if "name" in changes:
         put("name", changes["name"].strip())
-    for key in ("phone", "birthday", "gender"):
+    if "phone" in changes:
+        put("phone", phones.normalise_phone(changes["phone"]) or changes["phone"])
+    for key in ("birthday", "gender"):
         if key in changes:
             put(key, changes[key])
     if "city" in changes:

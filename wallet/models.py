@@ -5,6 +5,7 @@ from .benefits import BenefitUse, MemberBenefit  # noqa: F401
 from .campaigns import Campaign, CampaignMessage  # noqa: F401
 from .consents import ConsentChange  # noqa: F401
 from .contact import Device  # noqa: F401
+from .contests import Contest, ContestEntry  # noqa: F401
 from .coupons import Coupon, Offer, Redemption  # noqa: F401
 from .currencies import Currency, CurrencyRate  # noqa: F401
 from .db import Base  # noqa: F401
@@ -20,6 +21,7 @@ from .purchases import Purchase, PurchaseItem, PurchaseReturn  # noqa: F401
 from .referrals import MemberDevice, Referral  # noqa: F401
 from .rules import Rule, RuleCounter, RuleGrant, RuleLosingDraw, RulesRevision, RuleVersion  # noqa: F401
 from .segments import Segment  # noqa: F401
+from .social import SocialAttribute, SocialImport, SocialNetwork  # noqa: F401
 from .stores import Product, Store  # noqa: F401
 from .tiers import MemberTier, Tier, TierChange, TiersRevision, TierValues  # noqa: F401
 from .tokens import RefreshToken, SignIn  # noqa: F401

@@ -204,6 +204,15 @@ def _celebrate(session: Session, program: Program, event: rules.Event, *, detail
     return Tally(events=1, grants=len(grants), points=points)
 
 
+def fire_once(session: Session, program: Program, *, trigger: str, member_id: str, source: str, channel: str = "app",
+              detail: dict[str, Any] | None = None) -> Tally:
+    """Fire a life event that happens once per member ever (``data_shared``, ``profile_completed``): claimed
+    under ``source`` in the caller's transaction, so a second call (or a concurrent one) fires nothing."""
+    event = rules.Event(trigger=trigger, member_id=member_id, source=source, channel=channel,
+                        occurred_at=program.now(), attributes=dict(detail or {}))
+    return _celebrate(session, program, event, detail=dict(detail or {}))
+
+
 def run(session: Session, program: Program, *, day: date | None = None, batch_size: int = 200,
         commit: Callable[[], None] | None = None) -> dict[str, Tally]:
     """Fire the time-based triggers due now: birthdays of ``day`` (today in the programme's timezone) and

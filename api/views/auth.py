@@ -7,7 +7,7 @@ from flask import current_app, request
 from flask_limiter import Limiter
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from wallet import enrolment, members, referrals, tokens
+from wallet import enrolment, members, referrals, social, tokens
 from wallet.errors import Invalid, Unauthorized
 from wallet.members import CHANNELS
 
@@ -95,6 +95,10 @@ class Register(Resource):
         or address beyond LOYALTY_ENROLMENT_BURST a minute are slowed (429 too_many_enrolments) and flagged."""
         member = enrolment.register_member(db.session, program(), **data, device_id=device_id(),
                                            address=request.remote_addr)
+        # social_data given at enrolment fires data_shared; a profile complete from the start, profile_completed
+        social.after_member_update(db.session, program(), member, shared_before=False,
+                                   profile_fields=tuple(current_app.config.get("LOYALTY_PROFILE_FIELDS",
+                                                                               social.PROFILE_FIELDS)))
         return {"member": member, **_tokens(tokens.principal_of(member))}
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import unicodedata
 from datetime import date
 
-from flask import Response, request
+from flask import Response, current_app, request
 from marshmallow import ValidationError, fields, post_load, pre_dump, validate
 
-from wallet import benefits, contact, coupons, export, ledger, members, qr, referrals, statement
+from wallet import benefits, contact, coupons, export, ledger, members, qr, referrals, social, statement
 from wallet.consents import PURPOSES, TEXT_VERSION_MAX
 from wallet.errors import Invalid, InvalidToken, NotFound, Rejected
 from wallet.members import CHANNELS, GENDERS
@@ -276,8 +276,15 @@ class Me(Resource):
     @blp.arguments(MemberPatchSchema)
     @blp.response(200, MemberSchema)
     def patch(self, changes):
-        """Change the profile, channel preferences or consents."""
-        return members.update_member(db.session, program(), _member(), changes)
+        """Change the profile, channel preferences or consents (withdrawing social_data deletes the social
+        profile; a profile now complete fires profile_completed)."""
+        member = _member()
+        shared_before = social.shares(member.consents)
+        members.update_member(db.session, program(), member, changes)
+        social.after_member_update(db.session, program(), member, shared_before=shared_before,
+                                   profile_fields=tuple(current_app.config.get("LOYALTY_PROFILE_FIELDS",
+                                                                               social.PROFILE_FIELDS)))
+        return member
 
 
 @blp.route("/me/wallet")

@@ -8,14 +8,10 @@ pasted into a spreadsheet stays text.
 """
 from __future__ import annotations
 
-import csv
 import io
-import re
 from typing import Any
 
-from flask import request
 from marshmallow import fields
-from werkzeug.exceptions import UnsupportedMediaType
 
 from wallet import stores
 from wallet.db import new_id
@@ -28,24 +24,9 @@ from ..extensions import db
 from ..resource import Resource
 from ..schemas import StrictSchema
 from ..state import program
+from ..uploads import DOCUMENTED_LIMIT, FORMULA, csv_text, rows_within_limit, safe_message, spreadsheet_safe
 
 MAX_ROWS = 100_000  # a bigger catalogue goes in several files (or the CLI); one transaction stays bounded
-CSV_TYPES = ("text/csv", "application/csv", "text/plain")
-_FORMULA = re.compile(r"(^|(?<=[\s,'\"(]))([=+\-@\t\r][^\s,]*)")
-
-
-def spreadsheet_safe(text: str) -> str:
-    """A value a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab, CR first), quoted."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
-def _safe_message(message: str, cells: set[str]) -> str:
-    for cell in sorted(cells, key=len, reverse=True):
-        if cell and cell[:1] in ("=", "+", "-", "@", "\t", "\r") and cell in message:
-            message = message.replace(cell, spreadsheet_safe(cell))
-    return message
-
-
 class ImportArgs(StrictSchema):
     dry_run = fields.Boolean(load_default=False, metadata={"description": "check and report; save nothing"})
 
@@ -76,49 +57,10 @@ def _problems(found: list[stores.ImportProblem]) -> list[dict[str, Any]]:
         cells = {problem.sku or ""}
         for messages in problem.errors.values():
             for message in messages:
-                cells |= {m.group(2) for m in _FORMULA.finditer(message)}
+                cells |= {m.group(2) for m in FORMULA.finditer(message)}
         out.append({"line": problem.line, "sku": None if problem.sku is None else spreadsheet_safe(problem.sku),
-                    "errors": {k: [_safe_message(m, cells) for m in v] for k, v in problem.errors.items()}})
+                    "errors": {k: [safe_message(m, cells) for m in v] for k, v in problem.errors.items()}})
     return out
-
-
-def _csv_text() -> tuple[str, str]:
-    """The uploaded file's text and name; problem+json (415, 422) for what is not a UTF-8 CSV file."""
-    mimetype = request.mimetype
-    if mimetype == "multipart/form-data":
-        upload = request.files.get("file")
-        if upload is None or len(request.files) != 1:
-            raise Invalid("Send the CSV file in the form field 'file'", code="invalid_csv",
-                          errors={"file": ["One file, in the field 'file'."]})
-        data, name = upload.read(), upload.filename or "upload.csv"
-    elif mimetype in CSV_TYPES:
-        data, name = request.get_data(cache=True), "upload.csv"
-    else:
-        raise UnsupportedMediaType("Send the file as text/csv, or as multipart/form-data with the file in 'file'")
-    try:
-        text = data.decode("utf-8-sig")  # a spreadsheet's byte order mark is not part of the first column's name
-    except UnicodeDecodeError as error:
-        raise Invalid(f"The file is not UTF-8 text (byte {error.start})", code="invalid_csv",
-                      errors={"file": ["Save the file as CSV UTF-8."]}) from None
-    if "\x00" in text:
-        raise Invalid("The file holds NUL characters: not a CSV text file", code="invalid_csv",
-                      errors={"file": ["Not a text file."]})
-    return text, name
-
-
-def _rows_within_limit(text: str) -> None:
-    # Counting newlines over-counts quoted multi-line cells (and blank lines), so count records properly only when
-    # the quick count passes the limit.
-    if max(text.count("\n"), text.count("\r")) <= MAX_ROWS:  # CR-only lines (old Mac files) too
-        return
-    records = sum(1 for cells in csv.reader(io.StringIO(text, newline="")) if any(c.strip() for c in cells))
-    if records - 1 > MAX_ROWS:
-        raise Invalid(f"At most {MAX_ROWS:,} rows in one file; split the catalogue", code="too_many_rows",
-                      errors={"file": [f"{records - 1} rows; at most {MAX_ROWS}."]})
-
-
-# The default LOYALTY_MAX_IMPORT_BYTES, as the document states it (a server may be configured otherwise: 413 says so).
-_DOCUMENTED_LIMIT = 20 * 1024 * 1024
 
 
 @blp.route("/products/import")
@@ -131,15 +73,15 @@ class ProductImport(Resource):
     @blp.doc(requestBody={"required": True, "description": "the CSV file: columns " + ", ".join(stores.CSV_COLUMNS)
                           + " (sku, barcode and name required; complementary: SKUs separated by '|')",
                           "content": {
-                              "text/csv": {"schema": {"type": "string", "maxLength": _DOCUMENTED_LIMIT}},
+                              "text/csv": {"schema": {"type": "string", "maxLength": DOCUMENTED_LIMIT}},
                               "multipart/form-data": {"schema": {
                                   "type": "object", "required": ["file"], "maxProperties": 1,
                                   "properties": {"file": {"type": "string", "format": "binary",
-                                                          "maxLength": _DOCUMENTED_LIMIT}}}}}})
+                                                          "maxLength": DOCUMENTED_LIMIT}}}}}})
     def post(self, args):
         """Create or update products from a CSV file, matched by SKU; a per-row report, bad rows skipped."""
-        text, name = _csv_text()
-        _rows_within_limit(text)
+        text, name = csv_text()
+        rows_within_limit(text, MAX_ROWS)
         if not text.strip():
             raise Invalid("The file is empty", code="invalid_csv_header", errors={"header": ["The file is empty."]})
         report = stores.import_products(db.session, program(), io.StringIO(text, newline=""),

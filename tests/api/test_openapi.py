@@ -59,10 +59,12 @@ def test_bearer_security_scheme(spec):
     assert spec["components"]["securitySchemes"]["bearerAuth"] == {"type": "http", "scheme": "bearer",
                                                                    "bearerFormat": "JWT"}
     assert spec["security"] == [{"bearerAuth": []}]
-    # enrolment, sign-in, the rules and RFC 8058's unsubscribe link are the only operations without a token
+    # enrolment, sign-in, the rules, RFC 8058's unsubscribe link and a contest's public page are the only operations
+    # anyone may call without a token
     anonymous = {(path, method) for path, method, op in operations(spec) if op.get("security") == []}
     assert anonymous == {("/api/v1/auth/register", "post"), ("/api/v1/auth/token", "post"), ("/api/v1/rules", "get"),
-                         ("/api/v1/unsubscribe/{token}", "get"), ("/api/v1/unsubscribe/{token}", "post")}
+                         ("/api/v1/unsubscribe/{token}", "get"), ("/api/v1/unsubscribe/{token}", "post"),
+                         ("/api/v1/contests/{contest_id}", "get")}
 
 
 def test_problem_responses_are_documented(spec):

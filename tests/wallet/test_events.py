@@ -71,9 +71,10 @@ def test_every_type_has_a_schema_and_the_channel_list_is_the_contracts():
                 "coupon.issued", "coupon.redeemed", "check_in.recorded", "scan.recorded", "reward.granted",
                 "tier.changed", "referral.qualified", "message.sent", "contest.drawn"}
     # additions: refused check-ins (kept for review), coupons voided and redemptions rolled back (passes follow them),
-    # cards blocked and replaced (passes turn void; the till refuses the old codes)
+    # cards blocked and replaced (passes turn void; the till refuses the old codes), contest entries and wins
+    # (the member's timeline)
     assert set(events.TYPES) - contract == {"check_in.refused", "coupon.voided", "coupon.redemption_rolled_back",
-                                            "card.blocked", "card.replaced"}
+                                            "card.blocked", "card.replaced", "contest.entered", "contest.won"}
     assert contract <= set(events.TYPES)
     assert set(events.TYPES) == set(events.DATA_SCHEMAS)
     assert events.CHANNELS == ("app", "till", "web", "console", "api", "job", "import")

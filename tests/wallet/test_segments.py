@@ -72,7 +72,8 @@ def ids(session, program, criteria) -> list[str]:
     ({"all": [], "any": []}, "invalid_criteria", "criteria"),
     ({"not": [1]}, "invalid_criteria", "criteria.not"),
     ({"field": "city", "op": "=", "value": "Haifa", "extra": 1}, "invalid_criteria", "criteria"),
-    ({"field": "social.followers", "op": ">", "value": 10}, "unknown_field", "criteria.field"),
+    ({"field": "social.followers", "op": ">", "value": 10}, "invalid_operator", "criteria.op"),
+    ({"field": "social.Bad-Name", "op": "=", "value": "x"}, "unknown_field", "criteria.field"),
     ("all", "invalid_criteria", "criteria"),
 ])
 def test_bad_criteria_name_the_path_and_what_is_wrong(criteria, code, path):

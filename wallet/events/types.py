@@ -106,6 +106,10 @@ DATA_SCHEMAS: dict[str, dict[str, Any]] = {
                             template=_CODE, coupon_id=_NULLABLE_ID, attempts={"type": "integer"}),
     "contest.drawn": _schema("A contest's draw was made.", ("contest_id",),
                              contest_id=_ID, winners=_IDS, proof=_CODE),
+    "contest.entered": _schema("A member took their free entry in a contest.", ("contest_id", "entry_id"),
+                               contest_id=_ID, entry_id=_ID),
+    "contest.won": _schema("A member won a contest's draw (and the prize offer's coupon, when it could be issued).",
+                           ("contest_id",), contest_id=_ID, coupon_id=_NULLABLE_ID),
 }
 TYPES = tuple(DATA_SCHEMAS)
 

@@ -90,7 +90,8 @@ def conditions_text(c: dict[str, Any]) -> str:
 _TRIGGER_WORDS = {"purchase": "for a purchase", "check_in": "for checking in at a store",
                   "scan": "for scanning a product in the store", "enrolment": "for joining the club",
                   "birthday": "on your birthday", "inactivity": "when you come back after a while",
-                  "referral": "for a referral"}
+                  "referral": "for a referral", "data_shared": "for sharing your social profile",
+                  "profile_completed": "for completing your profile"}
 
 
 def reward_text(reward: dict[str, Any], currency: str, offers: dict[str, str] | None = None) -> str:

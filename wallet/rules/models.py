@@ -22,7 +22,10 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from ..clock import iso, utcnow
 from ..db import Base, Points, id_column, new_id, rowcount
 
-TRIGGERS = ("purchase", "check_in", "scan", "enrolment", "birthday", "inactivity", "referral")
+# data_shared: the member first shared their social data; profile_completed: the profile fields the club asks for
+# are all filled (each once per member ever, wallet.social)
+TRIGGERS = ("purchase", "check_in", "scan", "enrolment", "birthday", "inactivity", "referral", "data_shared",
+            "profile_completed")
 
 
 SCHEDULED_TRIGGERS = ("birthday", "inactivity")  # fired by the `loyalty triggers run` job

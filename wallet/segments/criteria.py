@@ -12,6 +12,7 @@ member with no birthday, an unset ``city``), and ``not`` of a false comparison i
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -72,15 +73,25 @@ FIELDS: dict[str, Field] = {f.name: f for f in (
             "not set: the default (email and push on, the others off)", ("=", "!=")) for c in CHANNELS),
     *(Field(f"consents.{p}", "boolean", f"the member's {p} consent", "never given: false", ("=", "!="))
       for p in CONSENT_PURPOSES),
-    # TODO(social profiles): `social.<attribute>` joins the catalogue with the social profile's table; see
-    # SOCIAL_PREFIX and wallet.segments.sql.social_condition.
 )}
 SOCIAL_PREFIX = "social."
+_SOCIAL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+# ``social.<attribute>``: any attribute the social profile holds (wallet.social), compared as text.
+SOCIAL_FIELD = Field("social.<attribute>", "string", "the member's social profile attribute of that name "
+                     "(lower-case letters, digits and _), compared as text ignoring case",
+                     "no such attribute, or no social_data consent: every comparison is false", EQUALITY)
+
+
+def social_field(name: str) -> Field | None:
+    """The field a ``social.<attribute>`` name stands for, or None if it is not one."""
+    attribute = name[len(SOCIAL_PREFIX):] if name.startswith(SOCIAL_PREFIX) else ""
+    return Field(name, "string", SOCIAL_FIELD.source, SOCIAL_FIELD.null, EQUALITY) \
+        if _SOCIAL_NAME.match(attribute) else None
 
 
 def catalogue() -> list[Field]:
     """Every field a condition may name, in the catalogue's order."""
-    return list(FIELDS.values())
+    return [*FIELDS.values(), SOCIAL_FIELD]
 
 
 class _Check:
@@ -121,12 +132,12 @@ class _Check:
 
     def condition(self, node: dict[str, Any], path: str) -> dict[str, Any]:
         name, op, value = node["field"], node["op"], node["value"]
-        if not isinstance(name, str) or name not in FIELDS:
+        field = (FIELDS.get(name) or social_field(name)) if isinstance(name, str) else None
+        if field is None:
             shown = repr(name)[:60]
-            hint = (" Social profile fields are not available yet." if isinstance(name, str)
+            hint = (" A social attribute is lower-case letters, digits and _." if isinstance(name, str)
                     and name.startswith(SOCIAL_PREFIX) else " GET /api/v1/admin/segments/fields lists them.")
             raise self.fail(f"{path}.field", f"Unknown field {shown}.{hint}", "unknown_field")
-        field = FIELDS[name]
         if not isinstance(op, str) or op not in OPS:
             raise self.fail(f"{path}.op", f"Unknown operator {repr(op)[:20]}; one of {' '.join(OPS)}.",
                             "invalid_operator")

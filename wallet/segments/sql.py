@@ -22,6 +22,7 @@ from sqlalchemy import (
     and_,
     case,
     column,
+    exists,
     false,
     func,
     not_,
@@ -76,10 +77,24 @@ def consent_column(purpose: str) -> ColumnElement[bool]:
     return func.coalesce(Member.consents[purpose]["granted"].as_boolean(), false())
 
 
+# wallet.social's attributes, read as a table here (segments sit below the social profile's package).
+SOCIAL_ATTRIBUTES = table("social_attributes", column("member_id", String), column("key", String),
+                          column("value", String))
+
+
 def social_condition(attribute: str, op: str, value: Any) -> ColumnElement[bool]:
-    """TODO(social profiles): ``social.<attribute>`` compares the member's social attribute once a social profile
-    table exists; wallet.segments.criteria refuses the field until then."""
-    raise NotImplementedError("social profile fields come with the social profile table")
+    """``social.<attribute>``: the member has that attribute, compared as text ignoring case, and the social_data
+    consent (without it nothing social is used); otherwise false."""
+    stored = func.lower(SOCIAL_ATTRIBUTES.c.value)
+    compared: ColumnElement[bool]
+    if op == "in":
+        compared = stored.in_([str(v).strip().lower() for v in value])
+    else:
+        wanted = str(value).strip().lower()
+        compared = stored == wanted if op == "=" else stored != wanted
+    return and_(consent_column("social_data"),
+                exists().where(SOCIAL_ATTRIBUTES.c.member_id == Member.id, SOCIAL_ATTRIBUTES.c.key == attribute,
+                               compared))
 
 
 def _compare(left: Any, op: str, right: Any) -> ColumnElement[bool]:
@@ -212,6 +227,8 @@ class _Compiler:
             return _compare(shown, op, bool(value))
         if name.startswith("consents."):
             return _compare(consent_column(name.partition(".")[2]), op, bool(value))
+        if name.startswith("social."):
+            return social_condition(name.partition(".")[2], op, value)
         raise AssertionError(f"no SQL for {name}")  # the catalogue and this list go together
 
     def _days_ago(self, days: int) -> datetime | None:
@@ -233,7 +250,7 @@ PROFILE_FIELDS = frozenset({"tier", "age", "gender", "city", "enrolled_days"})
 def _profile_only(node: dict[str, Any]) -> bool:
     """Whether a criterion reads only the member's own row (no aggregate)."""
     if "field" in node:
-        return node["field"] in PROFILE_FIELDS or node["field"].startswith(("preferences.", "consents."))
+        return node["field"] in PROFILE_FIELDS or node["field"].startswith(("preferences.", "consents.", "social."))
     children = node.get("all", []) + node.get("any", []) + ([node["not"]] if "not" in node else [])
     return all(_profile_only(n) for n in children)
 

@@ -12,6 +12,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from ..barcodes import normalise_barcode
+from ..csvfiles import read_records
 from ..db import new_id
 from ..errors import Invalid
 from ..program import Program
@@ -118,8 +119,7 @@ def _parse_row(raw: dict[str | None, Any], line: int, currency: str,
 
 def _open(lines: Iterable[str]) -> tuple[list[str], Iterator[tuple[int, dict[str | None, Any]]]]:
     """The header, and (line number where the record starts, {column: cell}) for each non-blank record."""
-    reader = csv.reader(lines)
-    header = [h.strip().lower() for h in next(reader, [])]
+    header, records = read_records(lines)
     unknown = [h for h in header if h not in CSV_COLUMNS]
     missing = [c for c in CSV_REQUIRED if c not in header]
     if not header or unknown or missing or len(set(header)) != len(header):
@@ -134,18 +134,7 @@ def _open(lines: Iterable[str]) -> tuple[list[str], Iterator[tuple[int, dict[str
             problems.append("A column appears twice.")
         raise Invalid("The file's first line must name the columns: " + ", ".join(CSV_COLUMNS),
                       code="invalid_csv_header", errors={"header": problems})
-
-    def records() -> Iterator[tuple[int, dict[str | None, Any]]]:
-        start = reader.line_num + 1
-        for cells in reader:
-            if any(c.strip() for c in cells):
-                record: dict[str | None, Any] = dict(zip(header, cells, strict=False))  # short rows: blanks
-                if len(cells) > len(header):
-                    record[None] = cells[len(header):]
-                yield start, record
-            start = reader.line_num + 1
-
-    return header, records()
+    return header, records
 
 
 def import_products(session: Session, program: Program, lines: Iterable[str], *,
