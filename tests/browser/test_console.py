@@ -360,7 +360,10 @@ def test_today_draws_the_kpis_as_tiles_and_svg_charts(browser, serve, factory, s
         captions = page.locator(".chart-figure figcaption").all_inner_texts()
         assert captions == ["Members active", "Purchases", "Points", "Redemption and response rates",
                             "Activity by channel"]
-        assert page.locator("svg.chart polyline").count() == 7  # 1 + 1 + 3 + 2 series
+        # 1 + 1 + 3 + 2 series; on this empty club the real endpoint's two rates are null (no coupon issued, no
+        # campaign launched), and a chart draws no line for a series without a value
+        stubbed = "/api/v1/admin/kpis" in app.extensions["test.stubbed"]
+        assert page.locator("svg.chart polyline").count() == (7 if stubbed else 5)
         assert page.locator("svg.chart[role=img] > title").first.text_content() == "Members active"
         screenshot(page, "console-today-kpis", full_page=True)
         page.get_by_label("Chart by").select_option("")
