@@ -9,9 +9,10 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from . import consents
+from . import consents, social
 from .campaigns import Campaign, CampaignMessage
 from .clock import iso
+from .contests import ContestEntry
 from .coupons import Coupon, Offer
 from .instore import CheckIn, Scan
 from .ledger import LedgerEntry, balance_of
@@ -19,9 +20,10 @@ from .members import Card, get_member
 from .purchases import Purchase, PurchaseItem
 from .referrals import Referral
 from .rules import RuleGrant
+from .tiers import TierChange
 
 KEYS = ("profile", "consents", "consent_history", "ledger", "purchases", "coupons", "check_ins", "scans", "referrals",
-        "grants", "messages")
+        "grants", "messages", "social", "tiers", "contest_entries")
 # Not the member's data, or not data at all: secrets and the club's internal keys.
 _HIDDEN = {"password_hash", "fingerprint", "idempotency_key", "email_key", "phone_key", "issue_key"}
 
@@ -89,5 +91,12 @@ def member_export(session: Session, member_id: str) -> dict[str, Any]:
                          .where(CampaignMessage.member_id == member.id, CampaignMessage.holdout.is_(False),
                                 CampaignMessage.campaign_id.in_(select(Campaign.id).where(Campaign.launched_at.is_not(None))))
                          .order_by(CampaignMessage.campaign_id))],
+        # Beyond API.md's keys, what else is held: the social profile (empty without the consent), the tier
+        # history, the contests entered.
+        "social": social.get_profile(session, member),
+        "tiers": [_row(t, hide=frozenset({"member_id"})) for t in session.scalars(
+            select(TierChange).where(TierChange.member_id == member.id).order_by(TierChange.created_at, TierChange.id))],
+        "contest_entries": [_row(e, hide=frozenset({"member_id"})) for e in session.scalars(
+            select(ContestEntry).where(ContestEntry.member_id == member.id).order_by(ContestEntry.id))],
     }
 

@@ -383,6 +383,11 @@ class ExportSchema(StrictSchema):
     referrals = _RECORDS
     grants = _RECORDS
     messages = _RECORDS
+    social = fields.Dict(keys=fields.String(), required=True,
+                         metadata={"description": "the social profile (GET /me/social's shape; empty without consent)"})
+    tiers = fields.List(fields.Dict(keys=fields.String()), required=True,
+                        metadata={"description": "every tier change: from, to, why, when"})
+    contest_entries = _RECORDS
 
 
 @blp.route("/me/export")

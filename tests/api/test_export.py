@@ -11,7 +11,7 @@ from .test_offers import make_offer
 
 API = "/api/v1"
 KEYS = {"profile", "consents", "consent_history", "ledger", "purchases", "coupons", "check_ins", "scans", "referrals",
-        "grants", "messages"}
+        "grants", "messages", "social", "tiers", "contest_entries"}
 
 
 def active_member(client, factory, *, store, cashier, marketer, offer, n: int, referral_code=None):
@@ -74,6 +74,8 @@ def test_export_holds_everything_of_the_member_and_nothing_of_another(app, clien
     assert [r["role"] for r in body["referrals"]] == ["referrer"]
     assert len(body["grants"]) == 2
     assert body["messages"] == []
+    assert body["social"] == {"networks": [], "attributes": {}, "share_consent": False}
+    assert body["tiers"] == [] and body["contest_entries"] == []
     # nothing of the other member's: no id, email, card number or key of theirs anywhere in it
     text = r.get_data(as_text=True)
     for value in (other["id"], other["email"], other["card_number"]):

@@ -148,3 +148,14 @@ def test_social_data_given_at_enrolment_fires_data_shared(client, factory, app):
                                                    "name": "New", "consents": {"social_data": True}})
     assert r.status_code == 201, r.get_json()
     assert factory.balance(r.get_json()["member"]["id"]) == 50
+
+
+def test_the_export_carries_the_social_profile(client, factory):
+    member = factory.member()
+    h = member["headers"]
+    r = client.put("/api/v1/me/social", headers=h, json={"networks": [{"network": "instagram", "handle": "dana.tlv"}],
+                                                          "attributes": {"team": "Maccabi"}, "share_consent": True})
+    assert r.status_code == 200, r.get_json()
+    social = client.get("/api/v1/me/export", headers=h).get_json()["social"]
+    assert social == {"networks": [{"network": "instagram", "handle": "dana.tlv"}], "attributes": {"team": "Maccabi"},
+                      "share_consent": True}
