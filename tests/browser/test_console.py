@@ -498,7 +498,7 @@ def test_a_tour_of_the_demo_club_as_its_admin(browser, server, screenshot):
             screenshot(page, f"tour-{hash_}", full_page=True)
         # an admin blocks a member's card, after a dialog
         console.go("members", "Members")
-        page.get_by_role("link", name="Dana Demo").click()
+        page.get_by_role("link", name="Dana Demo").first.click()
         page.get_by_role("button", name="Block card").click()
         page.get_by_role("dialog", name="Block this card?").get_by_role("button", name="Block card").click()
         page.get_by_text("The card is blocked.").wait_for()

@@ -603,7 +603,8 @@ def test_the_demo_club_has_offers_a_member_can_use(session, program, clock):
     demo.load(session, program)  # safe to repeat
     offers = {o.title: o for o in session.scalars(select(Offer))}
     assert set(offers) >= {"A free coffee on us", "10% off your basket", "The club mug", "5 shekels off a croissant"}
-    assert len(offers) == len(coupons.DEMO_OFFERS)
+    assert len(offers) == len(coupons.DEMO_OFFERS) + 1  # and the contests' prize, not claimable
+    assert offers["Contest prize: the club mug"].claimable is False
     assert offers["The club mug"].points_cost == 500
     dizengoff = session.scalar(select(Store).where(Store.code == "TLV-DIZ"))
     assert offers["5 shekels off a croissant"].stores == [dizengoff.id]

@@ -6,7 +6,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..coupons import Offer
+from ..coupons import Offer, create_offer
 from ..program import Program
 from .contests import _new_alias, create_contest, draw, enter
 from .models import Contest, ContestEntry
@@ -15,11 +15,25 @@ OPEN_TITLE = "Win a year of coffee"
 DRAWN_TITLE = "Autumn giveaway: a club mug"
 
 
+PRIZE_TITLE = "Contest prize: the club mug"
+
+
+def _prize_offer(session: Session, program: Program) -> str:
+    """The demo contests' prize: an offer of its own, not claimable (winners get it; the shop's offers stay as they
+    were, a member's one free coffee included)."""
+    found = session.scalar(select(Offer.id).where(Offer.title == PRIZE_TITLE))
+    if found is not None:
+        return found
+    return create_offer(session, program, {
+        "title": PRIZE_TITLE, "terms": "For the winners of the club's contests.", "claimable": False,
+        "benefit": {"kind": "free_item", "sku": "MUG-01"}, "coupon_valid_days": 60}, actor="demo").id
+
+
 def load_demo(session: Session, program: Program, member_ids: list[str]) -> None:
     """Create the two demo contests if missing; ``member_ids`` enter both."""
     titles = set(session.scalars(select(Contest.title).where(Contest.title.in_((OPEN_TITLE, DRAWN_TITLE)))))
     now = program.now()
-    prize = session.scalar(select(Offer.id).order_by(Offer.created_at).limit(1))
+    prize = _prize_offer(session, program)
     if OPEN_TITLE not in titles:
         contest = create_contest(session, program, {
             "title": OPEN_TITLE, "terms": "One free entry per member, no purchase necessary; one more entry per "
