@@ -5,7 +5,7 @@ from marshmallow import ValidationError, fields, validate, validates_schema
 
 from wallet import till
 
-from ..auth import cashier_required, current_principal
+from ..auth import cashier_required, cashier_till_required, current_principal, sign_in_read_by_view
 from ..blueprints import pos as blp
 from ..extensions import db
 from ..resource import Resource
@@ -111,7 +111,7 @@ class Identify(Resource):
 
 @blp.route("/purchases")
 class Purchases(Resource):
-    decorators = [cashier_required]
+    decorators = [cashier_till_required]
 
     @blp.arguments(PurchaseInSchema)
     @blp.response(201, PurchaseOutSchema)
@@ -120,7 +120,8 @@ class Purchases(Resource):
         # The session itself, not Flask-SQLAlchemy's scoped proxy: the hot path calls it a few dozen times.
         return till.record_purchase(db.session(), program(), store_id=_store(), card_code=data["card"],
                                     amount=data["amount"], currency=data["currency"], receipt_id=data["receipt_id"],
-                                    items=data["items"], cashier_id=current_principal().id)
+                                    items=data["items"], cashier_id=current_principal().id,
+                                    sign_in=sign_in_read_by_view())
 
 
 @blp.route("/purchases/<string:purchase_id>/refund")

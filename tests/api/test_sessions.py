@@ -9,6 +9,7 @@ from api.extensions import db
 from wallet import tokens
 from wallet.audit import AuditEntry
 from wallet.members import Card, Member
+from wallet.purchases import Purchase
 
 from ..conftest import assert_problem
 
@@ -205,3 +206,27 @@ def test_the_signed_in_check_costs_one_read_by_key(app, factory):
         per_check = (time.perf_counter() - started) / 500
         db.session.remove()
     assert per_check < 0.005, f"{per_check * 1e6:.0f} us per check"
+
+
+def test_a_purchase_reads_the_cashiers_sign_in_with_its_card(client, factory, other_host, app):
+    """The till's purchase checks the sign-in in its own read (a round trip fewer): after a deactivation the
+    purchase, its Idempotency-Key replay and a malformed one are all 401 on any host, and nothing is written."""
+    admin = factory.staff("admin")
+    cashier = factory.staff("cashier", email="till@example.com", password="till password 1")
+    _, till = sign_in(client, "till@example.com", "till password 1")
+    member = factory.member()
+    buy = {"card": member["card_number"], "amount": "10.00", "currency": "ILS", "receipt_id": "R-1"}
+    replayable = till | {"Idempotency-Key": "till-r1"}
+    assert client.post("/api/v1/pos/purchases", json=buy, headers=replayable).status_code == 201
+    assert client.post(f"{STAFF}/{cashier['id']}/deactivate", headers=admin["headers"]).status_code == 200
+    for host in (client, other_host):
+        assert_problem(host.post("/api/v1/pos/purchases", json=buy | {"receipt_id": "R-2"}, headers=till), 401,
+                       "signed_out")
+        assert_problem(host.post("/api/v1/pos/purchases", json=buy, headers=replayable), 401, "signed_out")
+        assert_problem(host.post("/api/v1/pos/purchases", json=buy | {"amount": "x"}, headers=till), 401,
+                       "signed_out")
+        assert_problem(host.post("/api/v1/pos/purchases", json=buy | {"card": "0000000000000000"}, headers=till), 401,
+                       "signed_out")
+    with app.app_context():
+        assert [p.receipt_id for p in db.session.scalars(select(Purchase))] == ["R-1"]
+        db.session.remove()
