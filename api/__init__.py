@@ -62,7 +62,10 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         API_TITLE=API_TITLE, API_VERSION="v1", OPENAPI_VERSION="3.1.0",
         OPENAPI_URL_PREFIX="/api/v1", OPENAPI_JSON_PATH="openapi.json",
         # No OPENAPI_SWAGGER_UI_*/REDOC_*: flask-smorest's pages load from a CDN; api.docs serves /docs offline.
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": False},
+        # One kept connection per request thread (gunicorn.conf.py's GUNICORN_THREADS): with fewer, every moment
+        # more threads than that are in the database opens a connection and closes it after (a server process
+        # forked and its statements prepared again, for one request).
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": False, "pool_size": app.config["LOYALTY_DB_POOL_SIZE"]},
         RATELIMIT_HEADERS_ENABLED=True,
     )
     app.config.update(overrides or {})

@@ -124,6 +124,8 @@ def from_environment(instance_path: str) -> dict:
         "RATELIMIT_CASHIER": _env("LOYALTY_RATELIMIT_CASHIER", "600 per minute"),
         "RATELIMIT_STAFF": _env("LOYALTY_RATELIMIT_STAFF", "600 per minute"),
         "RATELIMIT_STORAGE_URI": _env("LOYALTY_RATELIMIT_STORAGE_URI", f"host://{instance / 'ratelimits.shm'}"),
+        # connections each process keeps open (its request threads: GUNICORN_THREADS); the pool opens up to 10 more
+        "LOYALTY_DB_POOL_SIZE": int(_env("LOYALTY_DB_POOL_SIZE", _env("GUNICORN_THREADS", "8"))),
         "LOYALTY_METRICS": _env("LOYALTY_METRICS", "0") in ("1", "true", "yes"),
         "LOYALTY_PASSWORD_HASH_CONCURRENCY": int(_env("LOYALTY_PASSWORD_HASH_CONCURRENCY", "1")),
         "RATELIMIT_SWALLOW_ERRORS": _env("LOYALTY_RATELIMIT_FAIL_OPEN", "1") not in ("0", "false", "no"),

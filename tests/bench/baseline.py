@@ -13,7 +13,9 @@ MEMBERS = 2000
 
 def create_app() -> Flask:
     app = Flask(__name__)
-    engine = create_engine(os.environ["DATABASE_URL"], pool_size=5)
+    # pooled as the API is: one kept connection per request thread (api.config's LOYALTY_DB_POOL_SIZE)
+    engine = create_engine(os.environ["DATABASE_URL"],
+                           pool_size=int(os.environ.get("LOYALTY_DB_POOL_SIZE", os.environ.get("GUNICORN_THREADS", "8"))))
 
     @app.get("/bare")
     def bare():
