@@ -337,6 +337,8 @@ def _moved(session: Session, entry: LedgerEntry, row: Any) -> None:
 
 def _forget_balance(session: Session, member_id: str) -> None:
     """An UPDATE bypassed the ORM: a Balance already loaded in this session must be read again."""
+    if not session.identity_map:  # the till's path loads nothing: skip building the key (a mapper walk)
+        return
     cached = session.identity_map.get(session.identity_key(Balance, member_id))
     if cached is not None:
         session.expire(cached)
