@@ -68,9 +68,12 @@ def gunicorn(app: str, env: dict[str, str], workers: int = 4, ready_path: str = 
     port = free_port()
     log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
     proc = subprocess.Popen(
-        # --preload: the app is imported once and forked, so workers are ready together.
+        # --preload: the app is imported once and forked, so workers are ready together. Everything else is the
+        # project's gunicorn.conf.py, as `make serve` has it: its threaded worker (api.serving.Worker), and
+        # GUNICORN_THREADS threads a worker (a command line's --worker-class sync would be turned into gunicorn's
+        # own gthread by those threads, silently: not how the API is served).
         [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--preload",
-         "--worker-class", "sync", "--keep-alive", "30", "--backlog", "2048", app],
+         "--backlog", "2048", app],
         cwd=ROOT, env=os.environ | env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + 60
