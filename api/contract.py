@@ -69,6 +69,10 @@ def finish(app: Flask, api: Api) -> None:
         api.spec.components.responses.pop(name, None)
     api.spec.components.schemas.pop("Error", None)
     _type_the_contract(api.spec)
+    used: set[str] = set()
+    refs(api.spec._paths, api.spec.components.schemas, used)
+    if "PaginationMetadata" not in used:  # flask-smorest's, for its own pagination, which this API does not use
+        api.spec.components.schemas.pop("PaginationMetadata", None)
 
 
 # ---------------------------------------------------------------------------------------------- errors
@@ -158,15 +162,30 @@ def operation_id(method: str, path: str) -> str:
 # ---------------------------------------------------------------------------------------------- types
 
 # Integers that count points: int64 (a balance can pass 2**31 in a long-lived club). Not ``points_expiry_days``.
-POINTS = re.compile(r"(^|_)points($|_(?!.*days$))|^balance(_after)?$|^delta$|^debt$|^pending_total$")
+POINTS = re.compile(r"(^|_)points($|_(?!.*days$))|^balance(_after)?$|^delta$|^debt$|^pending_(total|cancelled)$")
+
+
+# The till's schemas (api/views/pos.py, its hot path kept as it is): what they always send, said here.
+TILL_FIELDS = {
+    ("PurchaseOut", "status"): {"enum": ["completed", "refunded"]},  # wallet.purchases.Purchase.status
+    ("RefundOut", "status"): {"enum": ["refunded"]},
+    ("Identified", "kind"): {"enum": ["card", "coupon"]},  # wallet.qr: what was scanned or typed
+    ("RewardBenefit", "multiplier"): {"pattern": r"^[0-9]+(\.[0-9]+)?$"},
+    ("RewardBenefit", "valid_until"): {"format": "date-time"},
+}
 
 
 def _type_the_contract(spec) -> None:
     """What a client generator needs to read answers right: points as int64, and on every schema only ever
     answered (never sent), every field ``required``: a dumped schema always writes each of its fields."""
     schemas = spec.components.schemas
-    for schema in schemas.values():
+    for (schema_name, name), more in TILL_FIELDS.items():
+        schemas[schema_name]["properties"][name].update(more)
+    optional: dict[str, set[str]] = {}
+    for schema_name, schema in schemas.items():
         for name, prop in (schema.get("properties") or {}).items():
+            if prop.pop("x-optional", False):  # a field an answer may leave out: not required
+                optional.setdefault(schema_name, set()).add(name)
             kinds = prop.get("type")
             if POINTS.search(name) and (kinds == "integer" or (isinstance(kinds, list) and "integer" in kinds)):
                 prop.setdefault("format", "int64")
@@ -184,7 +203,7 @@ def _type_the_contract(spec) -> None:
             continue
         schema = schemas[name]
         if schema.get("properties"):
-            schema["required"] = list(schema["properties"])
+            schema["required"] = [p for p in schema["properties"] if p not in optional.get(name, ())]
 
 
 def refs(node: Any, schemas: dict, found: set) -> None:
