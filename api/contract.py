@@ -60,10 +60,13 @@ def finish(app: Flask, api: Api) -> None:
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
             operation.setdefault("operationId", operation_id(method, path))
-            responses = operation["responses"]
-            responses.pop("default", None)  # flask-smorest's own error shape, which this server never sends
-            for code in errors_of(method, path, operation, views.get((method, path))):
-                responses.setdefault(str(code), PROBLEM_RESPONSE)
+            view = views.get((method, path))
+            if view is None:  # a plain route, documented by hand with its own answers (the unsubscribe pages)
+                continue
+            # flask-smorest's own error answers (``default``, its 422) are not what this server sends: replaced
+            responses = {code: r for code, r in operation["responses"].items() if code.startswith(("1", "2", "3"))}
+            for code in errors_of(method, path, operation, view):
+                responses[str(code)] = PROBLEM_RESPONSE
             operation["responses"] = dict(sorted(responses.items()))
     for name in ("UNPROCESSABLE_ENTITY", "DEFAULT_ERROR"):
         api.spec.components.responses.pop(name, None)
@@ -97,7 +100,7 @@ ANONYMOUS_401 = frozenset({"post /api/v1/auth/token"})
 BODY_METHODS = ("post", "put", "patch")
 
 
-def errors_of(method: str, path: str, operation: dict, view: tuple[Any, Any] | None) -> set[int]:
+def errors_of(method: str, path: str, operation: dict, view: tuple[Any, Any]) -> set[int]:
     """The problem+json statuses an operation can answer with, from what its view is:
 
     - any: 422 (the body guard refuses NUL and lone surrogates in any query string or path), 429 (every audience's
@@ -109,8 +112,6 @@ def errors_of(method: str, path: str, operation: dict, view: tuple[Any, Any] | N
     - an id in the path: 404; :data:`FINDS_WITHOUT_A_PATH_ID`, :data:`HASHES_A_PASSWORD` (503), :data:`ANONYMOUS_401`.
 
     A view that is not an :class:`api.resource.Resource` (the unsubscribe pages) is documented by hand."""
-    if view is None:
-        return set()
     view_func, view_class = view
     name = f"{method} {path}"
     codes = {409, 422, 429, 500}

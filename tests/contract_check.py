@@ -73,12 +73,11 @@ def _walk(spec: dict, node: dict, value: Any, where: str, out: dict, extra: set)
 
 def _check(app, method: str, path: str, response) -> dict | None:
     spec, routes, registry = _spec_of(app)
-    for pattern, template, item in routes:
-        if pattern.match(path) and method.lower() in item:
-            operation = item[method.lower()]
-            break
-    else:
+    found = next(((template, item) for pattern, template, item in routes
+                  if pattern.match(path) and method.lower() in item), None)
+    if found is None:
         return None
+    template, operation = found[0], found[1][method.lower()]
     status = str(response.status_code)
     declared = operation["responses"].get(status)
     row: dict[str, Any] = {"op": f"{method.lower()} {template}", "status": status, "declared": declared is not None,

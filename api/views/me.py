@@ -20,7 +20,6 @@ from ..resource import Resource
 from ..schemas import ListArgs, StoredTime, StrictSchema, Time, decode_cursor, page, page_schema
 from ..state import program
 
-
 # Fixed sets of values a member's answers carry (documented as enums; dumping is not validated).
 CARD_STATUSES = ("active", "blocked")
 MEMBER_STATUSES = ("active", "closed", "erased")
@@ -103,10 +102,12 @@ class MemberSchema(StrictSchema):
     preferences = fields.Dict(keys=fields.String(), values=fields.Boolean())
     consents = fields.Dict(keys=fields.String(), values=fields.Nested(ConsentSchema),
                            metadata={"description": "by purpose; a purpose not listed was never given"})
-    contact_rules = fields.Method("_contact_rules", metadata={"type": "object", "properties": {
-        "timezone": {"type": "string"},
-        "quiet_hours": {"type": ["object", "null"], "properties": {"from": {"type": "string"}, "to": {"type": "string"}}},
-        "max_messages_per_week": {"type": ["integer", "null"]}}})
+    contact_rules = fields.Method("_contact_rules", metadata={  # contact.ContactRules.as_dict: every key, always
+        "type": "object", "required": ["timezone", "quiet_hours", "max_messages_per_week"], "properties": {
+            "timezone": {"type": "string"},
+            "quiet_hours": {"type": ["object", "null"], "required": ["from", "to"],
+                            "properties": {"from": {"type": "string"}, "to": {"type": "string"}}},
+            "max_messages_per_week": {"type": ["integer", "null"]}}})
     card = fields.Nested(CardBriefSchema)
     created_at = Time()
 
