@@ -58,7 +58,7 @@ def _walk(spec: dict, node: dict, value: Any, where: str, out: dict, extra: set)
         for key, item in value.items():
             prop = node["properties"].get(key)
             if prop is None:
-                if node.get("additionalProperties") in (None, True):
+                if node.get("additionalProperties") is None:  # True: extension members, as a Problem has
                     extra.add(f"{where}.{key}")
                 continue
             if isinstance(item, str):
