@@ -27,7 +27,7 @@ class MemberListArgs(ListArgs):
 
 
 class AdminMemberSchema(MemberSchema):
-    balance = fields.Method("_balance")
+    balance = fields.Method("_balance", metadata={"type": "integer", "format": "int64"})
 
     def _balance(self, member) -> int:
         return ledger.balance_of(db.session, member.id).points
@@ -58,7 +58,7 @@ class StaffSchema(StrictSchema):
     id = fields.String()
     email = fields.String()
     name = fields.String()
-    role = fields.String()
+    role = fields.String(validate=validate.OneOf(members.STAFF_ROLES))
     store_id = fields.String(allow_none=True)
     active = fields.Boolean()
 

@@ -88,8 +88,8 @@ _RATE = {"description": "a fraction 0-1; null when nobody is in the group"}
 
 class ReportSchema(StrictSchema):
     campaign_id = fields.String()
-    status = fields.String()
-    channel = fields.String()
+    status = fields.String(validate=validate.OneOf(campaigns.STATUSES))
+    channel = fields.String(validate=validate.OneOf(campaigns.CHANNELS))
     audience = fields.Integer(metadata={"description": "members in the segment with the channel's preference and "
                                                        "consent at launch"})
     holdout = fields.Integer()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from wallet import consents, contact
+from wallet import consents, contact, events
 
 from ..auth import current_principal, member_required
 from ..blueprints import me as blp
@@ -17,8 +17,9 @@ class ConsentChangeSchema(StrictSchema):
     purpose = fields.String(metadata={"enum": list(consents.PURPOSES)})
     granted = fields.Boolean()
     at = Time()
-    channel = fields.String(metadata={"description": "app, web, ... where the change was made"})
-    source = fields.String(metadata={"description": "enrolment, profile, unsubscribe, migration"})
+    channel = fields.String(validate=validate.OneOf(events.CHANNELS),
+                            metadata={"description": "where the change was made"})
+    source = fields.String(validate=validate.OneOf(consents.SOURCES))
     text_version = fields.String(allow_none=True)
 
 
@@ -32,7 +33,7 @@ class DeviceInSchema(StrictSchema):
 
 class DeviceSchema(StrictSchema):
     id = fields.String()
-    platform = fields.String()
+    platform = fields.String(validate=validate.OneOf(contact.PLATFORMS))
     token = fields.String()
     created_at = Time()
 

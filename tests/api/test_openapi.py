@@ -73,8 +73,11 @@ def test_problem_responses_are_documented(spec):
     assert "application/problem+json" in spec["components"]["responses"]["Problem"]["content"]
     for path, method, operation in operations(spec):
         responses = operation["responses"]
-        for status in ("401", "403", "404", "422", "429"):
+        # what each operation can send is tests/api/test_contract_document.py's; every one has its limits and failures
+        for status in ("429", "500"):
             assert status in responses, (method, path, status)
+        if operation.get("security") != []:
+            assert "401" in responses, (method, path)
         assert any(s.startswith("2") for s in responses), (method, path)
 
 
