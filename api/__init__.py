@@ -109,6 +109,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         smorest.register_blueprint(blueprint)
     from .views.unsubscribe import document as document_unsubscribe  # a plain route: documented by hand
     document_unsubscribe(smorest.spec)
+    from .views.tracking import document as document_tracking  # plain routes too: a redirect and an image
+    document_tracking(smorest.spec)
     _document_errors(smorest)
     errors.register(app)
     _guard_bodies(app)
@@ -126,6 +128,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     register_passkit(app)
     from .views.unsubscribe import register as register_unsubscribe  # RFC 8058 pages: form bodies, HTML answers
     register_unsubscribe(app)
+    from .views.tracking import register as register_tracking  # tracked links and the open pixel: not JSON
+    register_tracking(app)
     from .cli import register as register_cli
     register_cli(app)
     return app
@@ -217,6 +221,8 @@ def _document_errors(api) -> None:
             responses = operation["responses"]
             responses.pop("default", None)  # flask-smorest's own error shape, which this server never sends
             for code in ("400", "401", "403", "404", "409", "413", "415", "422", "429", "500"):
+                if "text/html" in (responses.get(code) or {}).get("content", {}):
+                    continue  # a page for people, documented so by its plain route (a tracked link's 404)
                 responses[code] = {"$ref": "#/components/responses/Problem"}
     for name in ("UNPROCESSABLE_ENTITY", "DEFAULT_ERROR"):
         api.spec.components.responses.pop(name, None)
