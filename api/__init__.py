@@ -221,8 +221,6 @@ def _document_errors(api) -> None:
             responses = operation["responses"]
             responses.pop("default", None)  # flask-smorest's own error shape, which this server never sends
             for code in ("400", "401", "403", "404", "409", "413", "415", "422", "429", "500"):
-                if "text/html" in (responses.get(code) or {}).get("content", {}):
-                    continue  # a page for people, documented so by its plain route (a tracked link's 404)
                 responses[code] = {"$ref": "#/components/responses/Problem"}
     for name in ("UNPROCESSABLE_ENTITY", "DEFAULT_ERROR"):
         api.spec.components.responses.pop(name, None)

@@ -30,9 +30,12 @@ WINTER = "https://shop.example/winter"
 BODY = "Hi {name}! Our menu: " + MENU + ". And the winter range (" + WINTER + ")."
 
 
-def get(client, path: str, method: str = "GET"):
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
+
+def get(client, path: str, method: str = "GET", headers: dict[str, str] | None = None):
     g.pop("principal", None)
-    response = client.open(path, method=method)
+    response = client.open(path, method=method, headers=headers)
     g.pop("principal", None)
     return response
 
@@ -154,11 +157,15 @@ def test_a_forged_or_altered_link_leads_nowhere_and_counts_nothing(session, prog
         "https:evil.example", token + "x", "x" * 201,
     ]
     for value in forged:
-        response = get(client, f"/api/v1/m/{value}")
+        # a browser (the person who followed the link) gets a page; anyone else problem+json
+        response = get(client, f"/api/v1/m/{value}", headers=BROWSER)
         assert response.status_code == 404, value
         assert "Location" not in response.headers and response.mimetype == "text/html"
         assert "This link is not valid" in response.get_data(as_text=True)
         assert response.headers["Content-Security-Policy"].startswith("default-src 'self'")
+        response = get(client, f"/api/v1/m/{value}", headers={"Accept": "*/*"})
+        assert "Location" not in response.headers
+        assert_problem(response, 404, "invalid_tracking_link")
     # a link is not redirected by what a query string says
     response = get(client, f"{path}?url=https://evil.example/&next=https://evil.example/")
     assert response.status_code == 302 and response.headers["Location"] == MENU

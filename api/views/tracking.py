@@ -1,8 +1,8 @@
 """A tracked message's links and open pixel, under ``/api/v1/m/`` (wallet.campaigns.tracking): no sign-in and no
 cookies, the signed token is the authority. A link answers 302 to the link of the campaign's message that its token
-names, and to nothing else; a token the club did not sign, or one altered, is an HTML page (404) for the person who
-followed it. The pixel answers a 1x1 GIF (a bad token: problem+json, 404). HEAD follows nothing and counts
-nothing."""
+names, and to nothing else; a token the club did not sign, or one altered, is a 404: an HTML page for a browser (the
+person who followed it), problem+json ``invalid_tracking_link`` for anyone else. The pixel answers a 1x1 GIF (a bad
+token: problem+json, 404). HEAD counts nothing."""
 from __future__ import annotations
 
 import base64
@@ -14,6 +14,7 @@ from wallet.campaigns import tracking
 from wallet.errors import DomainError
 
 from ..docs import HTML_HEADERS
+from ..errors import problem
 from ..extensions import db
 from ..state import program
 
@@ -38,10 +39,15 @@ _PAGE = """<!doctype html>
 
 def _invalid() -> Response:
     title = "This link is not valid"
-    text = ("This link is not one the club sent, or it was altered, so it leads nowhere. "
-            "The club's messages and offers are in the app.")
-    response = Response(_PAGE.format(title=escape(title), text=escape(text)), status=404, mimetype="text/html")
-    response.headers.update(HTML_HEADERS | _PRIVATE)
+    text = "This link is not one the club sent, or it was altered, so it leads nowhere."
+    if request.accept_mimetypes.best_match(["application/problem+json", "text/html"]) != "text/html":
+        response = problem(404, tracking.InvalidTrackingLink.code, title, text)
+    else:  # a browser: a page for the person who followed the link
+        response = Response(_PAGE.format(title=escape(title), text=escape(text + " The club's messages and offers "
+                                                                          "are in the app.")),
+                            status=404, mimetype="text/html")
+        response.headers.update(HTML_HEADERS)
+    response.headers.update(_PRIVATE)
     return response
 
 
@@ -96,11 +102,11 @@ def document(spec) -> None:
             "club) names the n-th link of the campaign's message, and the answer redirects there and nowhere else. "
             "The first click of a message is counted (it counts as an open too: the report's `clicked` and "
             "`opened`) while the member still gives the consent; later clicks change nothing. A token the club did "
-            "not sign, or one altered, is an HTML page with 404, never a redirect. HEAD counts nothing."),
+            "not sign, or one altered, is a 404 and never a redirect: an HTML page for a browser (`Accept` prefers "
+            "text/html), problem+json `invalid_tracking_link` otherwise. HEAD counts nothing."),
         "tags": ["Messages"], "security": [], "parameters": [token],
         "responses": {"302": {"description": "to the message's link", "headers": {
-            "Location": {"schema": {"type": "string", "format": "uri"}}}},
-            "404": {"description": "an HTML page: the link is not one the club sent", "content": {"text/html": {}}}}}}
+            "Location": {"schema": {"type": "string", "format": "uri"}}}}}}}
     spec._paths["/api/v1/m/{token}/open.gif"] = {"get": {
         "summary": "The open pixel of an email to a member who gave the profiling consent",
         "description": (
