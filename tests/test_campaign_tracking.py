@@ -146,6 +146,7 @@ def test_a_forged_or_altered_link_leads_nowhere_and_counts_nothing(session, prog
     [path, _] = TRACKED.findall(mail.message.get_body(("plain",)).get_content())
     token = path.rsplit("/", 1)[1]
     campaign_id, member_id, index, mac = token.split(".")
+    assert (campaign_id, member_id, index) == (made.id, tracked["id"], "0")
     other = member(factory, consents=("marketing_email", "profiling"))
     forged = [
         _swap(token, 0), _swap(token, 21),  # the MAC altered
