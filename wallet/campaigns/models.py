@@ -86,8 +86,8 @@ class CampaignMessage(Base):
     coupon_id: Mapped[str | None] = mapped_column(String(32))  # the offer's coupon this message carried
     # Opens and clicks (wallet.campaigns.tracking): whether the message as last handed over carried tracking (the
     # member had given the profiling consent then; email: the pixel and redirected links, sms: redirected links,
-    # push: the app's report counts), and the first open and first click. A server default: a launch's
-    # INSERT ... SELECT leaves the column out.
+    # push: the app's report counts), and the first open and first click. The server default covers rows written
+    # without the column (the launch's INSERT ... SELECT, rows from before migration 0016).
     tracked: Mapped[bool] = mapped_column(default=False, server_default=false())
     opened_at: Mapped[datetime | None]  # a click is an open too
     clicked_at: Mapped[datetime | None]
