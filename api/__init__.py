@@ -112,6 +112,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         smorest.register_blueprint(blueprint)
     from .views.unsubscribe import document as document_unsubscribe  # a plain route: documented by hand
     document_unsubscribe(smorest.spec)
+    from .views.tracking import document as document_tracking  # plain routes too: a redirect and an image
+    document_tracking(smorest.spec)
     contract.finish(app, smorest)
     errors.register(app)
     _guard_bodies(app)
@@ -129,6 +131,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     register_passkit(app)
     from .views.unsubscribe import register as register_unsubscribe  # RFC 8058 pages: form bodies, HTML answers
     register_unsubscribe(app)
+    from .views.tracking import register as register_tracking  # tracked links and the open pixel: not JSON
+    register_tracking(app)
     from .cli import register as register_cli
     register_cli(app)
     return app
