@@ -90,6 +90,10 @@ def register(app: Flask) -> None:
     app.register_blueprint(blp)
 
 
+_PROBLEM = {"$ref": "#/components/responses/Problem"}
+_LIMITS = {"429": _PROBLEM, "500": _PROBLEM}  # the anonymous budget, and a failure
+
+
 def document(spec) -> None:
     """The two operations in the OpenAPI document (plain Flask routes: a redirect and an image)."""
     token = {"name": "token", "in": "path", "required": True,
@@ -106,7 +110,12 @@ def document(spec) -> None:
             "text/html), problem+json `invalid_tracking_link` otherwise. HEAD counts nothing."),
         "tags": ["Messages"], "security": [], "parameters": [token],
         "responses": {"302": {"description": "to the message's link", "headers": {
-            "Location": {"schema": {"type": "string", "format": "uri"}}}}}}}
+            "Location": {"schema": {"type": "string", "format": "uri"}}}},
+            "404": {"description": "not a link the club sent, or altered: a page for a browser, problem+json "
+                                   "`invalid_tracking_link` otherwise",
+                    "content": {"text/html": {}, "application/problem+json": {
+                        "schema": {"$ref": "#/components/schemas/Problem"}}}},
+            **_LIMITS}}}
     spec._paths["/api/v1/m/{token}/open.gif"] = {"get": {
         "summary": "The open pixel of an email to a member who gave the profiling consent",
         "description": (
@@ -115,4 +124,6 @@ def document(spec) -> None:
             "(Apple Mail Privacy Protection) count as opens, and clients that block images do not: `opened` is an "
             "estimate, `clicked` the firmer figure."),
         "tags": ["Messages"], "security": [], "parameters": [token],
-        "responses": {"200": {"description": "a 1x1 GIF", "content": {"image/gif": {}}}}}}
+        "responses": {"200": {"description": "a 1x1 GIF", "content": {"image/gif": {
+                          "schema": {"type": "string", "format": "binary"}}}},
+                      "404": _PROBLEM, **_LIMITS}}}

@@ -122,6 +122,9 @@ UNSUBSCRIBE = {
     "get /api/v1/unsubscribe/{token}": {"404": "text/html", "410": "text/html", "429": PROBLEM, "500": PROBLEM},
     "post /api/v1/unsubscribe/{token}": {"400": "text/html", "404": "text/html", "410": "text/html", "413": PROBLEM,
                                          "429": PROBLEM, "500": PROBLEM},
+    # a campaign message's tracked link and open pixel (api.views.tracking): a person follows the link
+    "get /api/v1/m/{token}": {"404": "text/html", "429": PROBLEM, "500": PROBLEM},
+    "get /api/v1/m/{token}/open.gif": {"404": PROBLEM, "429": PROBLEM, "500": PROBLEM},
 }
 
 
@@ -327,6 +330,7 @@ MEDIA = {
     "get /api/v1/me/card/qr": {"image/png", "image/svg+xml"},
     "get /api/v1/me/coupons/{coupon_id}/qr": {"image/png", "image/svg+xml"},
     "get /api/v1/me/card/pass.pkpass": {"application/vnd.apple.pkpass"},
+    "get /api/v1/m/{token}/open.gif": {"image/gif"},
     "get /api/v1/me/coupons/{coupon_id}/pass.pkpass": {"application/vnd.apple.pkpass"},
     "get /api/v1/unsubscribe/{token}": {"text/html"},
     "post /api/v1/unsubscribe/{token}": {"text/html"},

@@ -124,10 +124,10 @@ DATA_SCHEMAS: dict[str, dict[str, Any]] = {
     "message.opened": _schema("A tracked message was opened for the first time (source: pixel, an email's open "
                               "pixel loaded; click, a link followed; app, the app's report of a push).",
                               ("message_id", "source"), message_id={"type": "string", "maxLength": 80},
-                              campaign_id=_NULLABLE_ID, medium=_CODE, source=_CODE),
+                              campaign_id=_NULLABLE_ID, medium=_MEDIUM, source=_one_of("pixel", "click", "app")),
     "message.clicked": _schema("A tracked message's link was followed for the first time (link: its index in "
                                "the message).", ("message_id", "link"), message_id={"type": "string", "maxLength": 80},
-                               campaign_id=_NULLABLE_ID, medium=_CODE, link=_INT),
+                               campaign_id=_NULLABLE_ID, medium=_MEDIUM, link=_INT),
     "contest.drawn": _schema("A contest's draw was made.", ("contest_id",),
                              contest_id=_ID, winners=_IDS, proof=_CODE),
     "contest.entered": _schema("A member took their free entry in a contest.", ("contest_id", "entry_id"),
