@@ -16,9 +16,12 @@ from sqlalchemy import (
     MetaData,
     Numeric,
     Result,
+    Select,
     String,
     Table,
     TypeDecorator,
+    and_,
+    or_,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -107,3 +110,12 @@ def rowcount(result: Result[Any]) -> int:
     """The number of rows an UPDATE or DELETE run by ``Session.execute`` matched. At run time that result is a
     ``CursorResult``; ``Session.execute`` is annotated as returning a plain ``Result``, which has no ``rowcount``."""
     return cast(CursorResult[Any], result).rowcount
+
+
+def descending_page(query: Select, value: Any, key: Any, after: tuple[Any, str] | None, limit: int) -> Select:
+    """One page of a keyset list: highest ``value`` first, ties by ``key`` (an id), highest first; ``after`` is the
+    previous page's last ``(value, key)``. The order a backward scan of a ``(value, key)`` index reads, so a page is
+    read from the index, not sorted."""
+    if after is not None:
+        query = query.where(or_(value < after[0], and_(value == after[0], key < after[1])))
+    return query.order_by(value.desc(), key.desc()).limit(limit)

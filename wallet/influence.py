@@ -46,7 +46,7 @@ from sqlalchemy.orm import Mapped, Session, aliased, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
-from .db import Base, UTCDateTime, on_postgres
+from .db import Base, UTCDateTime, descending_page, on_postgres
 from .errors import NotFound
 from .members import Member
 from .program import Program
@@ -196,7 +196,7 @@ def _live(session: Session, program: Program, where: ColumnElement | None, *, ra
              .select_from(Member))
     if ranked:  # only members who referred someone rank; the page's qualified counts are read for its rows only
         query = query.join(referral, referral.c.member_id == Member.id)
-        query = _page(query, value, Member.id, after, limit)
+        query = descending_page(query, value, Member.id, after, limit)
     else:
         query = query.outerjoin(referral, referral.c.member_id == Member.id)
     query = query.outerjoin(own, own.c.member_id == Member.id)
@@ -210,14 +210,6 @@ def _live(session: Session, program: Program, where: ColumnElement | None, *, ra
                                referral_value=referral_value, own_value=own_value,
                                influence=quadrant(own_value, referral_value, own_median, referral_median)))
     return found
-
-
-def _page(query: Select, value: Any, member_id: Any, after: tuple[Decimal, str] | None, limit: int) -> Select:
-    """Highest value first, ties by id, highest first: the order a backward scan of the summary's
-    (referral_value, member_id) index reads, so a page is read from the index, not sorted."""
-    if after is not None:
-        query = query.where(or_(value < after[0], and_(value == after[0], member_id < after[1])))
-    return query.order_by(value.desc(), member_id.desc()).limit(limit)
 
 
 # ------------------------------------------------------------------ the summary the worker keeps
@@ -285,7 +277,7 @@ def _summary(session: Session, where: ColumnElement | None, *, ranked: bool, aft
     query = select(Member.id, Member.name, score.referrals, score.qualified_referrals, score.referred_spend,
                    score.referral_value, score.own_value, score.influence)
     if ranked:
-        query = _page(query.select_from(score).join(Member, Member.id == score.member_id)
+        query = descending_page(query.select_from(score).join(Member, Member.id == score.member_id)
                       .where(score.referrals > 0), score.referral_value, score.member_id, after, limit)
     else:
         query = query.select_from(Member).outerjoin(score, score.member_id == Member.id)
