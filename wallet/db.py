@@ -22,6 +22,7 @@ from sqlalchemy import (
     TypeDecorator,
     and_,
     or_,
+    update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -119,3 +120,15 @@ def descending_page(query: Select, value: Any, key: Any, after: tuple[Any, str] 
     if after is not None:
         query = query.where(or_(value < after[0], and_(value == after[0], key < after[1])))
     return query.order_by(value.desc(), key.desc()).limit(limit)
+
+
+def bump_revision_token(session: Session, revision: type[Base]) -> None:
+    """Give a one-row revision table (``id`` 1, ``token``) a new token: what a process cached under the old one
+    (the rules, the tier ladder) is stale. Tokens are unique ids, never counters. The row is made at the first
+    change."""
+    token = new_id("rev")
+    bumped = rowcount(session.execute(update(revision).where(table_of(revision).c.id == 1).values(token=token),
+                                      execution_options={"synchronize_session": False}))
+    if not bumped:
+        session.add(revision(id=1, token=token))
+        session.flush()
