@@ -90,8 +90,16 @@ def own_values(program: Program, now: datetime | None = None, *, spend: FromClau
 
 def referral_values(program: Program, now: datetime | None = None, *, spend: FromClause | None = None) -> Select:
     """``(member_id, referrals, referred_spend, second_degree_spend, referral_value)`` of every member who referred
-    someone: the per-member referral value select (a VIP tier on referral value ranks on this)."""
+    someone, over the influence window: the per-member referral value select."""
     spend = spend if spend is not None else spend_since(window_start(program, now)).subquery("spend")
+    return referral_values_of(spend, program.influence_second_degree)
+
+
+def referral_values_of(spend: FromClause, second_degree: Decimal, referrers: Any = None) -> Select:
+    """THE referral value (API.md "Influence and referrals") over ``spend`` (a :func:`spend_since`), with
+    ``second_degree`` the weight of the friends' friends' spend: the select :func:`referral_values` answers and a
+    tier that qualifies on referral value counts (``wallet.tiers.qualifying``). ``referrers``: only these members'
+    rows (a list or a subquery); None: everyone who referred anyone."""
     friend, parent = aliased(Member, name="friend"), aliased(Member, name="parent")
     first = (select(friend.referred_by_id.label("member_id"), literal(1).label("n"),
                     func.coalesce(spend.c.spend, 0).label("first"), literal(0).label("second"))
@@ -102,10 +110,13 @@ def referral_values(program: Program, now: datetime | None = None, *, spend: Fro
               .select_from(friend).join(parent, parent.id == friend.referred_by_id)
               .join(spend, spend.c.member_id == friend.id)
               .where(parent.referred_by_id.is_not(None)))
+    if referrers is not None:
+        first = first.where(friend.referred_by_id.in_(referrers))
+        second = second.where(parent.referred_by_id.in_(referrers))
     rows = union_all(first, second).subquery("levels")
     referred = cast(func.sum(rows.c.first), _MONEY)
     second_spend = cast(func.sum(rows.c.second), _MONEY)
-    weight = literal(program.influence_second_degree, _MONEY)
+    weight = literal(second_degree, _MONEY)
     return (select(rows.c.member_id, func.sum(rows.c.n).label("referrals"), referred.label("referred_spend"),
                    second_spend.label("second_degree_spend"),
                    (referred + weight * second_spend).label("referral_value"))
