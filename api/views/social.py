@@ -7,7 +7,7 @@ from werkzeug.exceptions import UnsupportedMediaType
 
 from wallet import social
 from wallet.db import new_id
-from wallet.errors import Invalid, NotFound
+from wallet.errors import Invalid
 from wallet.social.models import ATTRIBUTE_VALUE_MAX, ATTRIBUTES_MAX, HANDLE_MAX, NETWORKS
 
 from .. import audit_trail
@@ -187,8 +187,5 @@ class SocialImportStatus(Resource):
     @admin.response(200, SocialImportStatusSchema)
     def get(self, import_id):
         """A background import: queued, then done with its report (or failed, with why)."""
-        job = db.session.get(social.SocialImport, import_id)
-        if job is None:
-            raise NotFound("No such import", code="import_not_found")
-        return job
+        return social.get_import(db.session, import_id)
 
