@@ -25,7 +25,7 @@ from wallet.clock import iso
 from wallet.program import Program
 from wallet.tokens import KeyRing
 
-from . import config, errors, operations, ratelimits, wallet_passes
+from . import config, contract, errors, operations, ratelimits, wallet_passes
 from .blueprints import ALL
 from .extensions import db, migrate
 from .speedups import PARSED_BODY, Parser, Sessions, limit_only_limited_blueprints
@@ -103,7 +103,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     smorest.init_app(app, spec_kwargs={"components": {"securitySchemes": {
         "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
         "security": [{"bearerAuth": []}]})
-    smorest.spec.components.schema("Problem", _problem_schema())
+    contract.prepare(smorest)
     app.extensions["loyalty.api"] = smorest
     from . import views  # noqa: F401  (registers the routes)
     from .views.auth import limit_auth
@@ -112,7 +112,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         smorest.register_blueprint(blueprint)
     from .views.unsubscribe import document as document_unsubscribe  # a plain route: documented by hand
     document_unsubscribe(smorest.spec)
-    _document_errors(smorest)
+    from .views.tracking import document as document_tracking  # plain routes too: a redirect and an image
+    document_tracking(smorest.spec)
+    contract.finish(app, smorest)
     errors.register(app)
     _guard_bodies(app)
     limit_only_limited_blueprints(app, limiter)
@@ -129,6 +131,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     register_passkit(app)
     from .views.unsubscribe import register as register_unsubscribe  # RFC 8058 pages: form bodies, HTML answers
     register_unsubscribe(app)
+    from .views.tracking import register as register_tracking  # tracked links and the open pixel: not JSON
+    register_tracking(app)
     from .cli import register as register_cli
     register_cli(app)
     return app
@@ -198,90 +202,6 @@ def _tune_engine(engine) -> None:
     @event.listens_for(engine, "begin")
     def _begin(conn):
         conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-def _problem_schema() -> dict:
-    return {"type": "object", "required": ["type", "title", "status", "detail", "code"], "properties": {
-        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-        "detail": {"type": "string"}, "code": {"type": "string", "description": "stable machine-readable code"},
-        "errors": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}}}}
-
-
-def _document_errors(api) -> None:
-    """Every operation may answer with a problem; say so in the spec. And give each a stable operationId."""
-    ref = {"$ref": "#/components/schemas/Problem"}
-    api.spec.components.response("Problem", {"description": "Problem (RFC 9457)",
-                                             "content": {"application/problem+json": {"schema": ref}}})
-    for path, item in api.spec._paths.items():
-        for method, operation in item.items():
-            if not isinstance(operation, dict) or "responses" not in operation:
-                continue
-            operation.setdefault("operationId", _operation_id(method, path))
-            responses = operation["responses"]
-            responses.pop("default", None)  # flask-smorest's own error shape, which this server never sends
-            for code in ("400", "401", "403", "404", "409", "413", "415", "422", "429", "500"):
-                responses[code] = {"$ref": "#/components/responses/Problem"}
-    for name in ("UNPROCESSABLE_ENTITY", "DEFAULT_ERROR"):
-        api.spec.components.responses.pop(name, None)
-    api.spec.components.schemas.pop("Error", None)
-    _type_the_contract(api.spec)
-
-
-# Integers that count points: int64 (a balance can pass 2**31 in a long-lived club).
-_POINTS = re.compile(r"(^|_)points($|_)|^balance(_after)?$|^delta$|^pending_total$")
-
-
-def _type_the_contract(spec) -> None:
-    """What a client generator needs to read answers right: points as int64, and on every schema only ever
-    answered (never sent), every field ``required``: a dumped schema always writes each of its fields."""
-    schemas = spec.components.schemas
-    for schema in schemas.values():
-        for name, prop in (schema.get("properties") or {}).items():
-            kinds = prop.get("type")
-            if _POINTS.search(name) and (kinds == "integer" or (isinstance(kinds, list) and "integer" in kinds)):
-                prop.setdefault("format", "int64")
-    sent, answered = set(), set()
-    for item in spec._paths.values():
-        for operation in item.values():
-            if not isinstance(operation, dict):
-                continue
-            _refs(operation.get("requestBody"), schemas, sent)
-            for code, response in (operation.get("responses") or {}).items():
-                if code.startswith("2"):
-                    _refs(response, schemas, answered)
-    for name in answered - sent:
-        if name.startswith("EventData."):  # wallet.events.DATA_SCHEMAS: each type's own required keys, kept as written
-            continue
-        schema = schemas[name]
-        if schema.get("properties"):
-            schema["required"] = list(schema["properties"])
-
-
-def _refs(node, schemas: dict, found: set) -> None:
-    """The component schemas ``node`` refers to, directly or through other schemas."""
-    if isinstance(node, dict):
-        ref = node.get("$ref", "")
-        if ref.startswith("#/components/schemas/"):
-            name = ref.rsplit("/", 1)[1]
-            if name not in found and name in schemas:
-                found.add(name)
-                _refs(schemas[name], schemas, found)
-        for value in node.values():
-            _refs(value, schemas, found)
-    elif isinstance(node, list):
-        for value in node:
-            _refs(value, schemas, found)
-
-
-def _operation_id(method: str, path: str) -> str:
-    """``get /api/v1/admin/members/{member_id}`` -> ``getAdminMembersByMemberId``: stable names for client generators."""
-    words = [method.lower()]
-    for part in path.removeprefix("/api/v1/").split("/"):
-        if part.startswith("{"):
-            words += ["by", *part.strip("{}").split("_")]
-        else:
-            words += re.split(r"[-_]", part)
-    return words[0] + "".join(w[:1].upper() + w[1:] for w in words[1:] if w)
 
 
 def _guard_bodies(app: Flask) -> None:

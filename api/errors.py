@@ -24,7 +24,6 @@ _STATUS_OF = [  # most specific first
     (domain.Conflict, 409),
     (domain.Invalid, 422),
     (domain.Rejected, 422),
-    (domain.TooManyRequests, 429),
 ]
 
 _HTTP_CODES = {
@@ -89,8 +88,6 @@ def register(app: Flask) -> None:
             headers = {"WWW-Authenticate": 'Bearer realm="loyalty", error="invalid_token"'}  # RFC 6750 section 3
         elif isinstance(error, domain.Unauthorized):
             headers = {"WWW-Authenticate": 'Bearer realm="loyalty"'}
-        elif isinstance(error, domain.TooManyRequests):
-            headers = {"Retry-After": str(max(1, int(error.extra.get("retry_after", 60))))}
         elif isinstance(error, (domain.Throttled, domain.Busy)):
             headers = {"Retry-After": str(error.retry_after)}
             g.retry_after = error.retry_after  # kept over flask-limiter's own header (api.operations)

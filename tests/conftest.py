@@ -229,6 +229,14 @@ class Factory:
         self._commit(lambda s: ledger.earn(s, self.program, member_id=member_id, points=points, reason="manual",
                                            idempotency_key=key or f"test:{self.n}", description="test", **kwargs))
 
+    def spend(self, member_id: str, points: int, key: str | None = None, **kwargs) -> None:
+        """Spend points as a coupon would (``description``: "a reward" unless given)."""
+        from wallet import ledger
+        self.n += 1
+        kwargs.setdefault("description", "a reward")
+        self._commit(lambda s: ledger.spend(s, self.program, member_id=member_id, points=points, reason="coupon",
+                                            idempotency_key=key or f"test:{self.n}", **kwargs))
+
     def balance(self, member_id: str) -> int:
         from wallet import ledger
         if has_app_context():

@@ -23,41 +23,62 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(tmp_path):
+SECRET = "server-test-secret-0123456789-abcdefghij"
+_LOGS: dict = {}
+
+
+def start(tmp_path: Path, *args: str, env_extra: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """`loyalty db upgrade`, then gunicorn on a free port with the project's configuration plus ``args``; the process
+    and its base URL, once it answers."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "LOYALTY_"))}
-    env |= {"DATABASE_URL": f"sqlite:///{tmp_path / 'loyalty.db'}", "LOYALTY_SECRET_KEY": "server-test-secret-0123456789-abcdefghij",
-            "PYTHONPATH": str(ROOT)}  # the code under test, wherever the venv's editable install points
+    env |= {"DATABASE_URL": f"sqlite:///{tmp_path / 'loyalty.db'}", "LOYALTY_SECRET_KEY": SECRET,
+            "PYTHONPATH": str(ROOT)} | (env_extra or {})  # the code under test, wherever the venv's install points
     upgrade = subprocess.run([str(BIN / "loyalty"), "db", "upgrade"], cwd=tmp_path, env=env, capture_output=True,
                              text=True, timeout=120)
     assert upgrade.returncode == 0, upgrade.stderr
     port = free_port()
-    log = open(tmp_path / "gunicorn.log", "w+")  # noqa: SIM115  (closed below)
-    proc = subprocess.Popen([str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2",
-                             "--timeout", "30", "--graceful-timeout", "5", "api:create_app()"],
+    log = open(tmp_path / "gunicorn.log", "w+")  # noqa: SIM115  (closed by stop)
+    proc = subprocess.Popen([str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", *args, "api:create_app()"],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    _LOGS[proc.pid] = log
     base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if requests.get(f"{base}/api/v1/openapi.json", timeout=10).status_code == 200:
+                return proc, base
+        except requests.RequestException:  # not listening yet, or a worker still booting
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            log.seek(0)
+            text = log.read()
+            stop(proc)
+            pytest.fail(f"gunicorn did not start:\n{text}")
+        time.sleep(0.2)
+
+
+def stop(proc: subprocess.Popen) -> str:
+    """Stop the server; what it logged."""
+    proc.send_signal(signal.SIGTERM)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{base}/api/v1/openapi.json", timeout=10).status_code == 200:
-                    break
-            except requests.RequestException:  # not listening yet, or a worker still booting
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                pytest.fail(f"gunicorn did not start:\n{log.read()}")
-            time.sleep(0.2)
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+    log = _LOGS.pop(proc.pid)
+    log.seek(0)
+    text = log.read()
+    log.close()
+    return text
+
+
+@pytest.fixture
+def server(tmp_path):
+    proc, base = start(tmp_path, "--workers", "2", "--timeout", "30", "--graceful-timeout", "5")
+    try:
         yield base
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-        log.close()
+        stop(proc)
 
 
 @pytest.mark.slow

@@ -16,9 +16,13 @@ from sqlalchemy import (
     MetaData,
     Numeric,
     Result,
+    Select,
     String,
     Table,
     TypeDecorator,
+    and_,
+    or_,
+    update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -107,3 +111,24 @@ def rowcount(result: Result[Any]) -> int:
     """The number of rows an UPDATE or DELETE run by ``Session.execute`` matched. At run time that result is a
     ``CursorResult``; ``Session.execute`` is annotated as returning a plain ``Result``, which has no ``rowcount``."""
     return cast(CursorResult[Any], result).rowcount
+
+
+def descending_page(query: Select, value: Any, key: Any, after: tuple[Any, str] | None, limit: int) -> Select:
+    """One page of a keyset list: highest ``value`` first, ties by ``key`` (an id), highest first; ``after`` is the
+    previous page's last ``(value, key)``. The order a backward scan of a ``(value, key)`` index reads, so a page is
+    read from the index, not sorted."""
+    if after is not None:
+        query = query.where(or_(value < after[0], and_(value == after[0], key < after[1])))
+    return query.order_by(value.desc(), key.desc()).limit(limit)
+
+
+def bump_revision_token(session: Session, revision: type[Base]) -> None:
+    """Give a one-row revision table (``id`` 1, ``token``) a new token: what a process cached under the old one
+    (the rules, the tier ladder) is stale. Tokens are unique ids, never counters. The row is made at the first
+    change."""
+    token = new_id("rev")
+    bumped = rowcount(session.execute(update(revision).where(table_of(revision).c.id == 1).values(token=token),
+                                      execution_options={"synchronize_session": False}))
+    if not bumped:
+        session.add(revision(id=1, token=token))
+        session.flush()

@@ -131,14 +131,9 @@ class PassUnavailable(NotFound):
 
 # ---------------------------------------------------------------- defences against farming points
 
-class TooManyRequests(DomainError):
-    """Slowed down (429, with Retry-After from ``retry_after``): a burst of enrolments or claims."""
-    code = "rate_limited"
-    title = "Too many requests"
-
-
 class Throttled(DomainError):
-    """Too many attempts: try again after ``retry_after`` seconds (HTTP 429 with Retry-After)."""
+    """Slowed down: try again after ``retry_after`` seconds (HTTP 429 with Retry-After). Every 429 of the domain is
+    one of these; each kind keeps its own code."""
 
     code = "rate_limited"
     title = "Too Many Requests"
@@ -149,7 +144,18 @@ class Throttled(DomainError):
 
 
 class TooManyAttempts(Throttled):
+    """Failed sign-ins for one account: it is closed for a growing while."""
     code = "too_many_attempts"
+
+
+class TooManyRequests(Throttled):
+    """A burst of enrolments or claims (the caller's ``code``), flagged for review; the answer says its
+    ``retry_after`` and ``limit`` too."""
+    title = "Too many requests"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int, **kwargs: Any) -> None:
+        super().__init__(detail, retry_after=retry_after, **kwargs)
+        self.extra = {"retry_after": retry_after, **self.extra}
 
 
 class Busy(DomainError):

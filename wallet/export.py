@@ -83,7 +83,8 @@ def member_export(session: Session, member_id: str) -> dict[str, Any]:
             select(RuleGrant).where(RuleGrant.member_id == member.id).order_by(RuleGrant.granted_at, RuleGrant.id))],
         # Held-out rows are the campaign's measurement, not a message to the member: left out.
         "messages": [{"campaign_id": m.campaign_id, "campaign": name, "channel": channel, "status": m.status,
-                      "reason": m.reason, "attempts": m.attempts, "sent_at": iso(m.sent_at), "coupon_id": m.coupon_id}
+                      "reason": m.reason, "attempts": m.attempts, "sent_at": iso(m.sent_at), "coupon_id": m.coupon_id,
+                      "tracked": m.tracked, "opened_at": iso(m.opened_at), "clicked_at": iso(m.clicked_at)}
                      for m, name, channel in session.execute(
                          select(CampaignMessage, Campaign.name, Campaign.channel)
                          .join(Campaign, Campaign.id == CampaignMessage.campaign_id)

@@ -46,7 +46,7 @@ from sqlalchemy.orm import Mapped, Session, aliased, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
-from .db import Base, UTCDateTime, on_postgres
+from .db import Base, UTCDateTime, descending_page, on_postgres
 from .errors import NotFound
 from .members import Member
 from .program import Program
@@ -90,8 +90,16 @@ def own_values(program: Program, now: datetime | None = None, *, spend: FromClau
 
 def referral_values(program: Program, now: datetime | None = None, *, spend: FromClause | None = None) -> Select:
     """``(member_id, referrals, referred_spend, second_degree_spend, referral_value)`` of every member who referred
-    someone: the per-member referral value select (a VIP tier on referral value ranks on this)."""
+    someone, over the influence window: the per-member referral value select."""
     spend = spend if spend is not None else spend_since(window_start(program, now)).subquery("spend")
+    return referral_values_of(spend, program.influence_second_degree)
+
+
+def referral_values_of(spend: FromClause, second_degree: Decimal, referrers: Any = None) -> Select:
+    """THE referral value (API.md "Influence and referrals") over ``spend`` (a :func:`spend_since`), with
+    ``second_degree`` the weight of the friends' friends' spend: the select :func:`referral_values` answers and a
+    tier that qualifies on referral value counts (``wallet.tiers.qualifying``). ``referrers``: only these members'
+    rows (a list or a subquery); None: everyone who referred anyone."""
     friend, parent = aliased(Member, name="friend"), aliased(Member, name="parent")
     first = (select(friend.referred_by_id.label("member_id"), literal(1).label("n"),
                     func.coalesce(spend.c.spend, 0).label("first"), literal(0).label("second"))
@@ -102,10 +110,13 @@ def referral_values(program: Program, now: datetime | None = None, *, spend: Fro
               .select_from(friend).join(parent, parent.id == friend.referred_by_id)
               .join(spend, spend.c.member_id == friend.id)
               .where(parent.referred_by_id.is_not(None)))
+    if referrers is not None:
+        first = first.where(friend.referred_by_id.in_(referrers))
+        second = second.where(parent.referred_by_id.in_(referrers))
     rows = union_all(first, second).subquery("levels")
     referred = cast(func.sum(rows.c.first), _MONEY)
     second_spend = cast(func.sum(rows.c.second), _MONEY)
-    weight = literal(program.influence_second_degree, _MONEY)
+    weight = literal(second_degree, _MONEY)
     return (select(rows.c.member_id, func.sum(rows.c.n).label("referrals"), referred.label("referred_spend"),
                    second_spend.label("second_degree_spend"),
                    (referred + weight * second_spend).label("referral_value"))
@@ -196,7 +207,7 @@ def _live(session: Session, program: Program, where: ColumnElement | None, *, ra
              .select_from(Member))
     if ranked:  # only members who referred someone rank; the page's qualified counts are read for its rows only
         query = query.join(referral, referral.c.member_id == Member.id)
-        query = _page(query, value, Member.id, after, limit)
+        query = descending_page(query, value, Member.id, after, limit)
     else:
         query = query.outerjoin(referral, referral.c.member_id == Member.id)
     query = query.outerjoin(own, own.c.member_id == Member.id)
@@ -210,14 +221,6 @@ def _live(session: Session, program: Program, where: ColumnElement | None, *, ra
                                referral_value=referral_value, own_value=own_value,
                                influence=quadrant(own_value, referral_value, own_median, referral_median)))
     return found
-
-
-def _page(query: Select, value: Any, member_id: Any, after: tuple[Decimal, str] | None, limit: int) -> Select:
-    """Highest value first, ties by id, highest first: the order a backward scan of the summary's
-    (referral_value, member_id) index reads, so a page is read from the index, not sorted."""
-    if after is not None:
-        query = query.where(or_(value < after[0], and_(value == after[0], member_id < after[1])))
-    return query.order_by(value.desc(), member_id.desc()).limit(limit)
 
 
 # ------------------------------------------------------------------ the summary the worker keeps
@@ -285,7 +288,7 @@ def _summary(session: Session, where: ColumnElement | None, *, ranked: bool, aft
     query = select(Member.id, Member.name, score.referrals, score.qualified_referrals, score.referred_spend,
                    score.referral_value, score.own_value, score.influence)
     if ranked:
-        query = _page(query.select_from(score).join(Member, Member.id == score.member_id)
+        query = descending_page(query.select_from(score).join(Member, Member.id == score.member_id)
                       .where(score.referrals > 0), score.referral_value, score.member_id, after, limit)
     else:
         query = query.select_from(Member).outerjoin(score, score.member_id == Member.id)

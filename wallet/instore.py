@@ -28,7 +28,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from . import events, fraud, rules
 from .barcodes import normalise_barcode
 from .clock import iso, utcnow
-from .db import Base, Points, id_column, new_id
+from .db import Base, Points, descending_page, id_column, new_id
 from .errors import Invalid, NotFound, Rejected
 from .ledger import Balance
 from .program import Program
@@ -285,14 +285,7 @@ def list_check_ins(session: Session, *, member_id: str | None = None, store_id: 
         query = query.where(CheckIn.status == status)
     if reason:
         query = query.where(CheckIn.reason == reason)
-    return _newest_first(session, query, CheckIn, limit, before)
-
-
-def _newest_first(session: Session, query, model, limit: int, before: tuple[datetime, str] | None) -> list:
-    if before is not None:
-        at, key = before
-        query = query.where((model.created_at < at) | ((model.created_at == at) & (model.id < key)))
-    return list(session.scalars(query.order_by(model.created_at.desc(), model.id.desc()).limit(limit)))
+    return list(session.scalars(descending_page(query, CheckIn.created_at, CheckIn.id, before, limit)))
 
 
 def nearby_stores(session: Session, lat: float, lon: float, *, within_m: float = 50_000,
@@ -423,7 +416,7 @@ def list_scans(session: Session, *, member_id: str | None = None, product_id: st
         query = query.where(Scan.store_id == store_id)
     if first_scan is not None:
         query = query.where(Scan.first_scan.is_(first_scan))
-    return _newest_first(session, query, Scan, limit, before)
+    return list(session.scalars(descending_page(query, Scan.created_at, Scan.id, before, limit)))
 
 
 # ------------------------------------------------------------------ the demo club's in-store rules

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, and_, func, select, text, update
+from sqlalchemy import ForeignKey, Index, String, and_, func, or_, select, text, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -263,6 +263,23 @@ def get_member(session: Session, member_id: str) -> Member:
     if member is None:
         raise NotFound("No such member")
     return member
+
+
+def search_members(session: Session, q: str | None, *, after: str | None, limit: int) -> list[Member]:
+    """Members (not the erased) whose email or name contains ``q``, or whose phone or card number (current or
+    replaced) is ``q``; by id, after ``after``."""
+    query = select(Member).where(Member.erased_at.is_(None)).order_by(Member.id)  # the erased are nobody now
+    if q:
+        q = q.strip()
+        # contains(autoescape): a % or _ typed in the search box is a character, not a wildcard
+        # a card number, current or replaced, finds its member (a subquery: a member with two cards is one row)
+        by_card = select(Card.member_id).where(Card.number == q)
+        query = query.where(or_(Member.email.contains(q.lower(), autoescape=True),
+                                func.lower(Member.name).contains(q.lower(), autoescape=True),
+                                Member.phone == q, Member.id.in_(by_card)))
+    if after:
+        query = query.where(Member.id > after)
+    return list(session.scalars(query.limit(limit)))
 
 
 

@@ -5,11 +5,9 @@ import hashlib
 
 from flask import request
 from marshmallow import fields, validate
-from sqlalchemy import func, or_, select
 
 from wallet import accounts, ledger, members, statement
 from wallet.db import MAX_POINTS_PER_MOVEMENT, new_id
-from wallet.members import Member
 
 from .. import audit_trail
 from ..auth import admin_required, current_principal, marketer_required
@@ -27,7 +25,7 @@ class MemberListArgs(ListArgs):
 
 
 class AdminMemberSchema(MemberSchema):
-    balance = fields.Method("_balance")
+    balance = fields.Method("_balance", metadata={"type": "integer", "format": "int64"})
 
     def _balance(self, member) -> int:
         return ledger.balance_of(db.session, member.id).points
@@ -58,7 +56,7 @@ class StaffSchema(StrictSchema):
     id = fields.String()
     email = fields.String()
     name = fields.String()
-    role = fields.String()
+    role = fields.String(validate=validate.OneOf(members.STAFF_ROLES))
     store_id = fields.String(allow_none=True)
     active = fields.Boolean()
 
@@ -71,19 +69,8 @@ class Members(Resource):
     @blp.response(200, MemberPageSchema)
     def get(self, args):
         """Find members by email, name, phone or card number."""
-        query = select(Member).where(Member.erased_at.is_(None)).order_by(Member.id)  # the erased are nobody now
-        if args.get("q"):
-            q = args["q"].strip()
-            # contains(autoescape): a % or _ typed in the search box is a character, not a wildcard
-            # a card number, current or replaced, finds its member (a subquery: a member with two cards is one row)
-            by_card = select(members.Card.member_id).where(members.Card.number == q)
-            query = query.where(or_(Member.email.contains(q.lower(), autoescape=True),
-                                    func.lower(Member.name).contains(q.lower(), autoescape=True),
-                                    Member.phone == q, Member.id.in_(by_card)))
-        after = decode_cursor(args["cursor"])
-        if after:
-            query = query.where(Member.id > after)
-        found = list(db.session.scalars(query.limit(args["limit"] + 1)))
+        found = members.search_members(db.session, args.get("q"), after=decode_cursor(args["cursor"]),
+                                       limit=args["limit"] + 1)
         return page(found, args["limit"], lambda m: m.id)
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from wallet import audit
+from wallet import audit, members
 
 from ..auth import admin_required
 from ..blueprints import admin as blp
@@ -21,9 +21,9 @@ class AuditActorSchema(StrictSchema):
 class AuditEntrySchema(StrictSchema):
     id = fields.String()
     actor = fields.Function(lambda e: AuditActorSchema().dump(e),
-                            metadata={"type": "object", "properties": {"id": {"type": "string"},
-                                                                        "email": {"type": ["string", "null"]},
-                                                                        "role": {"type": "string"}}})
+                            metadata={"type": "object", "required": ["id", "email", "role"], "properties": {
+                                "id": {"type": "string"}, "email": {"type": ["string", "null"]},
+                                "role": {"type": "string", "enum": list(members.ROLES)}}})
     action = fields.String()
     entity = fields.String()
     entity_id = fields.String()

@@ -53,9 +53,9 @@ class TokenRequestSchema(StrictSchema):
 class TokenSchema(StrictSchema):
     access_token = fields.String()
     refresh_token = fields.String()
-    token_type = fields.String(metadata={"example": "Bearer"})
+    token_type = fields.String(validate=validate.OneOf(["Bearer"]))
     expires_in = fields.Integer(metadata={"description": "seconds"})
-    role = fields.String()
+    role = fields.String(validate=validate.OneOf(members.ROLES))
 
 
 class RegisteredSchema(TokenSchema):

@@ -88,8 +88,8 @@ _RATE = {"description": "a fraction 0-1; null when nobody is in the group"}
 
 class ReportSchema(StrictSchema):
     campaign_id = fields.String()
-    status = fields.String()
-    channel = fields.String()
+    status = fields.String(validate=validate.OneOf(campaigns.STATUSES))
+    channel = fields.String(validate=validate.OneOf(campaigns.CHANNELS))
     audience = fields.Integer(metadata={"description": "members in the segment with the channel's preference and "
                                                        "consent at launch"})
     holdout = fields.Integer()
@@ -102,8 +102,18 @@ class ReportSchema(StrictSchema):
     suppressed_by = fields.Dict(keys=fields.String(), values=fields.Integer())
     cancelled = fields.Integer()
     pending = fields.Integer(metadata={"description": "due or being retried"})
-    opened = fields.Integer(allow_none=True, metadata={"description": "not tracked (null): no open pixel"})
-    clicked = fields.Integer(allow_none=True, metadata={"description": "not tracked (null): no click redirect"})
+    tracked = fields.Integer(metadata={"description": (
+        "delivered messages to members who gave the `profiling` consent when it was sent (an SMS only if it has a "
+        "link): the denominator of opened and clicked. Other members' links go straight to their target and their "
+        "messages are not counted")})
+    opened = fields.Integer(allow_none=True, metadata={"description": (
+        "tracked messages opened. email: the open pixel loaded or a link clicked (a click is an open); pixels "
+        "loaded by privacy proxies (Apple Mail Privacy Protection) count, images blocked do not, so it is an "
+        "estimate. push: the app reported it (POST /me/messages/{id}/opened). sms: null, the channel shows no "
+        "opens")})
+    clicked = fields.Integer(allow_none=True, metadata={"description": (
+        "tracked messages with a link followed at least once (through the club's redirect, the first click "
+        "counts). email and sms; push: null (its links are the app's)")})
     redeemed = fields.Integer(metadata={"description": "coupons this campaign gave that were redeemed"})
     responders = fields.Integer(metadata={"description": "treated members who bought or redeemed the offer within "
                                                          "response_days of the send"})

@@ -1,9 +1,10 @@
-"""The member's consent history and push devices."""
+"""The member's consent history, push devices, and the push messages they opened."""
 from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from wallet import consents, contact
+from wallet import consents, contact, events
+from wallet.campaigns import tracking
 
 from ..auth import current_principal, member_required
 from ..blueprints import me as blp
@@ -17,8 +18,9 @@ class ConsentChangeSchema(StrictSchema):
     purpose = fields.String(metadata={"enum": list(consents.PURPOSES)})
     granted = fields.Boolean()
     at = Time()
-    channel = fields.String(metadata={"description": "app, web, ... where the change was made"})
-    source = fields.String(metadata={"description": "enrolment, profile, unsubscribe, migration"})
+    channel = fields.String(validate=validate.OneOf(events.CHANNELS),
+                            metadata={"description": "where the change was made"})
+    source = fields.String(validate=validate.OneOf(consents.SOURCES))
     text_version = fields.String(allow_none=True)
 
 
@@ -32,7 +34,7 @@ class DeviceInSchema(StrictSchema):
 
 class DeviceSchema(StrictSchema):
     id = fields.String()
-    platform = fields.String()
+    platform = fields.String(validate=validate.OneOf(contact.PLATFORMS))
     token = fields.String()
     created_at = Time()
 
@@ -79,3 +81,16 @@ class Device(Resource):
         """Forget a push device."""
         contact.remove_device(db.session, current_principal().id, device_id)
         return None
+
+
+@blp.route("/me/messages/<string:message_id>/opened")
+class MessageOpened(Resource):
+    decorators = [member_required]
+
+    @blp.response(204)
+    def post(self, message_id):
+        """The app says I opened this push message (``message_id``: the push's ``id``, ``<campaign>.<member>``).
+        Counted once, in the campaign report's ``opened``, and only if I give the ``profiling`` consent; saying
+        it again changes nothing. Another member's message, or one that is not a push sent to me: 404
+        ``message_not_found``."""
+        tracking.opened_in_app(db.session, program(), current_principal().id, message_id)

@@ -13,7 +13,7 @@ from ..auth import current_principal, marketer_required, member_required
 from ..blueprints import admin, me
 from ..extensions import db
 from ..resource import Resource
-from ..schemas import ListArgs, Money, StrictSchema, Time, decode_cursor, page, page_schema
+from ..schemas import MONEY_PATTERN, ListArgs, Money, StrictSchema, Time, decode_cursor, page, page_schema
 from ..state import program
 
 
@@ -59,7 +59,9 @@ class ContestSchema(StrictSchema):
     draw_at = Time()
     winners = fields.Integer(attribute="winner_count")
     prize_offer_id = fields.String(allow_none=True)
-    entries_per_purchase = fields.Method("_extra", allow_none=True)
+    entries_per_purchase = fields.Method("_extra", allow_none=True, metadata={
+        "type": "object", "required": ["min_amount"], "additionalProperties": False,
+        "properties": {"min_amount": {"type": "string", "pattern": MONEY_PATTERN, "example": "50.00"}}})
     commitment = fields.String(metadata={"description": "SHA-256 (hex) of the secret seed, fixed at creation"})
     entries_sha256 = fields.String(attribute="entry_list_sha256", allow_none=True)
     drawn_at = Time(allow_none=True)
@@ -78,7 +80,7 @@ class PublicContestSchema(StrictSchema):
     id = fields.String()
     title = fields.String()
     terms = fields.String()
-    status = fields.String(metadata={"description": "upcoming, open, closed or drawn"})
+    status = fields.String(validate=validate.OneOf(["upcoming", "open", "closed", "drawn"]))
     opens_at = Time()
     closes_at = Time()
     draw_at = Time()

@@ -66,6 +66,11 @@ class OfferSchema(StrictSchema):
             raise ValidationError("valid_until must be after valid_from.", "valid_until")
 
 
+class OfferInSchema(OfferSchema):
+    """A new offer as a client sends it: OfferSchema's fields and checks, under its own name in the OpenAPI document so that
+    OfferSchema, only ever answered, can list every field it writes as ``required`` (api.contract)."""
+
+
 class OfferPatchSchema(OfferSchema):
     """Only the fields sent change (loaded with partial=True, so no defaults are filled in)."""
 
@@ -137,6 +142,10 @@ class ClaimSchema(StrictSchema):
     offer_id = fields.String(required=True, validate=validate.Length(1, 32))
 
 
+# Where a coupon was issued: a member's claim in the app, a rule's reward (campaigns and contests too), a bulk issue.
+COUPON_CHANNELS = ("app", "rule", "bulk")
+
+
 class CouponSchema(StrictSchema):
     id = fields.String()
     offer_id = fields.String()
@@ -144,7 +153,7 @@ class CouponSchema(StrictSchema):
     terms = fields.String()
     image_url = fields.String(allow_none=True)
     benefit = fields.Dict(metadata=BENEFIT_DOC)
-    status = fields.String(metadata={"description": "issued, redeemed, expired or void"})
+    status = fields.String(validate=validate.OneOf(coupons.SHOWN_STATUSES))
     code = fields.String(allow_none=True, metadata={"description": "the code a cashier can type, while usable"})
     token = fields.String(allow_none=True, metadata={"description": "what the QR code carries, while usable"})
     stores = fields.List(fields.String())
@@ -161,9 +170,9 @@ class CouponListArgs(ListArgs):
 
 class AdminCouponSchema(CouponSchema):
     member_id = fields.String()
-    source = fields.String()
+    source = fields.String(metadata={"description": "claim, rule, bulk:<batch>, ...: what issued it"})
     actor = fields.String()
-    channel = fields.String()
+    channel = fields.String(validate=validate.OneOf(COUPON_CHANNELS))
     redeemed_store_id = fields.String(allow_none=True)
     redemption_id = fields.String(allow_none=True)
     voided_by = fields.String(allow_none=True)
@@ -189,7 +198,7 @@ class TillCouponSchema(StrictSchema):
     title = fields.String()
     terms = fields.String()
     benefit = fields.Dict(metadata=BENEFIT_DOC)
-    status = fields.String()
+    status = fields.String(validate=validate.OneOf(coupons.SHOWN_STATUSES))
     issued_at = Time()
     expires_at = Time()
     redeemed_at = Time(allow_none=True)
@@ -215,7 +224,7 @@ class RedemptionSchema(StrictSchema):
     benefit = fields.Dict(metadata=BENEFIT_DOC)
     store_id = fields.String()
     receipt_id = fields.String(allow_none=True)
-    status = fields.String(metadata={"description": "redeemed or rolled_back"})
+    status = fields.String(validate=validate.OneOf(["redeemed", "rolled_back"]))
     redeemed_at = Time()
     rolled_back_at = Time(allow_none=True)
     rollback_until = Time()
@@ -361,7 +370,7 @@ class AdminOffers(Resource):
                                     include_archived=args["include_archived"])
         return page(found, args["limit"], lambda o: o.id)
 
-    @admin.arguments(OfferSchema)
+    @admin.arguments(OfferInSchema)
     @admin.response(201, OfferSchema)
     def post(self, data):
         """Create an offer: a free coupon, or a rewards-catalogue item with a points cost."""

@@ -5,7 +5,7 @@ from datetime import datetime
 
 from marshmallow import fields, pre_dump, validate
 
-from wallet import activity, instore, members
+from wallet import activity, events, instore, members
 
 from ..auth import current_principal, marketer_required, member_required
 from ..blueprints import admin as admin_blp
@@ -65,18 +65,22 @@ class CheckInInSchema(StrictSchema):
                                                  "radius is refused"})
 
 
+REFUSALS = (instore.TOO_FAR, instore.INACCURATE, instore.COOLDOWN, instore.STORE_INACTIVE, instore.IMPOSSIBLE_TRAVEL)
+
+
 class CheckInSchema(StrictSchema):
     id = fields.String()
     store_id = fields.String()
-    status = fields.String(metadata={"description": "accepted or refused"})
-    reason = fields.String(allow_none=True, metadata={"description": "why a check-in was refused"})
+    status = fields.String(validate=validate.OneOf(["accepted", "refused"]), metadata={"description": "accepted or refused"})
+    reason = fields.String(allow_none=True, validate=validate.OneOf(REFUSALS),
+                           metadata={"description": "why a check-in was refused"})
     lat = fields.Float()
     lon = fields.Float()
     accuracy_m = fields.Float(allow_none=True)
     distance_m = fields.Float(metadata={"description": "from the store, in metres"})
     visit_number = fields.Integer(allow_none=True, metadata={"description": "the member's n-th visit to this store"})
     points_awarded = fields.Integer()
-    channel = fields.String()
+    channel = fields.String(validate=validate.OneOf(events.CHANNELS))
     created_at = Time()
 
 
@@ -114,8 +118,7 @@ class CheckInListArgs(ListArgs):
 class AdminCheckInListArgs(CheckInListArgs):
     member_id = fields.String(validate=ID)
     store_id = fields.String(validate=ID)
-    reason = fields.String(validate=validate.OneOf([instore.TOO_FAR, instore.INACCURATE, instore.COOLDOWN,
-                                                    instore.STORE_INACTIVE, instore.IMPOSSIBLE_TRAVEL]))
+    reason = fields.String(validate=validate.OneOf(REFUSALS))
 
 
 class AdminCheckInSchema(CheckInSchema):
@@ -186,7 +189,8 @@ class ScannedProductSchema(StrictSchema):
 
 
 class ComplementarySchema(ScannedProductSchema):
-    source = fields.String(metadata={"description": "marketer (the marketer's list) or bought_together"})
+    source = fields.String(validate=validate.OneOf(["marketer", "bought_together"]),
+                           metadata={"description": "marketer (the marketer's list) or bought_together"})
     purchases = fields.Integer(allow_none=True, dump_default=None,
                                metadata={"description": "bought_together: purchases with both products"})
 
@@ -204,7 +208,7 @@ class ScanSchema(StrictSchema):
     store_id = fields.String(allow_none=True)
     first_scan = fields.Boolean(metadata={"description": "the member's first scan of this product"})
     points_awarded = fields.Integer()
-    channel = fields.String()
+    channel = fields.String(validate=validate.OneOf(events.CHANNELS))
     created_at = Time()
 
 
@@ -273,14 +277,15 @@ class AdminScans(Resource):
 class ActivityArgs(ListArgs):
     kind = fields.List(fields.String(validate=validate.OneOf(activity.KINDS)), validate=validate.Length(max=20),
                        metadata={"description": "only these kinds (repeat the parameter for several)"})
-    channel = fields.String(validate=validate.Length(1, 16), metadata={"description": "app, till, ..."})
+    # documented as the channels there are; any other value is still accepted (and finds nothing), as before
+    channel = fields.String(validate=validate.Length(1, 16), metadata={"enum": list(events.CHANNELS)})
 
 
 class ActivityItemSchema(StrictSchema):
     id = fields.String()
-    kind = fields.String(metadata={"description": ", ".join(activity.KINDS)})
+    kind = fields.String(validate=validate.OneOf(activity.KINDS))
     occurred_at = Time()
-    channel = fields.String(allow_none=True)
+    channel = fields.String(allow_none=True, validate=validate.OneOf(events.CHANNELS))
     summary = fields.String()
     points = fields.Integer(allow_none=True, metadata={"description": "points earned (events) or moved (points)"})
     store = fields.Nested(StoreBriefSchema, allow_none=True)

@@ -19,6 +19,7 @@ from ..state import program
 
 SIGNED_MONEY = {"type": "string", "pattern": r"^-?[0-9]+\.[0-9]{2}$", "example": "1234.50"}
 MONEY = {"type": "string", "pattern": r"^[0-9]+\.[0-9]{2}$", "example": "1234.50"}
+POINTS = {"format": "int64"}
 
 
 def _text(description: str, **more) -> dict:
@@ -58,15 +59,15 @@ class PurchasesKpiSchema(StrictSchema):
 
 
 class PointsKpiSchema(StrictSchema):
-    issued = fields.Integer(metadata=_text("points credited in the period (`points.earned`: rules on purchases, "
+    issued = fields.Integer(metadata=POINTS | _text("points credited in the period (`points.earned`: rules on purchases, "
                                            "check-ins, scans, enrolment, birthdays, referrals; pending points when "
                                            "they are released)"))
-    redeemed = fields.Integer(metadata=_text("points spent in the period (`points.spent`: coupons from the catalogue)"))
-    expired = fields.Integer(metadata=_text("points that expired in the period (`points.expired`)"))
-    adjusted = fields.Integer(metadata=_text("staff credits less debits in the period (`points.adjusted`, kind adjust)"))
-    reversed = fields.Integer(metadata=_text("reversals in the period, signed (`points.adjusted`, kind reverse): a "
+    redeemed = fields.Integer(metadata=POINTS | _text("points spent in the period (`points.spent`: coupons from the catalogue)"))
+    expired = fields.Integer(metadata=POINTS | _text("points that expired in the period (`points.expired`)"))
+    adjusted = fields.Integer(metadata=POINTS | _text("staff credits less debits in the period (`points.adjusted`, kind adjust)"))
+    reversed = fields.Integer(metadata=POINTS | _text("reversals in the period, signed (`points.adjusted`, kind reverse): a "
                                              "refund takes points back (negative), a voided coupon gives them back"))
-    outstanding = fields.Integer(metadata=_text(
+    outstanding = fields.Integer(metadata=POINTS | _text(
         "points members hold at the end of the period (spendable, not pending): every movement since the club began; "
         "over a period, outstanding changes by issued - redeemed - expired + adjusted + reversed"))
     liability = fields.String(metadata=_text("outstanding x LOYALTY_POINT_VALUE, in the club's currency", **MONEY))
@@ -110,7 +111,7 @@ class KpisSchema(KpiBlockSchema):
     from_ = fields.Date(data_key="from", metadata=_text("the period's first day"))
     to = fields.Date(metadata=_text("the period's last day (inclusive)"))
     timezone = fields.String(metadata=_text("the timezone of the club's days (LOYALTY_TIMEZONE)"))
-    series = fields.List(fields.Nested(KpiBucketSchema), metadata=_text(
+    series = fields.List(fields.Nested(KpiBucketSchema), metadata={"x-optional": True} | _text(
         "with `interval`: one item per bucket; its flows sum to the period's, its stocks are at its end"))
 
 

@@ -7,7 +7,7 @@ from datetime import date
 from flask import Response, current_app, request
 from marshmallow import ValidationError, fields, post_load, pre_dump, validate
 
-from wallet import benefits, contact, coupons, export, ledger, members, qr, referrals, social, statement
+from wallet import benefits, contact, coupons, events, export, ledger, members, qr, referrals, social, statement
 from wallet.consents import PURPOSES, TEXT_VERSION_MAX
 from wallet.errors import Invalid, InvalidToken, NotFound, Rejected
 from wallet.members import CHANNELS, GENDERS
@@ -20,10 +20,14 @@ from ..resource import Resource
 from ..schemas import ListArgs, StoredTime, StrictSchema, Time, decode_cursor, page, page_schema
 from ..state import program
 
+# Fixed sets of values a member's answers carry (documented as enums; dumping is not validated).
+CARD_STATUSES = ("active", "blocked")
+MEMBER_STATUSES = ("active", "closed", "erased")
+
 
 class CardBriefSchema(StrictSchema):
     number = fields.String()
-    status = fields.String()
+    status = fields.String(validate=validate.OneOf(CARD_STATUSES))
 
 
 class CardSchema(CardBriefSchema):
@@ -93,15 +97,17 @@ class MemberSchema(StrictSchema):
     gender = fields.String(allow_none=True, metadata={"enum": [*GENDERS, None]})
     city = fields.String(allow_none=True)
     tier = fields.String()
-    status = fields.String()
+    status = fields.String(validate=validate.OneOf(MEMBER_STATUSES))
     referral_code = fields.String()
     preferences = fields.Dict(keys=fields.String(), values=fields.Boolean())
     consents = fields.Dict(keys=fields.String(), values=fields.Nested(ConsentSchema),
                            metadata={"description": "by purpose; a purpose not listed was never given"})
-    contact_rules = fields.Method("_contact_rules", metadata={"type": "object", "properties": {
-        "timezone": {"type": "string"},
-        "quiet_hours": {"type": ["object", "null"], "properties": {"from": {"type": "string"}, "to": {"type": "string"}}},
-        "max_messages_per_week": {"type": ["integer", "null"]}}})
+    contact_rules = fields.Method("_contact_rules", metadata={  # contact.ContactRules.as_dict: every key, always
+        "type": "object", "required": ["timezone", "quiet_hours", "max_messages_per_week"], "properties": {
+            "timezone": {"type": "string"},
+            "quiet_hours": {"type": ["object", "null"], "required": ["from", "to"],
+                            "properties": {"from": {"type": "string"}, "to": {"type": "string"}}},
+            "max_messages_per_week": {"type": ["integer", "null"]}}})
     card = fields.Nested(CardBriefSchema)
     created_at = Time()
 
@@ -155,7 +161,7 @@ class PendingSchema(StrictSchema):
     points = fields.Integer()
     available_at = Time(allow_none=True, metadata={"description": "when they become spendable; null while they "
                                                                  "await something (see awaits)"})
-    awaits = fields.String(allow_none=True, metadata={"description": "first_purchase: welcome points, spendable "
+    awaits = fields.String(allow_none=True, validate=validate.OneOf([ledger.FIRST_PURCHASE]), metadata={"description": "first_purchase: welcome points, spendable "
                                                                      "from the member's first purchase"})
     description = fields.String()
 
@@ -176,8 +182,8 @@ class PointsSchema(StrictSchema):
 
 class WalletBenefitSchema(StrictSchema):
     id = fields.String()
-    title = fields.Method("_title")
-    multiplier = fields.String()
+    title = fields.Method("_title", metadata={"type": "string", "example": "Points ×2"})
+    multiplier = fields.String(metadata={"pattern": r"^[0-9]+(\.[0-9]+)?$", "example": "2"})
     uses_left = fields.Integer(allow_none=True)
     valid_until = Time(allow_none=True)
 
@@ -211,19 +217,19 @@ class CardTokenSchema(StrictSchema):
 class LedgerEntrySchema(StrictSchema):
     id = fields.String()
     delta = fields.Integer()
-    kind = fields.String()
+    kind = fields.String(validate=validate.OneOf(ledger.KINDS))
     reason = fields.String()
     balance_after = fields.Integer()
     created_at = Time()
     expires_at = Time(allow_none=True)
     description = fields.String()
     reverses = fields.String(attribute="reverses_id", allow_none=True)
-    channel = fields.String(allow_none=True)
+    channel = fields.String(allow_none=True, validate=validate.OneOf(events.CHANNELS))
 
 
 class LotSchema(StrictSchema):
     points = fields.Integer(required=True)
-    remaining = fields.Integer(required=True)
+    remaining = fields.Integer(required=True, metadata={"format": "int64", "description": "points left in the lot"})
     expires_at = Time(required=True, allow_none=True)
     expiry_days = fields.Integer(required=True, allow_none=True,
                                  metadata={"description": "how long this lot lasts: its own rule's expiry"})
@@ -252,8 +258,9 @@ def qr_response(payload: str, fmt: str) -> Response:
     return response
 
 
+_IMAGE = {"schema": {"type": "string", "format": "binary"}}
 QR_DOC = {"responses": {"200": {"description": "QR code image",
-                                "content": {"image/png": {}, "image/svg+xml": {}}}}}
+                                "content": {"image/png": _IMAGE, "image/svg+xml": _IMAGE}}}}
 
 
 def _member() -> members.Member:

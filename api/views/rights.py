@@ -135,6 +135,11 @@ class CurrencySchema(StrictSchema):
     updated_at = Time(dump_only=True, required=True)
 
 
+class CurrencyInSchema(CurrencySchema):
+    """A new currency as a client sends it: CurrencySchema's fields and checks, under its own name in the OpenAPI document so that
+    CurrencySchema, only ever answered, can list every field it writes as ``required`` (api.contract)."""
+
+
 class CurrencyPatchSchema(StrictSchema):
     rate = CurrencySchema._declared_fields["rate"]
 
@@ -153,7 +158,7 @@ class Currencies(Resource):
         """The currencies the club takes, with today's rates."""
         return {"items": currencies.list_currencies(db.session), "club_currency": program().currency}
 
-    @admin.arguments(CurrencySchema)
+    @admin.arguments(CurrencyInSchema)
     @admin.response(201, CurrencySchema)
     def post(self, data):
         """Take a currency: stores in it earn through this rate (club-currency units per unit) from today on."""

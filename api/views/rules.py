@@ -67,6 +67,11 @@ class RuleSchema(StrictSchema):
             raise ValidationError("ends_at must be after starts_at.", "ends_at")
 
 
+class RuleInSchema(RuleSchema):
+    """A new rule as a client sends it: RuleSchema's fields and checks, under its own name in the OpenAPI document so that
+    RuleSchema, only ever answered, can list every field it writes as ``required`` (api.contract)."""
+
+
 class RulePatchSchema(RuleSchema):
     """Every field optional; loaded with partial=True so no default overwrites what the rule has."""
 
@@ -81,7 +86,7 @@ class RuleListArgs(ListArgs):
 
 class RuleVersionSchema(StrictSchema):
     version = fields.Integer()
-    change = fields.String(metadata={"description": "created, updated, paused, resumed or archived"})
+    change = fields.String(validate=validate.OneOf(["created", "updated", "paused", "resumed", "archived"]))
     changed_fields = fields.List(fields.String())
     snapshot = StoredJSON(metadata={"description": "the rule as it was after this change"})
     actor = fields.String()
@@ -116,26 +121,28 @@ class BenefitSchema(StrictSchema):
     id = fields.String()
     rule_id = fields.String()
     grant_id = fields.String()
-    kind = fields.String()
-    multiplier = fields.Decimal(as_string=True)
+    kind = fields.String(validate=validate.OneOf([benefits.KIND]))
+    multiplier = fields.Decimal(as_string=True, metadata={"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$",
+                                                          "example": "2.000"})
     purchases = fields.Integer(allow_none=True)
     uses_left = fields.Integer(allow_none=True)
     valid_from = Time()
     valid_until = Time(allow_none=True)
-    status = fields.String()
-    source = fields.String()
+    status = fields.String(validate=validate.OneOf(["active", "revoked"]))
+    source = fields.String(metadata={"description": "the event that gave it: <trigger>:<its id>"})
     created_at = Time()
 
 
 class SimulatedGrantSchema(StrictSchema):
     rule_id = fields.String(attribute="rule.id")
     title = fields.String(attribute="rule.title")
-    kind = fields.String(metadata={"description": "rule: the rule grants; benefit: the member's benefit applies"})
+    kind = fields.String(validate=validate.OneOf(["rule", "benefit"]),
+                         metadata={"description": "rule: the rule grants; benefit: the member's benefit applies"})
     points = fields.Integer()
     offer_id = fields.String(allow_none=True)
     probability = fields.Float(attribute="rule.probability")
     surprise = fields.Boolean()
-    benefit = fields.Method("_benefit", allow_none=True)
+    benefit = fields.Method("_benefit", allow_none=True, metadata={"type": "object"})
 
     def _benefit(self, grant):
         if grant.kind == "benefit":
@@ -164,12 +171,12 @@ class GrantSchema(StrictSchema):
     rule_version = fields.Integer()
     rule_snapshot = StoredJSON(metadata={"description": "the rule as it was when it granted"})
     member_id = fields.String()
-    trigger = fields.String()
-    event_source = fields.String()
+    trigger = fields.String(validate=validate.OneOf(rules.TRIGGERS))
+    event_source = fields.String(metadata={"description": "the event: <trigger>:<its id>"})
     event = StoredJSON()
     draw = fields.Float(allow_none=True, metadata={"description": "the random draw; it won because it was below "
                                                                   "the probability (null: no chance involved)"})
-    probability = fields.Function(lambda g: g.rule_snapshot.get("probability"))
+    probability = fields.Function(lambda g: g.rule_snapshot.get("probability"), metadata={"type": ["number", "null"]})
     points = fields.Integer()
     coupon_id = fields.String(allow_none=True)
     benefit_id = fields.String(allow_none=True)
@@ -177,7 +184,7 @@ class GrantSchema(StrictSchema):
     caps = fields.Dict(metadata={"description": "each cap it counted against: used (including it) and limit"})
     day = fields.Date()
     granted_at = Time()
-    explanation = fields.Function(rules.explain)
+    explanation = fields.Function(rules.explain, metadata={"type": "string"})
 
 
 GrantPageSchema = page_schema(GrantSchema, "GrantPage")
@@ -211,7 +218,7 @@ class Rules(Resource):
                                  limit=args["limit"] + 1, after=decode_cursor(args["cursor"]))
         return page(found, args["limit"], lambda r: r.id)
 
-    @blp.arguments(RuleSchema)
+    @blp.arguments(RuleInSchema)
     @blp.response(201, RuleSchema)
     def post(self, data):
         """Create an earning, benefit or surprise-and-delight rule."""

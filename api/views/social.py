@@ -7,7 +7,7 @@ from werkzeug.exceptions import UnsupportedMediaType
 
 from wallet import social
 from wallet.db import new_id
-from wallet.errors import Invalid, NotFound
+from wallet.errors import Invalid
 from wallet.social.models import ATTRIBUTE_VALUE_MAX, ATTRIBUTES_MAX, HANDLE_MAX, NETWORKS
 
 from .. import audit_trail
@@ -33,8 +33,13 @@ class NetworkSchema(StrictSchema):
                            metadata={"description": "letters (any script), digits, _ . -; an '@' first is dropped"})
 
 
+class NetworkInSchema(NetworkSchema):
+    """A network handle as a client sends it: NetworkSchema's fields and checks, under its own name in the OpenAPI document so that
+    NetworkSchema, only ever answered, can list every field it writes as ``required`` (api.contract)."""
+
+
 class SocialProfileSchema(StrictSchema):
-    networks = fields.List(fields.Nested(NetworkSchema), load_default=list, validate=validate.Length(max=len(NETWORKS)))
+    networks = fields.List(fields.Nested(NetworkInSchema), load_default=list, validate=validate.Length(max=len(NETWORKS)))
     attributes = fields.Dict(keys=fields.String(validate=validate.Length(1, 40)), load_default=dict,
                              metadata={"description": "a flat map: keys a-z0-9_ (at most 40), values a text of at "
                                                       f"most {ATTRIBUTE_VALUE_MAX} characters, a number or a boolean "
@@ -96,14 +101,14 @@ class SocialImportReportSchema(StrictSchema):
 
 class SocialImportQueuedSchema(StrictSchema):
     import_id = fields.String()
-    status = fields.String()
+    status = fields.String(validate=validate.OneOf(["queued"]))
     dry_run = fields.Boolean()
     report_url = fields.String()
 
 
 class SocialImportStatusSchema(StrictSchema):
     import_id = fields.String(attribute="id")
-    status = fields.String(metadata={"description": "queued, done or failed"})
+    status = fields.String(validate=validate.OneOf(["queued", "running", "done", "failed"]))
     created_at = Time()
     finished_at = Time(allow_none=True)
     report = fields.Dict(allow_none=True, metadata={"description": "the report (as a small import answers), once done"})
@@ -182,8 +187,5 @@ class SocialImportStatus(Resource):
     @admin.response(200, SocialImportStatusSchema)
     def get(self, import_id):
         """A background import: queued, then done with its report (or failed, with why)."""
-        job = db.session.get(social.SocialImport, import_id)
-        if job is None:
-            raise NotFound("No such import", code="import_not_found")
-        return job
+        return social.get_import(db.session, import_id)
 

@@ -83,6 +83,11 @@ class StoreSchema(StrictSchema):
     updated_at = Time(dump_only=True)
 
 
+class StoreInSchema(StoreSchema):
+    """A new store as a client sends it: StoreSchema's fields and checks, under its own name in the OpenAPI document so that
+    StoreSchema, only ever answered, can list every field it writes as ``required`` (api.contract)."""
+
+
 class StorePatchSchema(StoreSchema):
     """Any subset of a store's fields; what is left out keeps its value (no defaults applied)."""
 
@@ -111,7 +116,7 @@ class Stores(Resource):
                                    limit=args["limit"] + 1, after=decode_cursor(args["cursor"]))
         return page(found, args["limit"], lambda s: s.id)
 
-    @blp.arguments(StoreSchema)
+    @blp.arguments(StoreInSchema)
     @blp.response(201, StoreSchema)
     def post(self, data):
         """Open a store: its location and check-in radius, time zone and check-in cool-down."""
@@ -228,6 +233,11 @@ class ProductSchema(StrictSchema):
     updated_at = Time(dump_only=True)
 
 
+class ProductInSchema(ProductSchema):
+    """A new product as a client sends it: ProductSchema's fields and checks, under its own name in the OpenAPI document so that
+    ProductSchema, only ever answered, can list every field it writes as ``required`` (api.contract)."""
+
+
 class ProductPatchSchema(ProductSchema):
     """Any subset of a product's fields; what is left out keeps its value (no defaults applied)."""
 
@@ -259,7 +269,7 @@ class Products(Resource):
                                      after=decode_cursor(args["cursor"]))
         return page(found, args["limit"], lambda p: p.id)
 
-    @blp.arguments(ProductSchema)
+    @blp.arguments(ProductInSchema)
     @blp.response(201, ProductSchema)
     def post(self, data):
         """Add a product; its barcode's check digit is validated (UPC-A and its EAN-13 form are one product)."""

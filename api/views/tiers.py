@@ -49,6 +49,11 @@ class QualifySchema(StrictSchema):
                                 metadata={"description": "the rolling window the metric is counted over"})
 
 
+class QualifyInSchema(QualifySchema):
+    """A tier's qualification as a client sends it: QualifySchema's fields and checks, under its own name in the OpenAPI document so that
+    QualifySchema, only ever answered, can list every field it writes as ``required`` (api.contract)."""
+
+
 class TierSchema(StrictSchema):
     id = fields.String(dump_only=True)
     code = fields.String(required=True, validate=validate.Length(1, 32),
@@ -66,7 +71,13 @@ class TierSchema(StrictSchema):
     updated_at = Time(dump_only=True)
 
 
-class TierPatchSchema(TierSchema):
+class TierInSchema(TierSchema):
+    """A new tier as a client sends it: TierSchema's fields and checks, under its own name in the OpenAPI document so that
+    TierSchema, only ever answered, can list every field it writes as ``required`` (api.contract)."""
+    qualify = fields.Nested(QualifyInSchema, required=True)
+
+
+class TierPatchSchema(TierInSchema):
     """Any subset of a tier's fields (the code stays)."""
 
     def __init__(self, *args, **kwargs):
@@ -90,7 +101,7 @@ class Tiers(Resource):
         """The ladder, lowest rank first."""
         return {"items": tiers.list_tiers(db.session), "next_cursor": None}
 
-    @blp.arguments(TierSchema)
+    @blp.arguments(TierInSchema)
     @blp.response(201, TierSchema)
     def post(self, data):
         """Add a tier: its rank, and the metric, threshold and window that qualify for it."""
@@ -142,7 +153,7 @@ class NextTierSchema(TierBriefSchema):
 
 
 class QualifyingSchema(StrictSchema):
-    metric = fields.String()
+    metric = fields.String(validate=validate.OneOf(tiers.METRICS))
     value = Amount(metadata={"description": "counted over the window: what was earned, spent or visited"})
     window_days = fields.Integer()
 
@@ -165,7 +176,8 @@ class TierChangeSchema(StrictSchema):
     id = fields.String()
     from_ = fields.String(attribute="from_code", data_key="from", allow_none=True)
     to = fields.String(attribute="to_code")
-    reason = fields.String(metadata={"description": "qualified, review_up, review_down, status_match, tier_removed"})
+    reason = fields.String(validate=validate.OneOf(["qualified", "review_up", "review_down", "status_match",
+                                                    "tier_removed"]))
     detail = fields.String()
     at = Time(attribute="created_at")
 
@@ -262,7 +274,8 @@ class MyTierHistory(Resource):
 class FriendSchema(StrictSchema):
     friend = fields.String(metadata={"description": "first name and initial only"})
     joined_at = Time()
-    status = fields.String(metadata={"description": "pending until their first purchase, then qualified"})
+    status = fields.String(validate=validate.OneOf(["pending", "qualified"]),
+                           metadata={"description": "pending until their first purchase, then qualified"})
     qualified_at = Time(allow_none=True)
     points_earned = fields.Integer(metadata={"description": "what this friend's referral earned me"})
 

@@ -81,6 +81,16 @@ def register(app: Flask) -> None:
 
 
 _HTML = {"description": "an HTML page for the person who followed the link", "content": {"text/html": {}}}
+_PROBLEM = {"$ref": "#/components/responses/Problem"}
+
+
+def _refusal(what: str) -> dict:
+    return {"description": f"an HTML page: {what}", "content": {"text/html": {}}}
+
+
+# The page's own refusals are pages too (a person follows the link); only the limits and a failure are problem+json.
+_REFUSALS = {"404": _refusal("not a link the club sent, or altered"), "410": _refusal("the membership has ended"),
+             "429": _PROBLEM, "500": _PROBLEM}
 
 
 def document(spec) -> None:
@@ -89,10 +99,11 @@ def document(spec) -> None:
     # apispec's Flask plugin wants a view to describe; this page has no schemas, so the operations go in as written
     spec._paths["/api/v1/unsubscribe/{token}"] = {
         "get": {"summary": "RFC 8058: a confirmation page; changes nothing", "tags": ["Unsubscribe"],
-                "security": [], "parameters": [token], "responses": {"200": _HTML}},
+                "security": [], "parameters": [token], "responses": {"200": _HTML, **_REFUSALS}},
         "post": {"summary": "RFC 8058 one-click: withdraws the channel's marketing consent; idempotent",
                  "tags": ["Unsubscribe"], "security": [], "parameters": [token],
                  "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
                      "type": "object", "required": ["List-Unsubscribe"],
                      "properties": {"List-Unsubscribe": {"type": "string", "enum": ["One-Click"]}}}}}},
-                 "responses": {"200": _HTML}}}
+                 "responses": {"200": _HTML, "400": _refusal("the form did not say List-Unsubscribe=One-Click"),
+                               **_REFUSALS, "413": _PROBLEM}}}

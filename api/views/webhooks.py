@@ -39,7 +39,7 @@ class WebhookPatchSchema(StrictSchema):
 class WebhookSchema(StrictSchema):
     id = fields.String()
     url = fields.String()
-    events = fields.List(fields.String())
+    events = fields.List(fields.String(validate=validate.OneOf(EVENT_TYPES)))
     description = fields.String()
     status = fields.String(metadata={"enum": list(subscriptions.STATUSES)})
     disabled_reason = fields.String(allow_none=True)
@@ -56,7 +56,7 @@ class WebhookWithSecretSchema(WebhookSchema):
 class DeliverySchema(StrictSchema):
     id = fields.String()
     event_id = fields.String()
-    type = fields.String()
+    type = fields.String(validate=validate.OneOf(events.TYPES))
     status = fields.String(metadata={"enum": ["pending", "delivered", "failed"]})
     attempts = fields.Integer()
     last_status_code = fields.Integer(allow_none=True)

@@ -120,13 +120,10 @@ def test_returns_by_items_and_a_reward_whose_condition_the_kept_part_misses(clie
     assert factory.balance(member["id"]) == 0
 
 
-def test_spent_points_become_a_debt_that_later_earning_pays_first(app, client, factory, shop, program):
+def test_spent_points_become_a_debt_that_later_earning_pays_first(app, client, factory, shop):
     member = factory.member()
     purchase = buy(client, shop, member, "100.00")
-    with app.app_context():
-        ledger.spend(db.session, program, member_id=member["id"], points=90, reason="coupon",
-                     idempotency_key="spend-1", description="a reward")
-        db.session.commit()
+    factory.spend(member["id"], 90, key="spend-1")
     body = give_back(client, shop, purchase["purchase_id"], "ret-1", amount="50.00").get_json()
     assert (body["points_reversed"], body["points_debt"], body["balance"], body["debt"]) == (10, 40, 0, 40)
     wallet = client.get(f"{API}/me/wallet", headers=member["headers"]).get_json()
@@ -160,13 +157,10 @@ def test_a_debt_is_paid_by_any_credit_and_in_part(app, client, factory, shop, pr
     assert factory.balance(member["id"]) == 85
 
 
-def test_the_whole_refund_of_spent_points_owes_them(app, client, factory, shop, program):
+def test_the_whole_refund_of_spent_points_owes_them(client, factory, shop):
     member = factory.member()
     purchase = buy(client, shop, member, "100.00")
-    with app.app_context():
-        ledger.spend(db.session, program, member_id=member["id"], points=70, reason="coupon",
-                     idempotency_key="spend-1", description="a reward")
-        db.session.commit()
+    factory.spend(member["id"], 70, key="spend-1")
     r = client.post(f"{API}/pos/purchases/{purchase['purchase_id']}/refund", headers=shop["h"]).get_json()
     assert (r["points_reversed"], r["points_not_reversed"], r["points_debt"], r["balance"]) == (30, 70, 70, 0)
     again = client.post(f"{API}/pos/purchases/{purchase['purchase_id']}/refund", headers=shop["h"]).get_json()

@@ -13,6 +13,7 @@ from tests.conftest import assert_problem
 PUBLIC = ("/api/v1/auth/", "/api/v1/openapi.json", "/api/v1/docs", "/api/v1/redoc", "/static/",
           "/api/v1/rules",  # the rules' terms are public (issue 18)
           "/api/v1/unsubscribe/",  # RFC 8058: the signed link is the authority, no sign-in (issue 15)
+          "/api/v1/m/",  # a message's tracked links and open pixel: the signed link is the authority (issue 15)
           "/api/v1/contests/")  # a contest's public page: anyone checks the draw (issue 14)
 WRITE = {"POST", "PUT", "PATCH"}
 

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 from api.extensions import db
-from wallet import ledger, qr
+from wallet import qr
 from wallet.ledger import LedgerEntry
 from wallet.purchases import Purchase
 from wallet.tokens import Principal
@@ -162,13 +162,10 @@ def test_identify_a_card_by_qr_and_by_number(client, factory, till):
     assert_problem(client.post("/api/v1/pos/identify", json={}, headers=till["h"]), 422, "validation_error")
 
 
-def test_refund_takes_back_points_and_reports_what_was_spent(client, factory, till, app, program):
+def test_refund_takes_back_points_and_reports_what_was_spent(client, factory, till):
     member = factory.member()
     purchase = buy(client, till, member["card_number"], amount="100").get_json()
-    with app.app_context():
-        ledger.spend(db.session, program, member_id=member["id"], points=70, reason="coupon",
-                     idempotency_key="spend-1", description="a reward")
-        db.session.commit()
+    factory.spend(member["id"], 70, key="spend-1")
     r = client.post(f"/api/v1/pos/purchases/{purchase['purchase_id']}/refund", headers=till["h"])
     assert r.status_code == 200, r.get_json()
     assert r.get_json() | {} == {"purchase_id": purchase["purchase_id"], "status": "refunded", "points_reversed": 30,

@@ -107,7 +107,8 @@ def install(app: Flask) -> list[str]:
         def report(campaign_id):
             campaigns.get(campaign_id) or abort(404)
             return jsonify({"audience": 200, "holdout": 20, "treated": 180, "sent": 178, "delivered": 175,
-                            "failed": 3, "suppressed": 2, "opened": 90, "clicked": 30, "redeemed": 12,
+                            "failed": 3, "suppressed": 2, "tracked": 150, "opened": 90, "clicked": 30,
+                            "redeemed": 12,
                             "responders": 27, "response_rate": 0.15, "holdout_responders": 1,
                             "holdout_response_rate": 0.05, "lift": 0.1, "lift_ci95": [0.02, 0.18]})
 

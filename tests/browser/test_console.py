@@ -415,6 +415,7 @@ def test_a_segment_with_its_live_count_and_a_campaign_created_and_launched(brows
         page.get_by_role("link", name="Spring hello").click()
         page.get_by_role("heading", name="Campaign: Spring hello").wait_for()
         page.get_by_text("Lift, 95% interval").wait_for()
+        page.get_by_text("Tracked (profiling consent)").wait_for()
         if "/api/v1/admin/campaigns" in app.extensions["test.stubbed"]:
             assert documented_stubs.received["campaigns"][0] | {"segment_id": None} == {
                 "name": "Spring hello", "segment_id": None, "channel": "email",

@@ -72,9 +72,10 @@ def test_every_type_has_a_schema_and_the_channel_list_is_the_contracts():
                 "tier.changed", "referral.qualified", "message.sent", "contest.drawn"}
     # additions: refused check-ins (kept for review), coupons voided and redemptions rolled back (passes follow them),
     # cards blocked and replaced (passes turn void; the till refuses the old codes), contest entries and wins
-    # (the member's timeline)
+    # (the member's timeline), a tracked message's first open and first click (the campaigns' report)
     assert set(events.TYPES) - contract == {"check_in.refused", "coupon.voided", "coupon.redemption_rolled_back",
-                                            "card.blocked", "card.replaced", "contest.entered", "contest.won"}
+                                            "card.blocked", "card.replaced", "contest.entered", "contest.won",
+                                            "message.opened", "message.clicked"}
     assert contract <= set(events.TYPES)
     assert set(events.TYPES) == set(events.DATA_SCHEMAS)
     assert events.CHANNELS == ("app", "till", "web", "console", "api", "job", "import")

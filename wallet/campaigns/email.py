@@ -1,7 +1,8 @@
 """Email over SMTP: one connection for a batch, RFC 8058 one-click unsubscribe headers, a stable Message-ID per
 campaign and member (a message sent again after a lost acceptance carries the same one, so the relay or the
 mailbox can drop the copy). A 5xx answer fails the message for good; a 4xx, a timeout or a dropped connection is
-retried later."""
+retried later. Tracking (wallet.campaigns.tracking) changes neither header: only the body's own links and the
+open pixel go through the club."""
 from __future__ import annotations
 
 import html
@@ -30,9 +31,13 @@ def build(job: Job, *, mail_from: str, host: str) -> EmailMessage:
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(f"{job.text}\n\n--\nUnsubscribe: {job.unsubscribe_url}\n")
     link = html.escape(job.unsubscribe_url, quote=True)
-    # job.html is the template rendered with its text and every value escaped (templates.render_html)
+    # A tracked member's email (the profiling consent) loads the open pixel; the unsubscribe link is never tracked.
+    pixel = (f'<img src="{html.escape(job.open_url, quote=True)}" width="1" height="1" alt="" '
+             'style="display:block;border:0">' if job.open_url else "")
+    # job.html is the template rendered with its text and every value escaped, its links anchors
+    # (templates.render_html)
     message.add_alternative(f'<!doctype html><html><body><div>{job.html}</div><p style="font-size:small">'
-                            f'<a href="{link}">Unsubscribe</a></p></body></html>\n', subtype="html")
+                            f'<a href="{link}">Unsubscribe</a></p>{pixel}</body></html>\n', subtype="html")
     return message
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, Text, text
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, Text, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..clock import utcnow
@@ -84,6 +84,13 @@ class CampaignMessage(Base):
     sent_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(String(240))
     coupon_id: Mapped[str | None] = mapped_column(String(32))  # the offer's coupon this message carried
+    # Opens and clicks (wallet.campaigns.tracking): whether the message as last handed over carried tracking (the
+    # member had given the profiling consent then; email: the pixel and redirected links, sms: redirected links,
+    # push: the app's report counts), and the first open and first click. The server default covers rows written
+    # without the column (the launch's INSERT ... SELECT, rows from before migration 0016).
+    tracked: Mapped[bool] = mapped_column(default=False, server_default=false())
+    opened_at: Mapped[datetime | None]  # a click is an open too
+    clicked_at: Mapped[datetime | None]
 
     @property
     def key(self) -> str:

@@ -1,6 +1,7 @@
 """A campaign's report, as API.md defines it: who was reached and held out, what happened to the messages, who
-responded (bought, or redeemed the campaign's offer, within ``response_days`` of the send), and the lift over the
-holdout with its 95% interval (Newcombe's hybrid score interval for a difference of two proportions)."""
+opened and clicked where the channel allows it (among the members tracked: ``tracking``), who responded (bought, or
+redeemed the campaign's offer, within ``response_days`` of the send), and the lift over the holdout with its 95%
+interval (Newcombe's hybrid score interval for a difference of two proportions)."""
 from __future__ import annotations
 
 import math
@@ -16,6 +17,10 @@ from .editing import get_campaign
 from .models import CampaignMessage
 
 Z95 = 1.959963984540054
+# What each channel can count: an email's opens (its pixel, or a click) and clicks, an SMS's clicks (its opens are
+# not seen), a push's opens (reported by the app; it has no tracked links).
+OPENS = ("email", "push")
+CLICKS = ("email", "sms")
 
 
 def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -43,7 +48,9 @@ def report(session: Session, campaign_id: str) -> dict[str, Any]:
     m = CampaignMessage
     out: dict[str, Any] = {"campaign_id": campaign.id, "status": campaign.status, "channel": campaign.channel,
                            "audience": 0, "holdout": 0, "treated": 0, "sent": 0, "delivered": 0, "failed": 0,
-                           "suppressed": 0, "cancelled": 0, "pending": 0, "opened": None, "clicked": None,
+                           "suppressed": 0, "cancelled": 0, "pending": 0, "tracked": 0,
+                           "opened": 0 if campaign.channel in OPENS else None,
+                           "clicked": 0 if campaign.channel in CLICKS else None,
                            "redeemed": 0, "responders": 0, "response_rate": None, "holdout_responders": 0,
                            "holdout_response_rate": None, "lift": None, "lift_ci95": None,
                            "window": None, "suppressed_by": {}}
@@ -63,6 +70,16 @@ def report(session: Session, campaign_id: str) -> dict[str, Any]:
         elif status in ("failed", "suppressed", "cancelled", "pending"):
             out[status] = n
     out["treated"] = out["audience"] - out["holdout"]
+    # Delivered messages of tracked members: the denominator of opened and clicked (the others' are not counted).
+    tracked, opened, clicked = session.execute(select(
+        func.count(), func.sum(case((m.opened_at.is_not(None), 1), else_=0)),
+        func.sum(case((m.clicked_at.is_not(None), 1), else_=0)))
+        .where(m.campaign_id == campaign.id, m.status == "sent", m.tracked.is_(True))).one()
+    out["tracked"] = int(tracked)
+    if campaign.channel in OPENS:
+        out["opened"] = int(opened or 0)
+    if campaign.channel in CLICKS:
+        out["clicked"] = int(clicked or 0)
     out["suppressed_by"] = {reason: int(n) for reason, n in session.execute(
         select(m.reason, func.count()).where(m.campaign_id == campaign.id, m.status == "suppressed")
         .group_by(m.reason).order_by(m.reason))}

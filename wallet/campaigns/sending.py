@@ -16,7 +16,7 @@ from .. import consents, contact, coupons, events
 from ..db import on_postgres, rowcount, table_of
 from ..members import Member
 from ..program import Program
-from . import templates, unsubscribe
+from . import templates, tracking, unsubscribe
 from .audience import PREFERENCE_DEFAULTS
 from .models import Campaign, CampaignMessage, message_key
 from .settings import MessageSettings
@@ -38,6 +38,10 @@ class Job:
     html: str | None
     unsubscribe_url: str
     coupon_id: str | None = None
+    # The member gave the profiling consent: links go through the club's redirect, an email carries the open pixel
+    # (open_url), a push's open reported by the app counts (wallet.campaigns.tracking).
+    tracked: bool = False
+    open_url: str | None = None
 
     @property
     def key(self) -> str:
@@ -158,11 +162,15 @@ def _decide(session: Session, program: Program, message: CampaignMessage, campai
                                                               CampaignMessage.member_id == member.id)
                                 .values(coupon_id=coupon.id), execution_options=SYNC)
     values = templates.Values(name=member.name, coupon_code=coupon_code)
+    # An SMS is tracked only if it has a link to follow; an email always (its pixel), a push always (the app).
+    tracked = tracking.tracks(member) and (channel != "sms" or bool(templates.links_in(campaign.body)))
+    link_to = tracking.link_to(program, campaign.id, member.id) if tracked and channel != "push" else None
     return Job(campaign.id, member.id, channel, to,
                templates.render_text(campaign.subject, values) if campaign.subject else None,
-               templates.render_text(campaign.body, values),
-               templates.render_html(campaign.body, values) if channel == "email" else None,
-               unsubscribe.url(program, campaign.id, member.id, channel), coupon_id)
+               templates.render_text(campaign.body, values, link_to),
+               templates.render_html(campaign.body, values, link_to) if channel == "email" else None,
+               unsubscribe.url(program, campaign.id, member.id, channel), coupon_id, tracked,
+               tracking.open_url(program, campaign.id, member.id) if tracked and channel == "email" else None)
 
 
 def _code(code: str) -> str:
@@ -196,7 +204,8 @@ def record(session: Session, owner: str, results: list[tuple[Job, Outcome]], set
         if outcome.status == "sent":  # the common case: one statement
             attempts = session.execute(update(table).where(*where).values(
                 status="sent", sent_at=now, next_attempt_at=None, attempts=table.attempts + 1, lease_owner=None,
-                lease_until=None, last_error=None).returning(table.attempts), execution_options=SYNC).scalar()
+                lease_until=None, last_error=None, tracked=job.tracked).returning(table.attempts),
+                execution_options=SYNC).scalar()
             if attempts is None:
                 continue  # the lease ran out and another worker took it: its record wins
             counts["sent"] += 1
@@ -211,8 +220,10 @@ def record(session: Session, owner: str, results: list[tuple[Job, Outcome]], set
         if attempts is None:
             continue
         attempts += 1
+        # tracked as this attempt was: a copy the relay took before its answer was lost can be clicked already
         values: dict[str, Any] = {"attempts": attempts, "lease_owner": None, "lease_until": None,
-                                  "last_error": (outcome.error or None) and outcome.error[:240]}
+                                  "last_error": (outcome.error or None) and outcome.error[:240],
+                                  "tracked": job.tracked}
         status = outcome.status
         if status == "retry" and attempts >= settings.max_attempts:
             status, values["reason"] = "failed", "retries_exhausted"

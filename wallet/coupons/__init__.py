@@ -25,6 +25,7 @@ from .listing import (
     coupon_qr_payload,
     member_coupon,
     member_coupons,
+    own_coupon,
     wallet_coupons,
 )
 from .models import BENEFIT_KINDS, SHOWN_STATUSES, STATUSES, Coupon, Offer, Redemption, coupon_summary, shown_status
@@ -50,7 +51,7 @@ __all__ = [
     "BENEFIT_KINDS", "DEMO_OFFERS", "OFFER_FIELDS", "SHOWN_STATUSES", "STATUSES", "Coupon", "Offer", "Redemption", "admin_coupon",
     "admin_coupons", "archive_offer", "bulk_issue", "check_redemption", "claim_coupon", "coupon_expiry",
     "coupon_for_till", "coupon_qr_payload", "coupon_summary", "create_offer", "get_offer", "issue_coupon",
-    "list_offers", "load_demo", "member_coupon", "member_coupons", "member_offer", "offer_stats", "redeem",
+    "list_offers", "load_demo", "member_coupon", "member_coupons", "member_offer", "offer_stats", "own_coupon", "redeem",
     "rollback_redemption", "shown_status", "update_offer", "validate_benefit", "visible_offers", "void_coupon",
     "void_coupons_from", "wallet_coupons",
 ]

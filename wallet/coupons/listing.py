@@ -52,7 +52,8 @@ def member_coupons(session: Session, program: Program, member_id: str, *, status
     return [_member_view(program, c, now) for c in session.scalars(query.order_by(Coupon.id.desc()).limit(limit))]
 
 
-def _own_coupon(session: Session, member_id: str, coupon_id: str) -> Coupon:
+def own_coupon(session: Session, member_id: str, coupon_id: str) -> Coupon:
+    """The member's own coupon, or NotFound."""
     coupon = session.get(Coupon, coupon_id)
     # Another member's coupon does not exist for this member: 404, never 403, so ids can't be probed.
     if coupon is None or coupon.member_id != member_id:
@@ -61,12 +62,12 @@ def _own_coupon(session: Session, member_id: str, coupon_id: str) -> Coupon:
 
 
 def member_coupon(session: Session, program: Program, member_id: str, coupon_id: str) -> dict[str, Any]:
-    return _member_view(program, _own_coupon(session, member_id, coupon_id), program.now())
+    return _member_view(program, own_coupon(session, member_id, coupon_id), program.now())
 
 
 def coupon_qr_payload(session: Session, program: Program, member_id: str, coupon_id: str) -> str:
     """What the member's coupon QR code carries; only while the coupon can be used."""
-    coupon = _own_coupon(session, member_id, coupon_id)
+    coupon = own_coupon(session, member_id, coupon_id)
     refuse_unusable(coupon, program.now())
     return qr.coupon_token(program.secret, coupon.id)
 

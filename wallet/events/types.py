@@ -27,6 +27,23 @@ _NULLABLE_ID = {"type": ["string", "null"], "maxLength": 64}
 _INT: dict[str, Any] = {"type": "integer"}
 
 
+def _one_of(*values: str) -> dict[str, Any]:
+    """A code from a fixed set (documented as an enum; :func:`check` checks the JSON type only). The sets are the
+    domain's own, written out here because this module is imported by the modules that hold them
+    (tests/api/test_contract.py holds them equal)."""
+    return {"type": "string", "enum": list(values)}
+
+
+_PURPOSE = _one_of("marketing_email", "marketing_sms", "marketing_push", "profiling", "social_data")  # consents.PURPOSES
+_CONSENT_SOURCE = _one_of("enrolment", "profile", "unsubscribe", "migration", "staff")  # consents.SOURCES
+_TRIGGER = _one_of("purchase", "check_in", "scan", "enrolment", "birthday", "inactivity", "referral", "data_shared",
+                   "profile_completed")  # rules.TRIGGERS
+_REFUSAL = _one_of("too_far_from_store", "location_inaccurate", "check_in_cooldown", "store_inactive",
+                   "impossible_travel")  # instore's refusals
+_TIER_REASON = _one_of("qualified", "review_up", "review_down", "status_match", "tier_removed")
+_MEDIUM = _one_of("email", "sms", "push")  # campaigns.CHANNELS
+
+
 def _schema(description: str, required: tuple[str, ...], **properties: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", "description": description, "properties": properties, "required": list(required),
             "additionalProperties": False}
@@ -46,7 +63,7 @@ DATA_SCHEMAS: dict[str, dict[str, Any]] = {
     "card.replaced": _schema("A member's card was blocked and a new one issued.", ("card_id", "new_card_id"),
                              card_id=_ID, new_card_id=_ID),
     "consent.changed": _schema("A consent was given or withdrawn.", ("consent", "granted"),
-                               consent=_CODE, granted=_BOOL, source=_CODE, text_version=_CODE),
+                               consent=_PURPOSE, granted=_BOOL, source=_CONSENT_SOURCE, text_version=_CODE),
     "purchase.recorded": _schema(
         "A receipt was counted at the till. The purchase's one event: it carries the points it earned and the rules' "
         "grants (`rewards`), which write no `points.earned` or `reward.granted` events of their own.",
@@ -75,7 +92,7 @@ DATA_SCHEMAS: dict[str, dict[str, Any]] = {
                               entry_id=_ID, points=_POINTS, balance_after=_POINTS),
     "points.adjusted": _schema("Staff credited or debited points by hand, or a movement was reversed.",
                                ("entry_id", "points", "balance_after"), entry_id=_ID, points=_POINTS,
-                               kind=_CODE, reverses=_NULLABLE_ID, balance_after=_POINTS),
+                               kind=_one_of("adjust", "reverse"), reverses=_NULLABLE_ID, balance_after=_POINTS),
     "coupon.issued": _schema("A coupon was issued (claimed, given by a rule or by staff).", ("coupon_id", "offer_id"),
                              coupon_id=_ID, offer_id=_ID, source=_CODE, points_cost=_POINTS, batch=_CODE,
                              expires_at=_TIME),
@@ -88,22 +105,29 @@ DATA_SCHEMAS: dict[str, dict[str, Any]] = {
     "check_in.recorded": _schema("A check-in in a store was accepted (coordinates are never recorded here).",
                                  ("check_in_id",), check_in_id=_ID, points_awarded=_POINTS),
     "check_in.refused": _schema("A check-in was refused and kept for review: why, never where.",
-                                ("check_in_id", "reason"), check_in_id=_ID, reason=_CODE),
+                                ("check_in_id", "reason"), check_in_id=_ID, reason=_REFUSAL),
     "scan.recorded": _schema("A member scanned a product.", ("scan_id", "product_id"),
                              scan_id=_ID, product_id=_ID, barcode=_CODE, first_scan=_BOOL, points_awarded=_POINTS),
     "reward.granted": _schema("A rule granted a reward (surprise and delight included) for anything but a "
                               "purchase (a purchase's grants are in its `purchase.recorded`).", ("grant_id", "rule_id"),
-                              grant_id=_ID, rule_id=_ID, trigger=_CODE, points=_POINTS, coupon_id=_NULLABLE_ID,
+                              grant_id=_ID, rule_id=_ID, trigger=_TRIGGER, points=_POINTS, coupon_id=_NULLABLE_ID,
                               surprise=_BOOL),
     "tier.changed": _schema("A member moved to another tier (reason: qualified, review_up, review_down, status_match, "
                             "tier_removed); change_id names the history row.", ("to",),
-                            **{"from": _CODE, "to": _CODE, "reason": _CODE, "change_id": _ID, "rank": _INT}),
+                            **{"from": _CODE, "to": _CODE, "reason": _TIER_REASON, "change_id": _ID, "rank": _INT}),
     "referral.qualified": _schema("A referral qualified (the friend's first purchase): both sides earn.",
                                   ("referral_id",), referral_id=_ID, referrer_id=_ID, referred_id=_ID,
                                   purchase_id=_ID, points=_POINTS),
     "message.sent": _schema("A message went out on a member's channel.", ("message_id",),
-                            message_id={"type": "string", "maxLength": 80}, campaign_id=_NULLABLE_ID, medium=_CODE,
+                            message_id={"type": "string", "maxLength": 80}, campaign_id=_NULLABLE_ID, medium=_MEDIUM,
                             template=_CODE, coupon_id=_NULLABLE_ID, attempts={"type": "integer"}),
+    "message.opened": _schema("A tracked message was opened for the first time (source: pixel, an email's open "
+                              "pixel loaded; click, a link followed; app, the app's report of a push).",
+                              ("message_id", "source"), message_id={"type": "string", "maxLength": 80},
+                              campaign_id=_NULLABLE_ID, medium=_MEDIUM, source=_one_of("pixel", "click", "app")),
+    "message.clicked": _schema("A tracked message's link was followed for the first time (link: its index in "
+                               "the message).", ("message_id", "link"), message_id={"type": "string", "maxLength": 80},
+                               campaign_id=_NULLABLE_ID, medium=_MEDIUM, link=_INT),
     "contest.drawn": _schema("A contest's draw was made.", ("contest_id",),
                              contest_id=_ID, winners=_IDS, proof=_CODE),
     "contest.entered": _schema("A member took their free entry in a contest.", ("contest_id", "entry_id"),

@@ -9,7 +9,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from ..db import Base, id_column, new_id, on_postgres, table_of
+from ..db import Base, descending_page, id_column, new_id, on_postgres, table_of
 from ..errors import NotFound
 
 IMPOSSIBLE_TRAVEL = "impossible_travel"
@@ -85,10 +85,7 @@ def list_flags(session: Session, *, kind: str | None = None, status: str | None 
         query = query.where(Flag.status == status)
     if member_id:
         query = query.where(Flag.member_id == member_id)
-    if before is not None:
-        at, key = before
-        query = query.where((Flag.last_seen_at < at) | ((Flag.last_seen_at == at) & (Flag.id < key)))
-    return list(session.scalars(query.order_by(Flag.last_seen_at.desc(), Flag.id.desc()).limit(limit)))
+    return list(session.scalars(descending_page(query, Flag.last_seen_at, Flag.id, before, limit)))
 
 
 def get_flag(session: Session, flag_id: str) -> Flag:

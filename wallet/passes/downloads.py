@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from ..coupons import Coupon
-from ..errors import NotFound, Rejected
+from ..coupons import own_coupon
+from ..errors import Rejected
 from ..members import Card, Member, get_member
 from ..program import Program
 from . import apple, google, registry, signing
@@ -32,13 +32,6 @@ def _active_card(session: Session, member_id: str) -> tuple[Member, Card]:
     return member, card
 
 
-def _own_coupon(session: Session, member_id: str, coupon_id: str) -> Coupon:
-    coupon = session.get(Coupon, coupon_id)
-    if coupon is None or coupon.member_id != member_id:  # another member's coupon does not exist for this one
-        raise NotFound("No such coupon", code="coupon_not_found")
-    return coupon
-
-
 def card_pass(session: Session, program: Program, member_id: str) -> Pkpass:
     """The member's card as a signed Apple Wallet ``storeCard`` pass; refused for a blocked card or closed
     membership (its code would not work at the till)."""
@@ -53,7 +46,7 @@ def card_pass(session: Session, program: Program, member_id: str) -> Pkpass:
 def coupon_pass(session: Session, program: Program, member_id: str, coupon_id: str) -> Pkpass:
     """One of the member's coupons as a ``coupon`` pass; a used, cancelled or expired one comes voided."""
     settings = signing.apple(program)
-    coupon = _own_coupon(session, member_id, coupon_id)
+    coupon = own_coupon(session, member_id, coupon_id)
     content = apple.coupon_content(program, settings, coupon_view(program, coupon))
     registry.ensure(session, program, serial=coupon.id, kind="coupon", member_id=member_id, apple=True)
     modified = registry.refresh(session, program, coupon.id, content.digest)
@@ -71,6 +64,6 @@ def card_google_link(session: Session, program: Program, member_id: str) -> dict
 def coupon_google_link(session: Session, program: Program, member_id: str, coupon_id: str) -> dict[str, str]:
     """``{save_url, jwt}`` that saves a coupon to Google Wallet as an offer object."""
     settings = signing.google(program)
-    coupon = _own_coupon(session, member_id, coupon_id)
+    coupon = own_coupon(session, member_id, coupon_id)
     registry.ensure(session, program, serial=coupon.id, kind="coupon", member_id=member_id, google=True)
     return google.coupon_link(program, settings, coupon_view(program, coupon))

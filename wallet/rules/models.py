@@ -15,12 +15,11 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     select,
-    update,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from ..clock import iso, utcnow
-from ..db import Base, Points, id_column, new_id, rowcount
+from ..db import Base, Points, bump_revision_token, id_column
 
 # data_shared: the member first shared their social data; profile_completed: the profile fields the club asks for
 # are all filled (each once per member ever, wallet.social)
@@ -174,11 +173,7 @@ class RulesRevision(Base):
 
 
 def bump_revision(session: Session) -> None:
-    token = new_id("rev")
-    bumped = rowcount(session.execute(update(RulesRevision).where(RulesRevision.id == 1).values(token=token),
-                                      execution_options={"synchronize_session": False}))
-    if not bumped:
-        session.add(RulesRevision(id=1, token=token))
+    bump_revision_token(session, RulesRevision)
 
 
 def revision_column() -> Any:

@@ -152,17 +152,19 @@ def check_references(session: Session, data: dict[str, Any]) -> None:
     if segment_id and session.get(Segment, segment_id) is None:
         raise Invalid("The rule names a segment that doesn't exist", code="unknown_segment",
                       errors={"conditions": [f"Unknown segment: {segment_id}."]})
-    codes = (data.get("conditions") or {}).get("tiers")
-    if codes:
-        known_tiers = set(session.scalars(select(Tier.code).where(Tier.code.in_(codes))))
-        unknown = [c for c in codes if c not in known_tiers]
-        if unknown:
-            raise Invalid("The rule names tiers that don't exist", code="unknown_tier",
-                          errors={"conditions.tiers": [f"Unknown tier codes: {', '.join(unknown)}."]})
-    stores = (data.get("conditions") or {}).get("stores")
+    tiers = _unknown(session, Tier.code, (data.get("conditions") or {}).get("tiers"))
+    if tiers:
+        raise Invalid("The rule names tiers that don't exist", code="unknown_tier",
+                      errors={"conditions.tiers": [f"Unknown tier codes: {', '.join(tiers)}."]})
+    stores = _unknown(session, Store.id, (data.get("conditions") or {}).get("stores"))
     if stores:
-        known = set(session.scalars(select(Store.id).where(Store.id.in_(stores))))
-        missing = [s for s in stores if s not in known]
-        if missing:
-            raise Invalid("The rule names stores that don't exist", code="unknown_store",
-                          errors={"conditions": [f"Unknown stores: {', '.join(missing)}."]})
+        raise Invalid("The rule names stores that don't exist", code="unknown_store",
+                      errors={"conditions": [f"Unknown stores: {', '.join(stores)}."]})
+
+
+def _unknown(session: Session, column: Any, named: list[str] | None) -> list[str]:
+    """Those of ``named`` that no row has in ``column``, in the order named."""
+    if not named:
+        return []
+    known = set(session.scalars(select(column).where(column.in_(named))))
+    return [n for n in named if n not in known]

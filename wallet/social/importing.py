@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from ..csvfiles import read_records, spreadsheet_safe
 from ..db import on_postgres
-from ..errors import Invalid
+from ..errors import Invalid, NotFound
 from ..members import Member, normalise_email
 from ..phones import normalise_phone
 from ..program import Program
@@ -285,6 +285,14 @@ def queue_import(session: Session, program: Program, text: str, kind: str, *, dr
                        created_at=program.now())
     session.add(job)
     session.flush()
+    return job
+
+
+def get_import(session: Session, import_id: str) -> SocialImport:
+    """A queued or finished import, or NotFound."""
+    job = session.get(SocialImport, import_id)
+    if job is None:
+        raise NotFound("No such import", code="import_not_found")
     return job
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from ..errors import Conflict, Invalid, NotFound, Rejected
 from ..members import Member
 from ..program import Program
-from .ladder import Ladder, ladder
+from .ladder import Ladder, ladder, shown_value
 from .models import ENTRY_CODE, ENTRY_RANK, METRICS, MONEY_METRICS, MemberTier, Tier, bump_revision, revision_column
 
 CODE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -134,18 +134,14 @@ def _check_ladder(session: Session, values: dict[str, Any], tier_id: str | None)
             continue  # thresholds of different metrics don't compare
         if other.rank < rank and threshold <= other.threshold:
             raise Invalid(f"The threshold must be above that of {other.name} (rank {other.rank}): "
-                          f"{_shown(metric, other.threshold)}", code="threshold_below_tier_beneath",
-                          errors={"qualify.threshold": [f"Above {_shown(metric, other.threshold)}, the threshold "
+                          f"{shown_value(metric, other.threshold)}", code="threshold_below_tier_beneath",
+                          errors={"qualify.threshold": [f"Above {shown_value(metric, other.threshold)}, the threshold "
                                                         f"of the tier beneath ({other.code})."]})
         if other.rank > rank and threshold >= other.threshold:
             raise Invalid(f"The threshold must be below that of {other.name} (rank {other.rank}): "
-                          f"{_shown(metric, other.threshold)}", code="threshold_above_tier_above",
-                          errors={"qualify.threshold": [f"Below {_shown(metric, other.threshold)}, the threshold "
+                          f"{shown_value(metric, other.threshold)}", code="threshold_above_tier_above",
+                          errors={"qualify.threshold": [f"Below {shown_value(metric, other.threshold)}, the threshold "
                                                         f"of the tier above ({other.code})."]})
-
-
-def _shown(metric: str, value: Decimal) -> str:
-    return str(Decimal(value).quantize(Decimal("0.01"))) if metric in MONEY_METRICS else str(int(value))
 
 
 def ensure_entry_tier(session: Session, program: Program) -> Tier:

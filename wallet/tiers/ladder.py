@@ -29,11 +29,16 @@ class Step:
         return now - timedelta(days=self.window_days)
 
     def value(self, raw: Decimal | int | None) -> Decimal | int:
-        """A qualifying value as the API shows it: an integer for points and visits, money for the others."""
-        raw = raw or 0
-        if self.metric in MONEY_METRICS:
-            return Decimal(raw).quantize(Decimal("0.01"))
-        return int(raw)
+        """A qualifying value of this tier's metric as the API shows it (:func:`shown_value`)."""
+        return shown_value(self.metric, raw)
+
+
+def shown_value(metric: str, raw: Decimal | int | None) -> Decimal | int:
+    """A qualifying value as the API shows it: an integer for points and visits, money for the others."""
+    raw = raw or 0
+    if metric in MONEY_METRICS:
+        return Decimal(raw).quantize(Decimal("0.01"))
+    return int(raw)
 
 
 ENTRY = Step(id="", code=ENTRY_CODE, name="Basic", rank=ENTRY_RANK, metric="spend", threshold=Decimal(0),

@@ -5,11 +5,11 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, select, update
+from sqlalchemy import BigInteger, ForeignKey, Index, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from ..clock import utcnow
-from ..db import Base, id_column, new_id, rowcount
+from ..db import Base, bump_revision_token, id_column
 
 METRICS = ("points_earned", "spend", "visits", "referral_value")
 MONEY_METRICS = frozenset({"spend", "referral_value"})  # thresholds and values are decimal strings
@@ -110,12 +110,7 @@ class TierValues(Base):
 
 
 def bump_revision(session: Session) -> None:
-    token = new_id("rev")
-    bumped = rowcount(session.execute(update(TiersRevision).where(TiersRevision.id == 1).values(token=token),
-                                      execution_options={"synchronize_session": False}))
-    if not bumped:
-        session.add(TiersRevision(id=1, token=token))
-        session.flush()
+    bump_revision_token(session, TiersRevision)
 
 
 def revision_column() -> Any:

@@ -3,7 +3,7 @@ balance). One member's (the till's crossing, ``GET /me/tier``) or every member's
 
 Definitions (API.md "Tiers"): ``spend`` sums completed purchases (a refunded purchase counts nothing);
 ``points_earned`` sums earned entries less the credits taken back (a refund's reversal); ``visits`` counts the
-UTC days with a purchase or an accepted check-in; ``referral_value`` is :func:`referral_value_query`.
+UTC days with a purchase or an accepted check-in; ``referral_value`` is influence's (:func:`referral_value_query`).
 """
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Numeric, and_, column, func, literal, or_, select, table, union
+from sqlalchemy import and_, column, func, or_, select, table, union
 from sqlalchemy.orm import Session
 
+from ..influence import referral_values_of, spend_since
 from ..ledger import LedgerEntry
-from ..members import Member
 from ..purchases import Purchase
 
 SECOND_DEGREE = Decimal("0.5")  # LOYALTY_INFLUENCE_SECOND_DEGREE: a friend's friend's spend counts half
@@ -54,25 +54,12 @@ def _visits(since: Any, member_ids: Any = None) -> Any:
 
 
 def referral_value_query(since: Any, member_ids: Any = None, *, second_degree: Decimal = SECOND_DEGREE) -> Any:
-    """THE referral value (API.md "Influence and referrals"), as ``SELECT member_id, v``: the spend in the window
-    of the friends a member referred, plus ``second_degree`` times the spend of those friends' friends; two
-    levels, no more. ``wallet/influence`` computes the same figure: at merge, point this function at it.
-    ``member_ids``: only these referrers (a subquery or a list); None: everyone who referred anyone."""
-    friend, friends_friend = Member.__table__.alias("friend"), Member.__table__.alias("friends_friend")
-    spend = _spend(since).subquery("friend_spend")
-    first = (select(friend.c.referred_by_id.label("member_id"), spend.c.v.label("v"))
-             .join(spend, spend.c.member_id == friend.c.id).where(friend.c.referred_by_id.is_not(None)))
-    second = (select(friend.c.referred_by_id.label("member_id"),
-                     (spend.c.v * literal(second_degree, Numeric(4, 2))).label("v"))
-              .select_from(friends_friend)
-              .join(friend, friend.c.id == friends_friend.c.referred_by_id)
-              .join(spend, spend.c.member_id == friends_friend.c.id)
-              .where(friend.c.referred_by_id.is_not(None)))
-    if member_ids is not None:
-        first = first.where(friend.c.referred_by_id.in_(member_ids))
-        second = second.where(friend.c.referred_by_id.in_(member_ids))
-    both = first.union_all(second).subquery("referred")
-    return select(both.c.member_id.label("member_id"), func.sum(both.c.v).label("v")).group_by(both.c.member_id)
+    """The referral value as ``SELECT member_id, v``: :func:`wallet.influence.referral_values_of` over the spend
+    since ``since``. ``member_ids``: only these referrers (a subquery or a list); None: everyone who referred
+    anyone."""
+    values = referral_values_of(spend_since(since).subquery("friend_spend"), second_degree, member_ids)
+    referred = values.subquery("referred")
+    return select(referred.c.member_id.label("member_id"), referred.c.referral_value.label("v"))
 
 
 QUERIES = {"spend": _spend, "points_earned": _points, "visits": _visits, "referral_value": referral_value_query}

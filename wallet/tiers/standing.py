@@ -12,16 +12,12 @@ from ..errors import Invalid, NotFound
 from ..members import Member, get_member
 from ..program import Program
 from .catalogue import current
-from .ladder import Ladder, Step
-from .models import MONEY_METRICS, MemberTier, TierChange
+from .ladder import Ladder, Step, shown_value
+from .models import MemberTier, TierChange
 from .progress import move
 from .qualifying import value_of
 
 MAX_MATCH_DAYS = 3 * 366
-
-
-def _amount(metric: str, value: Decimal) -> str:
-    return f"{Decimal(value).quantize(Decimal('0.01'))}" if metric in MONEY_METRICS else f"{int(value)}"
 
 
 _NEEDS = {"spend": "Spend {n} more", "points_earned": "Earn {n} more points", "visits": "Visit {n} more times",
@@ -44,7 +40,7 @@ def standing(session: Session, program: Program, member_id: str, ladder: Ladder 
     if nxt is not None:
         remaining = max(Decimal(0), nxt.threshold - value)
         next_tier = {"code": nxt.code, "name": nxt.name, "remaining": nxt.value(remaining)}
-        needs = _NEEDS[nxt.metric].format(n=_amount(nxt.metric, remaining))
+        needs = _NEEDS[nxt.metric].format(n=shown_value(nxt.metric, remaining))
         words.append(f"{needs} within {nxt.window_days} days to reach {nxt.name}.")
     keeps_until = state.keeps_until if state is not None and tier.rank > 0 else None
     match = None

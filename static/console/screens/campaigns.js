@@ -23,7 +23,8 @@ async function report(id) {
     const ci = Array.isArray(r.lift_ci95) ? `${pct(r.lift_ci95[0])} to ${pct(r.lift_ci95[1])}` : "—";
     replace(slot, facts([["Audience", num(r.audience)], ["Holdout (got nothing)", num(r.holdout)],
       ["Treated", num(r.treated)], ["Sent", num(r.sent)], ["Delivered", num(r.delivered)], ["Failed", num(r.failed)],
-      ["Suppressed", num(r.suppressed)], ["Opened", num(r.opened)], ["Clicked", num(r.clicked)],
+      ["Suppressed", num(r.suppressed)], ["Tracked (profiling consent)", num(r.tracked)],
+      ["Opened (of tracked)", num(r.opened)], ["Clicked (of tracked)", num(r.clicked)],
       ["Redeemed", num(r.redeemed)], ["Responders", num(r.responders)], ["Response rate", pct(r.response_rate)],
       ["Holdout responders", num(r.holdout_responders)], ["Holdout response rate", pct(r.holdout_response_rate)],
       ["Lift", r.lift === null || r.lift === undefined ? "— (no holdout)" : pct(r.lift)], ["Lift, 95% interval", ci]]),
