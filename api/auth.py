@@ -87,6 +87,11 @@ def roles_required(*roles: str, sign_in_read_by_view: bool = False) -> Callable:
 
 member_required = roles_required("member")
 cashier_required = roles_required("cashier")
+
+
+def cashier_store() -> str:
+    """The store of the signed-in cashier's till (its token names it)."""
+    return current_principal().store_id
 # The till's purchase: its one read checks the cashier's sign-in with the card (till.record_purchase(sign_in=...)).
 cashier_till_required = roles_required("cashier", sign_in_read_by_view=True)
 marketer_required = roles_required("marketer", "admin")

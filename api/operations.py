@@ -24,10 +24,10 @@ import uuid
 from datetime import UTC, datetime
 
 from flask import Flask, Response, g, request
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 
-from wallet.events.log import Event, EventCursor
-from wallet.webhooks.deliveries import Delivery
+from wallet import events
+from wallet.webhooks import deliveries
 
 from .errors import problem
 from .extensions import db
@@ -181,15 +181,14 @@ def _database_gauges() -> bytes:
     """Read from the database at scrape time (one truth for every process and host): the outbox backlog per
     reader and webhook deliveries by outcome."""
     session = db.session
+    behind, total = events.backlog(session)
     lines = ["# HELP loyalty_outbox_backlog Events recorded but not yet read, per reader of the log",
              "# TYPE loyalty_outbox_backlog gauge"]
-    for name, position in session.execute(select(EventCursor.name, EventCursor.position)).all():
-        behind = session.scalar(select(func.count()).select_from(Event).where(Event.position > position))
-        lines.append(f'loyalty_outbox_backlog{{reader="{_label(name)}"}} {behind}')
-    lines.append(f"loyalty_outbox_events_total {session.scalar(select(func.count()).select_from(Event))}")
+    lines += [f'loyalty_outbox_backlog{{reader="{_label(name)}"}} {n}' for name, n in behind]
+    lines.append(f"loyalty_outbox_events_total {total}")
     lines += ["# HELP loyalty_webhook_deliveries Webhook deliveries by outcome", "# TYPE loyalty_webhook_deliveries gauge"]
-    for status, n in session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all():
-        lines.append(f'loyalty_webhook_deliveries{{outcome="{_label(status)}"}} {n}')
+    lines += [f'loyalty_webhook_deliveries{{outcome="{_label(status)}"}} {n}'
+              for status, n in deliveries.count_by_status(session)]
     session.rollback()
     return ("\n".join(lines) + "\n").encode()
 

@@ -121,7 +121,7 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
         # A referred member's first purchase qualifies the referral: both sides' referral rewards pay now, the
         # friend's before this purchase's rules run (a multiplier they give applies to this purchase).
         given = referrals.qualify_on_first_purchase(session, program, member_id=at.member_id,
-                                                    purchase_id=purchase_id, actor=_actor(cashier_id))
+                                                    purchase_id=purchase_id, actor=events.till_actor(cashier_id))
         at.prefetched.has_benefits = at.prefetched.has_benefits or given
     pending_until = now + timedelta(days=program.pending_days) if program.pending_days else None
     event = rules.Event(trigger="purchase", member_id=at.member_id, source=source,
@@ -141,7 +141,7 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
     batch.rows.extend((_items, {"purchase_id": purchase_id, **row}) for row in basket)
     batch.rows.append((_events, events.event_row(
         "purchase.recorded", member_id=at.member_id, store_id=store_id, channel="till",
-        actor=_actor(cashier_id), occurred_at=now,
+        actor=events.till_actor(cashier_id), occurred_at=now,
         data={"purchase_id": purchase_id, "receipt_id": receipt_id, "amount": str(amount), "currency": currency,
               "points_awarded": values["points_awarded"], "item_count": sum(i["quantity"] for i in basket),
               "points_credited": sum(g.points for g in grants if not g.pending),  # spendable now (not held)
@@ -153,7 +153,7 @@ def record_purchase(session: Session, program: Program, *, store_id: str, card_c
     if tiers.count_in_batch(session, batch, ladder, member_id=at.member_id, tier=at.tier, totals=at.totals,
                             counted=counted, now=now):
         write(session, batch)
-        tiers.settle(session, program, ladder, at.member_id, channel="till", cause=_actor(cashier_id))
+        tiers.settle(session, program, ladder, at.member_id, channel="till", cause=events.till_actor(cashier_id))
     else:
         # When the rules wrote nothing else, this one statement is the whole transaction: its own, no BEGIN/COMMIT.
         with own_transaction(session):
@@ -188,9 +188,6 @@ def _check_size(program: Program, amount: Decimal, items: list[dict[str, Any]]) 
         raise Invalid(f"A purchase is at most {most:,.2f} {program.currency}", code="amount_out_of_range",
                       errors=errors)
 
-
-def _actor(cashier_id: str | None) -> str:
-    return f"staff:{cashier_id}" if cashier_id else "till"
 
 
 @dataclass

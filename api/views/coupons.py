@@ -7,7 +7,7 @@ from wallet import coupons
 from wallet.db import MAX_POINTS_PER_MOVEMENT
 
 from .. import audit_trail
-from ..auth import cashier_required, current_principal, marketer_required, member_required
+from ..auth import cashier_required, cashier_store, current_principal, marketer_required, member_required
 from ..blueprints import admin, me, pos
 from ..extensions import db
 from ..resource import Resource
@@ -319,10 +319,6 @@ class MyCouponQr(Resource):
 
 # ------------------------------------------------------------------ the till
 
-def _store() -> str:
-    return current_principal().store_id
-
-
 @pos.route("/redemptions")
 class Redemptions(Resource):
     decorators = [cashier_required]
@@ -331,7 +327,7 @@ class Redemptions(Resource):
     @pos.response(201, RedemptionSchema)
     def post(self, data):
         """Redeem a coupon (scanned or typed) in this store: once, ever. A second try is 409."""
-        return coupons.redeem(db.session, program(), data["coupon"], store_id=_store(),
+        return coupons.redeem(db.session, program(), data["coupon"], store_id=cashier_store(),
                               cashier_id=current_principal().id, receipt_id=data["receipt_id"], card=data["card"])
 
 
@@ -343,7 +339,7 @@ class ValidateRedemption(Resource):
     @pos.response(200, ValidationSchema)
     def post(self, data):
         """Whether redeeming this coupon here now would succeed, and why not; redeems nothing."""
-        return coupons.check_redemption(db.session, program(), data["coupon"], store_id=_store(), card=data["card"])
+        return coupons.check_redemption(db.session, program(), data["coupon"], store_id=cashier_store(), card=data["card"])
 
 
 @pos.route("/redemptions/<string:redemption_id>/rollback")
@@ -353,7 +349,7 @@ class RollbackRedemption(Resource):
     @pos.response(200, RedemptionSchema)
     def post(self, redemption_id):
         """Undo a redemption of this store (the purchase was cancelled) within the window; the coupon is usable again."""
-        return coupons.rollback_redemption(db.session, program(), redemption_id, store_id=_store(), actor=_actor())
+        return coupons.rollback_redemption(db.session, program(), redemption_id, store_id=cashier_store(), actor=_actor())
 
 
 # ------------------------------------------------------------------ the marketers

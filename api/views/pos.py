@@ -5,7 +5,7 @@ from marshmallow import ValidationError, fields, validate, validates_schema
 
 from wallet import till
 
-from ..auth import cashier_required, cashier_till_required, current_principal, sign_in_read_by_view
+from ..auth import cashier_required, cashier_store, cashier_till_required, current_principal, sign_in_read_by_view
 from ..blueprints import pos as blp
 from ..extensions import db
 from ..resource import Resource
@@ -94,10 +94,6 @@ class RefundOutSchema(StrictSchema):
                                                                               "debt grew by this (later earning pays it)"})
 
 
-def _store() -> str:
-    return current_principal().store_id
-
-
 @blp.route("/identify")
 class Identify(Resource):
     decorators = [cashier_required]
@@ -106,7 +102,7 @@ class Identify(Resource):
     @blp.response(200, IdentifiedSchema)
     def post(self, data):
         """What the scanner read (a card or a coupon), or a typed card number."""
-        return till.identify(db.session, program(), data.get("qr") or data["card_number"], store_id=_store())
+        return till.identify(db.session, program(), data.get("qr") or data["card_number"], store_id=cashier_store())
 
 
 @blp.route("/purchases")
@@ -118,7 +114,7 @@ class Purchases(Resource):
     def post(self, data):
         """Record a purchase and award its points; one receipt per store counts once."""
         # The session itself, not Flask-SQLAlchemy's scoped proxy: the hot path calls it a few dozen times.
-        return till.record_purchase(db.session(), program(), store_id=_store(), card_code=data["card"],
+        return till.record_purchase(db.session(), program(), store_id=cashier_store(), card_code=data["card"],
                                     amount=data["amount"], currency=data["currency"], receipt_id=data["receipt_id"],
                                     items=data["items"], cashier_id=current_principal().id,
                                     sign_in=sign_in_read_by_view())
@@ -131,5 +127,5 @@ class Refund(Resource):
     @blp.response(200, RefundOutSchema)
     def post(self, purchase_id):
         """Take back the points a purchase earned (reversal entries; what was already spent is reported)."""
-        return till.refund_purchase(db.session, program(), purchase_id, store_id=_store(),
+        return till.refund_purchase(db.session, program(), purchase_id, store_id=cashier_store(),
                                     actor=f"staff:{current_principal().id}")

@@ -194,7 +194,7 @@ def redeem(session: Session, program: Program, scanned: str, *, store_id: str, c
         won = session.execute(_REDEEM_CTE[by], {"key": key, "now": now, "store_id": store_id,
                                                 "redemption_id": redemption_id, "cashier_id": cashier_id,
                                                 "receipt_id": receipt_id, "event_id": new_id("evt"),
-                                                "actor": _actor(cashier_id)}).first()
+                                                "actor": events.till_actor(cashier_id)}).first()
     else:
         assert row is not None  # read above: not on PostgreSQL
         won = row if rowcount(session.execute(_REDEEM_UPDATE, {"p_id": row.id, "p_now": now, "p_store": store_id,
@@ -205,7 +205,7 @@ def redeem(session: Session, program: Program, scanned: str, *, store_id: str, c
                 "store_id": store_id, "cashier_id": cashier_id, "receipt_id": receipt_id, "channel": "till",
                 "redeemed_at": now})
             events.emit(session, "coupon.redeemed", member_id=row.member_id, store_id=store_id, channel="till",
-                        actor=_actor(cashier_id), occurred_at=now,
+                        actor=events.till_actor(cashier_id), occurred_at=now,
                         data={k: v for k, v in {"coupon_id": row.id, "offer_id": row.offer_id,
                                                 "redemption_id": redemption_id, "receipt_id": receipt_id}.items()
                               if v is not None})
@@ -222,9 +222,6 @@ def redeem(session: Session, program: Program, scanned: str, *, store_id: str, c
                                  rolled_back_at=None)
     return _redemption_view(program, redemption, coupon, now)
 
-
-def _actor(cashier_id: str | None) -> str:
-    return f"staff:{cashier_id}" if cashier_id else "till"
 
 
 def _refusal(session: Session, program: Program, by: str, key: str, *, store_id: str, receipt_id: str | None,

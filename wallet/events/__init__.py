@@ -5,6 +5,7 @@ from .log import (
     EventCursor,
     advance_cursor,
     after,
+    backlog,
     claim_cursor,
     emit,
     envelope,
@@ -12,8 +13,8 @@ from .log import (
     last_of_next,
     read,
 )
-from .types import CHANNELS, DATA_SCHEMAS, PERSONAL_KEYS, TYPES, channel_of, check
+from .types import CHANNELS, DATA_SCHEMAS, PERSONAL_KEYS, TYPES, channel_of, check, till_actor
 
 __all__ = ["CHANNELS", "DATA_SCHEMAS", "PERSONAL_KEYS", "TYPES", "Claimed", "Event", "EventCursor",
-           "advance_cursor", "after", "channel_of", "check", "claim_cursor", "emit", "envelope", "event_row",
-           "last_of_next", "read"]
+           "advance_cursor", "after", "backlog", "channel_of", "check", "claim_cursor", "emit", "envelope", "event_row",
+           "last_of_next", "read", "till_actor"]

@@ -186,3 +186,10 @@ def advance_cursor(session: Session, claimed: Claimed, to: tuple[int, int], *, r
                                                      EventCursor.lease_owner == claimed.owner).values(**values),
                            execution_options={"synchronize_session": False})
     return rowcount(done) == 1
+
+
+def backlog(session: Session) -> tuple[list[tuple[str, int]], int]:
+    """The outbox's backlog: per reader of the log, the events recorded after its position; and the events in all."""
+    behind = [(name, session.scalar(select(func.count()).select_from(Event).where(Event.position > position)) or 0)
+              for name, position in session.execute(select(EventCursor.name, EventCursor.position)).all()]
+    return behind, session.scalar(select(func.count()).select_from(Event)) or 0

@@ -168,6 +168,11 @@ def _type_ok(value: Any, spec: dict[str, Any]) -> bool:
     return not kinds
 
 
+def till_actor(cashier_id: str | None) -> str:
+    """Who acted at a till: the signed-in cashier (``staff:<id>``), or ``till`` when none is known."""
+    return f"staff:{cashier_id}" if cashier_id else "till"
+
+
 def channel_of(channel: str | None, default: str) -> str:
     """An event's channel: the one a use case was told, if it is one of the list; else where such a change comes
     from (``default``). Rows older than the list carry other words ("rule", "bulk", "system")."""

@@ -18,6 +18,7 @@ from sqlalchemy import (
     UniqueConstraint,
     bindparam,
     delete,
+    func,
     select,
     update,
 )
@@ -235,3 +236,8 @@ def remove_subscription(session: Session, subscription_id: str) -> Subscription:
     session.delete(subscription)
     session.flush()
     return subscription
+
+
+def count_by_status(session: Session) -> list[tuple[str, int]]:
+    """Webhook deliveries by outcome (status), for the operators' metrics."""
+    return [(status, n) for status, n in session.execute(select(Delivery.status, func.count()).group_by(Delivery.status))]
