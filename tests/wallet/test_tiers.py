@@ -2,6 +2,7 @@
 balance; the running totals never below the exact value (hypothesis); the review; rules matching tier codes."""
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from decimal import Decimal
 
@@ -92,6 +93,25 @@ def test_referral_value_is_counted_at_the_review(session, program, factory, stor
     session.commit()
     assert (result.up, tier(session, dana)) == (1, "vip")
     assert tier(session, noa) == "basic"  # noa's own friend spent 100: 100 < 150
+
+
+def test_the_referral_value_weighs_friends_friends_as_the_club_set_it(session, program, factory, store, clock):
+    """LOYALTY_INFLUENCE_SECOND_DEGREE (the program's influence_second_degree) weighs a friend's friend's spend in a
+    tier's referral value as in the influence ranking: at 1.0 here, not the default half."""
+    whole = dataclasses.replace(program, influence_second_degree=Decimal("1.0"))
+    ladder_of(session, whole, ("vip", 1, "referral_value", "150.00", 365))
+    dana = factory.member()
+    noa = factory.member(referral_code=session.get(Member, dana["id"]).referral_code)
+    eli = factory.member(referral_code=session.get(Member, noa["id"]).referral_code)
+    buy(session, whole, noa, store, "100.00")
+    buy(session, whole, eli, store, "60.00")  # 100 + 1.0 x 60 = 160 (at half it would be 130: short of 150)
+    session.commit()
+    since = clock.now - timedelta(days=365)
+    assert tiers.value_of(session, dana["id"], "referral_value", since, second_degree=Decimal("1.0")) == Decimal("160.00")
+    assert tiers.value_of(session, dana["id"], "referral_value", since) == Decimal("130.00")  # the default weight
+    result = tiers.review(session, whole)
+    session.commit()
+    assert (result.up, tier(session, dana)) == (1, "vip")
 
 
 def test_rules_match_tier_codes(session, program, factory, store):

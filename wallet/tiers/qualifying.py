@@ -65,13 +65,17 @@ def referral_value_query(since: Any, member_ids: Any = None, *, second_degree: D
 QUERIES = {"spend": _spend, "points_earned": _points, "visits": _visits, "referral_value": referral_value_query}
 
 
-def values_query(metric: str, since: Any, member_ids: Any = None) -> Any:
-    """``SELECT member_id, v`` of one metric over the window from ``since`` (members with nothing are absent)."""
+def values_query(metric: str, since: Any, member_ids: Any = None, *, second_degree: Decimal = SECOND_DEGREE) -> Any:
+    """``SELECT member_id, v`` of one metric over the window from ``since`` (members with nothing are absent);
+    ``second_degree``: the program's LOYALTY_INFLUENCE_SECOND_DEGREE, for the referral value."""
+    if metric == "referral_value":
+        return referral_value_query(since, member_ids, second_degree=second_degree)
     return QUERIES[metric](since, member_ids)
 
 
-def value_of(session: Session, member_id: str, metric: str, since: datetime) -> Decimal:
+def value_of(session: Session, member_id: str, metric: str, since: datetime, *,
+             second_degree: Decimal = SECOND_DEGREE) -> Decimal:
     """One member's exact qualifying value over the window from ``since``."""
-    sub = values_query(metric, since, [member_id]).subquery()
+    sub = values_query(metric, since, [member_id], second_degree=second_degree).subquery()
     value = session.execute(select(sub.c.v)).scalar()
     return Decimal(value or 0)

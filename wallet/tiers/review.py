@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import and_, bindparam, case, delete, func, insert, literal, null, or_, select, text, update
@@ -39,7 +40,7 @@ def _rank_of_code(ladder: Ladder, code: Any) -> Any:
     return case({s.code: s.rank for s in ladder.steps} or {"": 0}, value=code, else_=literal(-1))
 
 
-def _compute(session: Session, ladder: Ladder, now: datetime) -> None:
+def _compute(session: Session, ladder: Ladder, now: datetime, second_degree: Decimal) -> None:
     """Every member's exact values (for each metric and window a tier uses) and the rank they qualify for now,
     with the running totals as this same snapshot saw them."""
     insert_missing = insert(_totals).from_select(
@@ -49,7 +50,7 @@ def _compute(session: Session, ladder: Ladder, now: datetime) -> None:
     session.execute(insert_missing)
     session.execute(text("TRUNCATE tier_review_values") if on_postgres(session) else delete(_values))
     pairs = sorted({(s.metric, s.window_days) for s in ladder.steps if s.rank > ENTRY_RANK})
-    subs = {pair: values_query(pair[0], now - timedelta(days=pair[1])).subquery(f"v{i}")
+    subs = {pair: values_query(pair[0], now - timedelta(days=pair[1]), second_degree=second_degree).subquery(f"v{i}")
             for i, pair in enumerate(pairs)}
     joined: Any = _totals
     for sub in subs.values():
@@ -170,7 +171,7 @@ def review(session: Session, program: Program, *, commit: Callable[[], None] | N
     commit = commit or session.flush
     now = program.now()
     steps = ladder(session, session.scalar(select(revision_column())), fresh=True)
-    _compute(session, steps, now)
+    _compute(session, steps, now, program.influence_second_degree)
     commit()
     result = Review()
     after = ""

@@ -34,7 +34,7 @@ def standing(session: Session, program: Program, member_id: str, ladder: Ladder 
     state = session.get(MemberTier, member_id)
     nxt = ladder.next_after(tier.code)
     counted: Step = nxt or tier
-    value = value_of(session, member_id, counted.metric, counted.since(now))
+    value = value_of(session, member_id, counted.metric, counted.since(now), second_degree=program.influence_second_degree)
     next_tier = None
     words = [f"You are {tier.name}."]
     if nxt is not None:
