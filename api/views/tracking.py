@@ -8,12 +8,11 @@ from __future__ import annotations
 import base64
 
 from flask import Blueprint, Flask, Response, redirect, request
-from markupsafe import escape
 
 from wallet.campaigns import tracking
 from wallet.errors import DomainError
 
-from ..docs import HTML_HEADERS
+from .. import pages
 from ..errors import problem
 from ..extensions import db
 from ..state import program
@@ -25,28 +24,13 @@ MAX_TOKEN = 200
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 _PRIVATE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}  # the token is in the URL
 
-_PAGE = """<!doctype html>
-<html lang="en">
-<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex"><title>{title}</title></head>
-<body>
-<h1>{title}</h1>
-<p>{text}</p>
-</body>
-</html>
-"""
-
-
 def _invalid() -> Response:
     title = "This link is not valid"
     text = "This link is not one the club sent, or it was altered, so it leads nowhere."
     if request.accept_mimetypes.best_match(["application/problem+json", "text/html"]) != "text/html":
         response = problem(404, tracking.InvalidTrackingLink.code, title, text)
     else:  # a browser: a page for the person who followed the link
-        response = Response(_PAGE.format(title=escape(title), text=escape(text + " The club's messages and offers "
-                                                                          "are in the app.")),
-                            status=404, mimetype="text/html")
-        response.headers.update(HTML_HEADERS)
+        response = pages.page(404, title, text + " The club's messages and offers are in the app.")
     response.headers.update(_PRIVATE)
     return response
 

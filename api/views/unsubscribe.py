@@ -11,39 +11,19 @@ from markupsafe import escape
 from wallet.campaigns import unsubscribe
 from wallet.errors import DomainError
 
-from ..docs import HTML_HEADERS
+from .. import pages
 from ..extensions import db
 from ..state import program
 
 blp = Blueprint("unsubscribe", __name__, url_prefix="/api/v1/unsubscribe")
 
-_PAGE = """<!doctype html>
-<html lang="en">
-<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex"><title>{title}</title></head>
-<body>
-<h1>{title}</h1>
-<p>{text}</p>
-{form}
-</body>
-</html>
-"""
 _WHAT = {"email": "marketing emails", "sms": "marketing text messages", "push": "marketing push notifications"}
-
-
-def _page(status: int, title: str, text: str, form: str = "") -> Response:
-    body = _PAGE.format(title=escape(title), text=escape(text), form=form)
-    response = Response(body, status=status, mimetype="text/html")
-    response.headers.update(HTML_HEADERS)
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"  # the token is in the URL
-    return response
 
 
 def _refused(error: DomainError) -> Response:
     if error.code == "membership_ended":
-        return _page(410, "Nothing to unsubscribe from", "This membership has ended: the club sends it nothing.")
-    return _page(404, "This link is not valid", "This unsubscribe link is not one the club sent, or it was altered. "
+        return pages.page(410, "Nothing to unsubscribe from", "This membership has ended: the club sends it nothing.")
+    return pages.page(404, "This link is not valid", "This unsubscribe link is not one the club sent, or it was altered. "
                                                 "You can change what you receive in the app's settings.")
 
 
@@ -60,10 +40,10 @@ def page(token: str) -> Response:
             form = (f'<form method="post" action="{action}">'
                     '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
                     '<button type="submit">Unsubscribe</button></form>')
-            return _page(200, "Unsubscribe?", f"Stop {_WHAT[link.channel]} from the club? Press the button to "
+            return pages.page(200, "Unsubscribe?", f"Stop {_WHAT[link.channel]} from the club? Press the button to "
                                               "confirm; nothing changes until you do.", form)
         if request.form.get("List-Unsubscribe") != "One-Click":
-            return _page(400, "Nothing was changed", "An unsubscribe request carries List-Unsubscribe=One-Click.")
+            return pages.page(400, "Nothing was changed", "An unsubscribe request carries List-Unsubscribe=One-Click.")
         _, changed = unsubscribe.withdraw(db.session, program(), token)
         db.session.commit()
     except DomainError as error:
@@ -72,7 +52,7 @@ def page(token: str) -> Response:
     except BaseException:
         db.session.rollback()
         raise
-    return _page(200, "You are unsubscribed", f"You will receive no more {_WHAT[link.channel]} from the club."
+    return pages.page(200, "You are unsubscribed", f"You will receive no more {_WHAT[link.channel]} from the club."
                  + ("" if changed else " (You had unsubscribed already.)"))
 
 
