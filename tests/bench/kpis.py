@@ -6,8 +6,9 @@ whole event log, and how fast the answers come from its summaries.
 
 1. ``tests/bench/generate_club.py`` (the seg engineer's, copied unchanged) writes members, cards, purchases and
    check-ins by COPY, but no events. The events the use cases would have written are derived from those rows in
-   time order, as the club's log would hold them: ``member.enrolled`` per member; ``purchase.recorded``,
-   ``points.earned`` and ``reward.granted`` per purchase (the till's three); ``check_in.recorded`` per check-in.
+   time order, as the club's log would hold them: ``member.enrolled`` per member; one ``purchase.recorded`` per
+   purchase, carrying its points and grant (``points_credited``, ``rewards``: the till's one event row since the
+   till stopped writing ``points.earned`` and ``reward.granted`` beside it); ``check_in.recorded`` per check-in.
 2. The summary job runs as the worker runs it (``kpis.summarise`` a batch per transaction until caught up), timed.
 3. A tail the job has not reached (the events of 2,000 more purchases today) is added, so answers also read it.
 4. ``GET /api/v1/admin/kpis`` through the Flask app (every layer but the socket): the default 30 days, a year, a
@@ -51,17 +52,15 @@ CROSS JOIN LATERAL (
         (0, 1, 'member.enrolled', 'app', 'member:' || s.id, jsonb_build_object('card_id', 'crd_' || substr(s.id, 5))),
         (1, 1, 'purchase.recorded', 'till', 'till', jsonb_build_object(
             'purchase_id', s.id, 'receipt_id', s.id, 'amount', s.amount::text, 'currency', 'ILS',
-            'points_awarded', s.points, 'item_count', 0)),
-        (1, 2, 'points.earned', 'till', 'rule:rul_BENCH', jsonb_build_object(
-            'entry_id', 'led_' || substr(s.id, 5), 'points', s.points, 'reason', 'purchase',
-            'source', 'purchase:' || s.id, 'balance_after', s.points)),
-        (1, 3, 'reward.granted', 'till', 'rule:rul_BENCH', jsonb_build_object(
-            'grant_id', 'gnt_' || substr(s.id, 5), 'rule_id', 'rul_BENCH', 'trigger', 'purchase',
-            'points', s.points, 'coupon_id', NULL, 'surprise', false)),
+            'points_awarded', s.points, 'points_credited', s.points, 'item_count', 0,
+            'rewards', CASE WHEN s.points > 0 THEN jsonb_build_array(jsonb_build_object(
+                'rule_id', 'rul_BENCH', 'grant_id', 'gnt_' || substr(s.id, 5), 'kind', 'points', 'points', s.points,
+                'entry_id', 'led_' || substr(s.id, 5), 'pending', false, 'coupon_id', NULL, 'surprise', false))
+                ELSE '[]'::jsonb END)),
         (2, 1, 'check_in.recorded', 'app', 'member:' || s.member_id, jsonb_build_object(
             'check_in_id', s.id, 'points_awarded', 0))
     ) AS v(kind, n, type, channel, actor, data)
-    WHERE v.kind = s.kind AND (s.kind <> 1 OR v.n = 1 OR s.points > 0)
+    WHERE v.kind = s.kind
 ) t
 ORDER BY s.at, s.kind, s.id, t.n
 """
