@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import sessionmaker
 
 from api.extensions import db
-from wallet import campaigns, demo, webhooks, worker
+from wallet import campaigns, demo, kpis, webhooks, worker
 from wallet.kpis.figures import campaign_response_rate
 
 from ..smtp import smtp_server
@@ -48,3 +48,30 @@ def test_the_kpis_response_rate_is_the_launched_campaigns_responders_over_their_
     assert report["treated"] == 6
     assert campaign_response_rate(session, today, today) == report["responders"] / 6
     assert campaign_response_rate(session, today - timedelta(days=30), today - timedelta(days=1)) is None
+
+
+def test_a_daily_series_reads_the_campaigns_once_and_puts_each_rate_on_its_launch_day(app, session, program):
+    """A year by day is 365 blocks: the launched campaigns' reports are read once for the whole series (they were
+    read once per block: 365 reports), and each day's block has the rate of the campaigns launched that day."""
+    demo.load(session, program)
+    session.commit()
+    [made] = session.scalars(select(campaigns.Campaign)).all()
+    rate = campaigns.report(session, made.id)["responders"] / 6
+    today = program.now().date()
+    period = kpis.period(program, today - timedelta(days=29), today, "day")
+    reads: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if "FROM campaigns" in statement:
+            reads.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        figures = kpis.kpis(session, program, period)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    rates = {block["date"]: block["campaigns"]["response_rate"] for block in figures["series"]}
+    assert len(rates) == 30 and rates[today] == rate
+    assert all(r is None for day, r in rates.items() if day != today)
+    assert figures["campaigns"]["response_rate"] == rate
+    assert len(reads) == 2  # the campaigns launched in the period (once), and the one campaign's report

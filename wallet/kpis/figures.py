@@ -35,16 +35,34 @@ _CENT = Decimal("0.01")
 _INDEX = {name: i for i, name in enumerate(COUNTERS)}
 
 
+def launched_reports(session: Session, start: date, end: date) -> list[tuple[date, int, int]]:
+    """``(UTC day of launch, treated, responders)`` of each campaign launched in the period (UTC days): one report
+    per campaign (a period holds few), read once for a whole series."""
+    since = datetime.combine(start, time.min, tzinfo=UTC)
+    until = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
+    launched = session.execute(select(Campaign.id, Campaign.launched_at)
+                               .where(Campaign.launched_at >= since, Campaign.launched_at < until)).all()
+    out = []
+    for campaign_id, at in launched:
+        assert at is not None  # selected by its launch time
+        report = campaigns.report(session, campaign_id)
+        day = (at.astimezone(UTC) if at.tzinfo else at).date()
+        out.append((day, report["treated"], report["responders"]))
+    return out
+
+
+def response_rate_of(reports: list[tuple[date, int, int]], start: date, end: date) -> float | None:
+    """The responders of the campaigns launched from ``start`` to ``end`` over their treated members, or None."""
+    chosen = [(treated, responders) for day, treated, responders in reports if start <= day <= end]
+    treated = sum(t for t, _ in chosen)
+    return sum(r for _, r in chosen) / treated if treated else None
+
+
 def campaign_response_rate(session: Session, start: date, end: date) -> float | None:
     """``campaigns.response_rate`` for a period: the responders of the campaigns launched in it (UTC days) divided
     by their treated members (API.md's report: ``response_rate`` = responders / treated); None when no campaign
-    launched then treated anyone. One report per campaign: a period holds few."""
-    since = datetime.combine(start, time.min, tzinfo=UTC)
-    until = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
-    launched = session.scalars(select(Campaign.id).where(Campaign.launched_at >= since, Campaign.launched_at < until))
-    reports = [campaigns.report(session, campaign_id) for campaign_id in launched]
-    treated = sum(r["treated"] for r in reports)
-    return sum(r["responders"] for r in reports) / treated if treated else None
+    launched then treated anyone."""
+    return response_rate_of(launched_reports(session, start, end), start, end)
 
 
 @dataclass(frozen=True)
@@ -182,6 +200,7 @@ def kpis(session: Session, program: Program, p: Period) -> dict[str, Any]:
     read = _read(session, program, first, last)
     active = {n: _Active(read.changes[n]) for n in summary.WINDOWS}
     value = Decimal(program.point_value)
+    launched = launched_reports(session, p.start, p.end)  # once: a series' blocks each take their days' share
 
     def block(a: int, b: int, stock_before: list[int]) -> tuple[dict[str, Any], list[int]]:
         flows = [0] * len(COUNTERS)
@@ -211,7 +230,7 @@ def kpis(session: Session, program: Program, p: Period) -> dict[str, Any]:
                        "liability": str((outstanding * value).quantize(_CENT, ROUND_HALF_UP))},
             "coupons": {"issued": f["coupons_issued"], "redeemed": f["coupons_redeemed"],
                         "redemption_rate": _rate(f["coupons_redeemed_of_issued"], f["coupons_issued"])},
-            "campaigns": {"sent": f["messages_sent"], "response_rate": campaign_response_rate(session, start, end)},
+            "campaigns": {"sent": f["messages_sent"], "response_rate": response_rate_of(launched, start, end)},
             "by_channel": by_channel,
         }
         return out, stock
