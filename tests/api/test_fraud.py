@@ -2,7 +2,7 @@
 enrolments and claims, impossible travel, a card at two stores within a minute, and the flags to review them."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -258,6 +258,8 @@ def test_the_burst_limit_is_configurable(app, client, program):
 def test_concurrent_enrolments_from_one_device_count_exactly(app, make_app):
     """Twenty sign-ups at once from one device: ten enrol, ten are slowed, one flag counts them."""
     other = make_app()
+    mid_minute = datetime(2026, 6, 1, 12, 0, 30, tzinfo=UTC)  # the twenty cannot straddle a minute's edge
+    other.extensions["loyalty.program"].clock = lambda: mid_minute
 
     def work(i):
         with other.test_client() as c:

@@ -116,6 +116,18 @@ def test_a_burst_counter_counts_per_minute_one_row_per_subject(session, clock):
     assert session.scalar(select(func.count()).select_from(BurstCounter)) == 3
 
 
+def test_a_late_request_of_the_last_minute_counts_in_the_new_one(session, clock):
+    """Two requests at a minute's edge, written out of order (the one that read the clock first writes last): the
+    window stays the new minute and the late one is counted in it, not a reset to 1 that opens the door again."""
+    new_minute, last_minute = T0 + timedelta(seconds=60, milliseconds=100), T0 + timedelta(seconds=59, milliseconds=900)
+    assert fraud.count(session, kind="enrolment_burst", subject="device:a", now=T0 + timedelta(seconds=30))[0] == 1
+    assert fraud.count(session, kind="enrolment_burst", subject="device:a", now=new_minute)[0] == 1  # a new minute
+    assert fraud.count(session, kind="enrolment_burst", subject="device:a", now=last_minute)[0] == 2
+    assert fraud.count(session, kind="enrolment_burst", subject="device:a", now=new_minute)[0] == 3
+    session.commit()
+    assert session.scalar(select(BurstCounter.window_start)) == T0 + timedelta(minutes=1)
+
+
 def test_past_the_limit_a_burst_is_refused_flagged_and_kept(session, clock):
     for _ in range(2):
         fraud.check_burst(session, kind="claim_burst", subjects=["member:m1"], limit=2, now=T0, code="too_many_claims",

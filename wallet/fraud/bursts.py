@@ -45,10 +45,15 @@ def count(session: Session, *, kind: str, subject: str, now: datetime) -> tuple[
     insert = pg_insert if on_postgres(session) else sqlite_insert
     values = insert(_counters).values(kind=kind, subject=subject[:160], window_start=start, count=1)
     new = values.excluded
+    # A new minute starts the count again; a request that read the clock just before a concurrent one crossed into
+    # the next minute (and writes after it) counts in that minute: the window never moves back (a count reset there
+    # would let a burst through at every minute's edge).
+    current = _counters.c.window_start >= new.window_start
     statement = values.on_conflict_do_update(
         index_elements=["kind", "subject"],
-        set_={"count": case((_counters.c.window_start == new.window_start, _counters.c.count + 1), else_=1),
-              "window_start": new.window_start}).returning(_counters.c.count)
+        set_={"count": case((current, _counters.c.count + 1), else_=1),
+              "window_start": case((current, _counters.c.window_start), else_=new.window_start)},
+    ).returning(_counters.c.count)
     with own_transaction(session):
         counted = session.execute(statement).scalar_one()
     return int(counted), start + BURST_WINDOW
