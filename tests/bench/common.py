@@ -27,6 +27,7 @@ PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
 
 
 _DATABASES: list[str] = []  # made by fresh_database in this run
+_SERVERS: dict[str, int] = {}  # base URL -> the gunicorn master's pid, while it serves
 
 
 def fresh_database(name: str) -> str:
@@ -89,14 +90,61 @@ def gunicorn(app: str, env: dict[str, str], workers: int = 4, ready_path: str = 
                 if proc.poll() is not None or time.time() > deadline:
                     raise RuntimeError(Path(log.name).read_text()) from None
                 time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
+        url = f"http://127.0.0.1:{port}"
+        _SERVERS[url] = proc.pid
+        yield url
     finally:
+        _SERVERS.pop(f"http://127.0.0.1:{port}", None)
         proc.terminate()
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
         os.unlink(log.name)
+
+
+def _cpu_ticks() -> dict[int, tuple[int, int]]:
+    """Every process's (parent pid, user + system CPU in clock ticks), from /proc."""
+    ticks = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()  # after the command's name, which may hold spaces
+        except OSError:
+            continue  # gone meanwhile
+        ticks[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    return ticks
+
+
+class CpuMeter:
+    """CPU seconds spent during a measurement by a served app (its gunicorn master and workers) and by the
+    PostgreSQL backends serving one database: where a request's cost lies, server or database. Linux only."""
+
+    def __init__(self, base_url: str, database: str) -> None:
+        self.base_url, self.database = base_url, database
+
+    def _pids(self, ticks: dict[int, tuple[int, int]]) -> tuple[set[int], set[int]]:
+        master = _SERVERS[self.base_url]
+        server = {master} | {pid for pid, (parent, _) in ticks.items() if parent == master}
+        with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+            backends = {row[0] for row in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s",
+                                                       (self.database,))}
+        return server, backends
+
+    def __enter__(self) -> CpuMeter:
+        self._before = _cpu_ticks()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        after = _cpu_ticks()
+        server, backends = self._pids(after)  # backends opened during the run count from zero
+
+        def spent(pids: set[int]) -> float:
+            return sum(after[p][1] - self._before.get(p, (0, 0))[1] for p in pids if p in after) \
+                / os.sysconf("SC_CLK_TCK")
+        self.server_s, self.database_s = spent(server), spent(backends)
 
 
 WRK_DONE = """
@@ -110,24 +158,33 @@ end
 
 
 def wrk(url: str, script: str, args: list[str] = (), seconds: int = 10, connections: int = 16,
-        threads: int = 2) -> dict:
-    """Full-speed load with wrk; returns requests/s, p50/p99 in ms and error counts."""
+        threads: int = 2, database: str | None = None) -> dict:
+    """Full-speed load with wrk; returns requests/s, p50/p99 in ms and error counts. With ``database`` (the app
+    serving ``url`` was started by :func:`gunicorn`, on that PostgreSQL database), also the CPU milliseconds a
+    request cost the server's processes (``server_cpu_ms``) and the database's backends (``db_cpu_ms``)."""
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk")
     settle()
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script + WRK_DONE)
+    base_url = next((base for base in _SERVERS if url.startswith(base)), None)
+    meter = CpuMeter(base_url, database) if database and base_url else contextlib.nullcontext()
     try:
-        out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
-                              "--timeout", "10s", "-s", f.name, url, "--", *args],
-                             capture_output=True, text=True, check=True).stdout
+        with meter:
+            out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
+                                  "--timeout", "10s", "-s", f.name, url, "--", *args],
+                                 capture_output=True, text=True, check=True).stdout
     finally:
         os.unlink(f.name)
     line = next(row for row in out.splitlines() if row.startswith("WRKJSON"))
     data = json.loads(line[len("WRKJSON"):])
-    return {"rps": data["requests"] / (data["duration_us"] / 1e6), "p50_ms": data["p50_us"] / 1000,
-            "p99_ms": data["p99_us"] / 1000, "requests": data["requests"], "non2xx": data["non2xx"],
-            "socket_errors": data["socket_errors"]}
+    result = {"rps": data["requests"] / (data["duration_us"] / 1e6), "p50_ms": data["p50_us"] / 1000,
+              "p99_ms": data["p99_us"] / 1000, "requests": data["requests"], "non2xx": data["non2xx"],
+              "socket_errors": data["socket_errors"]}
+    if isinstance(meter, CpuMeter) and data["requests"]:
+        result["server_cpu_ms"] = meter.server_s * 1000 / data["requests"]
+        result["db_cpu_ms"] = meter.database_s * 1000 / data["requests"]
+    return result
 
 
 def paced(base_url: str, request: Callable[[int], tuple[str, str, bytes, dict]], rate: float, seconds: float,
@@ -171,7 +228,9 @@ def paced(base_url: str, request: Callable[[int], tuple[str, str, bytes, dict]],
 
 def fmt(name: str, r: dict) -> str:
     if "rps" in r:
+        cpu = (f"   CPU/request: server {r['server_cpu_ms']:.2f} ms, PostgreSQL {r['db_cpu_ms']:.2f} ms"
+               if "server_cpu_ms" in r else "")
         return (f"{name:<44} {r['rps']:8.0f} req/s   p50 {r['p50_ms']:6.1f} ms   p99 {r['p99_ms']:6.1f} ms"
-                f"   non-2xx {r['non2xx']}  socket errors {r['socket_errors']}")
+                f"   non-2xx {r['non2xx']}  socket errors {r['socket_errors']}{cpu}")
     return (f"{name:<44} {r['rate']:8.0f} req/s paced   p50 {r['p50_ms']:6.1f} ms   p99 {r['p99_ms']:6.1f} ms"
             f"   statuses {r['statuses']}")

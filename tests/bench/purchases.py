@@ -162,7 +162,8 @@ def main() -> None:
     results: list[tuple[str, dict]] = []
     rounds: list[tuple[dict, dict]] = []  # (one-transaction baseline, purchases), measured back to back
 
-    base_url = fresh_database(f"{DB_PREFIX}_baseline")
+    base_db = f"{DB_PREFIX}_baseline"
+    base_url = fresh_database(base_db)
     baseline.prepare(base_url)
     url = fresh_database(DB_PREFIX)
     t0 = time.perf_counter()
@@ -188,8 +189,8 @@ def main() -> None:
             wrk(base + "/tx", TX_LUA, seconds=2, connections=args.connections)
             wrk(target, PURCHASE_LUA, [f.name, token, "w0"], seconds=3, connections=args.connections)
             for i in range(1, args.rounds + 1):
-                tx = wrk(base + "/tx", TX_LUA, **load)
-                full = wrk(target, PURCHASE_LUA, [f.name, token, f"w{i}"], **load)
+                tx = wrk(base + "/tx", TX_LUA, database=base_db, **load)
+                full = wrk(target, PURCHASE_LUA, [f.name, token, f"w{i}"], database=DB_PREFIX, **load)
                 rounds.append((tx, full))
                 results.append((f"baseline: Flask + one write transaction #{i}", tx))
                 results.append((f"POST /pos/purchases (full load) #{i}", full))
@@ -211,6 +212,12 @@ def main() -> None:
     print(f"purchases/s, median of {len(rounds)} rounds: {statistics.median(f['rps'] for _, f in rounds):.0f}"
           f"   ratio to the one-transaction baseline, median: {statistics.median(ratios):.2f}"
           f"   (targets: >= 600/s and >= 0.50)")
+    print("CPU per request, medians of the rounds (where the budget goes; wrk's own CPU not counted):")
+    for part, key in (("server (gunicorn and the app)", "server_cpu_ms"), ("PostgreSQL backends", "db_cpu_ms")):
+        tx_ms = statistics.median(tx[key] for tx, _ in rounds)
+        full_ms = statistics.median(full[key] for _, full in rounds)
+        print(f"  {part:<30} purchase {full_ms:.2f} ms   one-transaction baseline {tx_ms:.2f} ms"
+              f"   ({full_ms / tx_ms:.1f}x)")
     at200 = by["POST /pos/purchases at 200/s"]
     print(f"p99 at 200 purchases/s: {at200['p99_ms']:.1f} ms   (target < 50 ms)")
     if not args.skip_million:
