@@ -5,12 +5,12 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from .clock import utcnow
+from .clock import utcnow, valid_timezone
 from .db import Base, id_column
 from .errors import Invalid, NotFound
 
@@ -77,7 +77,7 @@ def validate_rules(changes: dict[str, Any], current: dict[str, Any] | None) -> d
         zone = changes["timezone"]
         if zone is None:
             out.pop("timezone", None)
-        elif not isinstance(zone, str) or len(zone) > 64 or not _zone_ok(zone):
+        elif not valid_timezone(zone) or len(zone) > 64:
             errors["contact_rules.timezone"] = ["An IANA timezone such as Asia/Jerusalem."]
         else:
             out["timezone"] = zone
@@ -103,21 +103,6 @@ def validate_rules(changes: dict[str, Any], current: dict[str, Any] | None) -> d
     if errors:
         raise Invalid("Some contact rules are not valid: " + ", ".join(sorted(errors)), errors=errors)
     return out
-
-
-_ZONES: set[str] = set()
-
-
-def _zone_ok(name: str) -> bool:
-    if not _ZONES:
-        _ZONES.update(available_timezones())
-    if name not in _ZONES:
-        return False
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
 
 
 # ------------------------------------------------------------------ push devices

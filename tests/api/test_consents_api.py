@@ -85,6 +85,8 @@ def test_contact_rules_default_to_the_club_timezone_and_validate(client, factory
     assert r.get_json()["contact_rules"] == {"timezone": "Europe/Paris", "quiet_hours": None,
                                              "max_messages_per_week": 2}
     for bad, field in [({"timezone": "Mars/Olympus"}, "contact_rules.timezone"),
+                       ({"timezone": "localtime"}, "contact_rules.timezone"),  # a zoneinfo file, not a zone
+                       ({"timezone": "posix/Asia/Jerusalem"}, "contact_rules.timezone"),
                        ({"quiet_hours": {"from": "25:00", "to": "08:00"}}, "contact_rules.quiet_hours"),
                        ({"quiet_hours": {"from": "08:00", "to": "08:00"}}, "contact_rules.quiet_hours"),
                        ({"quiet_hours": {"from": "08:00"}}, "contact_rules.quiet_hours"),

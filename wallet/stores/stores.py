@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from ..clock import valid_timezone
 from ..currencies import ISO_4217
 from ..errors import Conflict, Invalid, NotFound
 from ..program import Program
@@ -25,26 +24,6 @@ RADIUS_M = (10, 10_000)
 
 
 COOLDOWN_MINUTES = (1, 43_200)  # a minute to thirty days
-
-
-_NOT_ZONES = {"localtime", "posixrules", "Factory"}  # files in some zoneinfo folders, not IANA zones
-
-
-@lru_cache(maxsize=1)
-def _zones() -> frozenset[str]:
-    return frozenset(z for z in available_timezones()
-                     if z not in _NOT_ZONES and not z.startswith(("posix/", "right/")))
-
-
-def valid_timezone(name: Any) -> bool:
-    """An IANA zone name this machine knows (``Asia/Jerusalem``); not ``localtime`` or a file path."""
-    if not isinstance(name, str) or name not in _zones():
-        return False
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
 
 
 def number_within(value: Any, low: float, high: float) -> bool:
