@@ -33,7 +33,7 @@ from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
 from wallet import tokens
-from wallet.errors import DomainError, TooManyAttempts
+from wallet.errors import DomainError, Throttled, TooManyAttempts
 
 from . import host_limits  # noqa: F401  (registers the host:// storage scheme)
 from .errors import problem
@@ -127,7 +127,7 @@ class Limits:
 
 def too_many(reset_at: float, code: str, detail: str):
     seconds = max(1, math.ceil(reset_at - time.time()))
-    return problem(429, code, "Too Many Requests", detail, headers={"Retry-After": str(seconds)})
+    return problem(429, code, Throttled.title, detail, headers={"Retry-After": str(seconds)})
 
 
 def _audience(req) -> tuple[str, str]:

@@ -151,7 +151,6 @@ class TooManyAttempts(Throttled):
 class TooManyRequests(Throttled):
     """A burst of enrolments or claims (the caller's ``code``), flagged for review; the answer says its
     ``retry_after`` and ``limit`` too."""
-    title = "Too many requests"
 
     def __init__(self, detail: str | None = None, *, retry_after: int, **kwargs: Any) -> None:
         super().__init__(detail, retry_after=retry_after, **kwargs)

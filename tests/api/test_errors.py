@@ -202,6 +202,7 @@ def test_429_with_retry_after(make_app, tmp_path):
     answers = _hit_until_limited(limited, 4)
     assert [r.status_code for r in answers] == [401, 401, 401, 429]
     body = assert_problem(answers[-1], 429, "rate_limited")
+    assert body["title"] == "Too Many Requests"
     retry_after = int(answers[-1].headers["Retry-After"])
     assert 1 <= retry_after <= 60
     assert "3 per 1 minute" in body["detail"]

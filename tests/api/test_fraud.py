@@ -225,6 +225,7 @@ def test_a_burst_of_enrolments_from_one_device_is_slowed_and_flagged(app, client
     r = enrol(client, 10, address="198.51.100.99")
     body = assert_problem(r, 429, "too_many_enrolments")
     assert 1 <= int(r.headers["Retry-After"]) <= 60 and body["limit"] == 10
+    assert body["title"] == "Too Many Requests"  # as every 429 says it, the rate limits' included
     assert enrol(client, 11, address="198.51.100.98").status_code == 429
     [flag] = flags(app, "enrolment_burst")
     assert (flag.subject, flag.count, flag.status) == ("device:phone-1", 2, "open")
