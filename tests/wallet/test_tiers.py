@@ -17,6 +17,8 @@ from wallet.errors import Invalid
 from wallet.events import Event
 from wallet.members import Member
 
+HALF = Decimal("0.5")  # a friend's friend's spend weighs half (the default LOYALTY_INFLUENCE_SECOND_DEGREE)
+
 
 @pytest.fixture
 def store(factory):
@@ -56,7 +58,7 @@ def test_points_earned_count_what_was_earned_not_the_balance(session, program, f
     assert tier(session, member) == "basic"
     buy(session, program, member, store, "45.00")  # 105 points earned at the till
     assert tier(session, member) == "silver"
-    assert tiers.value_of(session, member["id"], "points_earned", clock.now - timedelta(days=365)) == 105
+    assert tiers.value_of(session, member["id"], "points_earned", clock.now - timedelta(days=365), second_degree=HALF) == 105
 
 
 def test_visits_count_days_with_a_purchase_or_a_check_in(session, program, factory, store, clock):
@@ -72,7 +74,7 @@ def test_visits_count_days_with_a_purchase_or_a_check_in(session, program, facto
     buy(session, program, member, store, "5.00")
     assert tier(session, member) == "regular"
     state = session.get(tiers.MemberTier, member["id"])
-    assert (state.visits, tiers.value_of(session, member["id"], "visits", clock.now - timedelta(days=30))) == (3, 3)
+    assert (state.visits, tiers.value_of(session, member["id"], "visits", clock.now - timedelta(days=30), second_degree=HALF)) == (3, 3)
 
 
 def test_referral_value_is_counted_at_the_review(session, program, factory, store, clock):
@@ -83,7 +85,7 @@ def test_referral_value_is_counted_at_the_review(session, program, factory, stor
     eli = factory.member(referral_code=session.get(Member, noa["id"]).referral_code)  # a friend's friend
     buy(session, program, noa, store, "100.00")
     buy(session, program, eli, store, "80.00")  # counts half for dana: 100 + 40 = 140
-    value = tiers.value_of(session, dana["id"], "referral_value", clock.now - timedelta(days=365))
+    value = tiers.value_of(session, dana["id"], "referral_value", clock.now - timedelta(days=365), second_degree=HALF)
     assert value == Decimal("140.00")
     assert tiers.review(session, program).up == 0
     buy(session, program, eli, store, "20.00")  # 150: reached, but other members' purchases count at review
@@ -108,7 +110,7 @@ def test_the_referral_value_weighs_friends_friends_as_the_club_set_it(session, p
     session.commit()
     since = clock.now - timedelta(days=365)
     assert tiers.value_of(session, dana["id"], "referral_value", since, second_degree=Decimal("1.0")) == Decimal("160.00")
-    assert tiers.value_of(session, dana["id"], "referral_value", since) == Decimal("130.00")  # the default weight
+    assert tiers.value_of(session, dana["id"], "referral_value", since, second_degree=Decimal("0.5")) == Decimal("130.00")
     result = tiers.review(session, whole)
     session.commit()
     assert (result.up, tier(session, dana)) == (1, "vip")
@@ -162,7 +164,8 @@ def test_running_totals_bound_the_exact_value_and_the_tier_never_lags(app, facto
         for action, n in steps:
             if action == "buy":
                 bought.append(buy(session, program, member, store, f"{n}.00").purchase.id)
-                exact = tiers.value_of(session, member["id"], "spend", program.now() - timedelta(days=60))
+                exact = tiers.value_of(session, member["id"], "spend", program.now() - timedelta(days=60),
+                                       second_degree=HALF)
                 reached = max([0] + [r for r, t in ((1, 300), (2, 900)) if exact >= t])
                 held = tiers.current(session).by_code(tier(session, member)).rank
                 assert held >= reached, (exact, held)
@@ -176,7 +179,8 @@ def test_running_totals_bound_the_exact_value_and_the_tier_never_lags(app, facto
                 session.commit()
             session.expire_all()
             state = session.get(tiers.MemberTier, member["id"])
-            exact = tiers.value_of(session, member["id"], "spend", program.now() - timedelta(days=60))
+            exact = tiers.value_of(session, member["id"], "spend", program.now() - timedelta(days=60),
+                                       second_degree=HALF)
             assert state is None or state.spend >= exact, (state.spend, exact)
         changes = session.scalar(select(func.count()).select_from(Event).where(Event.type == "tier.changed"))
         assert changes == session.scalar(select(func.count()).select_from(tiers.TierChange))

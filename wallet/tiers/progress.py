@@ -23,7 +23,7 @@ from ..members import Member
 from ..program import Program
 from .ladder import Ladder, Step, Totals, may_cross
 from .models import MemberTier, TierChange
-from .qualifying import SECOND_DEGREE, value_of
+from .qualifying import value_of
 
 _totals = table_of(MemberTier)
 
@@ -106,16 +106,19 @@ _METRIC_WORDS = {"spend": "spent", "points_earned": "points earned", "visits": "
                  "referral_value": "referral value"}
 
 
-def qualified_step(session: Session, ladder: Ladder, member_id: str, code: str | None, now: datetime, *,
-                   referral: bool = False, second_degree: Decimal = SECOND_DEGREE) -> tuple[Step, Decimal] | None:
-    """The highest tier above ``code`` whose exact qualifying value the member reaches now, with that value."""
+def qualified_step(session: Session, program: Program, ladder: Ladder, member_id: str, code: str | None,
+                   now: datetime) -> tuple[Step, Decimal] | None:
+    """The highest tier above ``code`` whose exact qualifying value the member reaches now, with that value.
+    Tiers on referral value are left to the review: a member's own events do not change it (their friends'
+    purchases do, counted there)."""
     values: dict[tuple[str, int], Decimal] = {}
     for step in reversed(ladder.above(code)):
-        if step.metric == "referral_value" and not referral:
+        if step.metric == "referral_value":
             continue
         key = (step.metric, step.window_days)
         if key not in values:
-            values[key] = value_of(session, member_id, step.metric, step.since(now), second_degree=second_degree)
+            values[key] = value_of(session, member_id, step.metric, step.since(now),
+                                   second_degree=program.influence_second_degree)
         if values[key] >= step.threshold:
             return step, values[key]
     return None
@@ -126,7 +129,7 @@ def settle(session: Session, program: Program, ladder: Ladder, member_id: str, *
     """After an event that may have crossed (its rows written in this transaction): the exact values decide."""
     now = program.now()
     code = session.scalar(select(Member.tier).where(Member.id == member_id))
-    found = qualified_step(session, ladder, member_id, code, now, second_degree=program.influence_second_degree)
+    found = qualified_step(session, program, ladder, member_id, code, now)
     if found is None:
         return None
     step, value = found

@@ -18,8 +18,6 @@ from ..influence import referral_values_of, spend_since
 from ..ledger import LedgerEntry
 from ..purchases import Purchase
 
-SECOND_DEGREE = Decimal("0.5")  # LOYALTY_INFLUENCE_SECOND_DEGREE: a friend's friend's spend counts half
-
 # check_ins belongs to the in-store use cases (a layer above): named here by its columns alone.
 _check_ins = table("check_ins", column("member_id"), column("status"), column("created_at"))
 
@@ -53,28 +51,28 @@ def _visits(since: Any, member_ids: Any = None) -> Any:
     return select(days.c.member_id.label("member_id"), func.count().label("v")).group_by(days.c.member_id)
 
 
-def referral_value_query(since: Any, member_ids: Any = None, *, second_degree: Decimal = SECOND_DEGREE) -> Any:
+def referral_value_query(since: Any, member_ids: Any = None, *, second_degree: Decimal) -> Any:
     """The referral value as ``SELECT member_id, v``: :func:`wallet.influence.referral_values_of` over the spend
     since ``since``. ``member_ids``: only these referrers (a subquery or a list); None: everyone who referred
-    anyone."""
+    anyone. ``second_degree``: the program's LOYALTY_INFLUENCE_SECOND_DEGREE (how much a friend's friend's spend
+    counts); no default, so that no caller weighs it otherwise than the club does."""
     values = referral_values_of(spend_since(since).subquery("friend_spend"), second_degree, member_ids)
     referred = values.subquery("referred")
     return select(referred.c.member_id.label("member_id"), referred.c.referral_value.label("v"))
 
 
-QUERIES = {"spend": _spend, "points_earned": _points, "visits": _visits, "referral_value": referral_value_query}
+_QUERIES = {"spend": _spend, "points_earned": _points, "visits": _visits}  # and referral_value_query
 
 
-def values_query(metric: str, since: Any, member_ids: Any = None, *, second_degree: Decimal = SECOND_DEGREE) -> Any:
+def values_query(metric: str, since: Any, member_ids: Any = None, *, second_degree: Decimal) -> Any:
     """``SELECT member_id, v`` of one metric over the window from ``since`` (members with nothing are absent);
     ``second_degree``: the program's LOYALTY_INFLUENCE_SECOND_DEGREE, for the referral value."""
     if metric == "referral_value":
         return referral_value_query(since, member_ids, second_degree=second_degree)
-    return QUERIES[metric](since, member_ids)
+    return _QUERIES[metric](since, member_ids)
 
 
-def value_of(session: Session, member_id: str, metric: str, since: datetime, *,
-             second_degree: Decimal = SECOND_DEGREE) -> Decimal:
+def value_of(session: Session, member_id: str, metric: str, since: datetime, *, second_degree: Decimal) -> Decimal:
     """One member's exact qualifying value over the window from ``since``."""
     sub = values_query(metric, since, [member_id], second_degree=second_degree).subquery()
     value = session.execute(select(sub.c.v)).scalar()
