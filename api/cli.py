@@ -148,6 +148,7 @@ def scheduled_jobs() -> list:
     from datetime import timedelta
 
     from wallet import contests, fraud, social, triggers
+    from wallet.segments import activity as segment_activity
     from wallet.worker import PeriodicJob
 
     def run_triggers(session, club) -> int:
@@ -168,6 +169,8 @@ def scheduled_jobs() -> list:
             PeriodicJob("fraud-prune", timedelta(hours=1), lambda s, p: fraud.prune_counters(s, p.now())),
             PeriodicJob("kpis-summarise", timedelta(seconds=15), lambda s, p: kpis.summarise(s, p)),
             PeriodicJob("influence-refresh", timedelta(hours=1), lambda s, p: influence.refresh_due(s, p)),
+            # segments' windows of spend, purchases and visits per member (exact as read: see its module)
+            PeriodicJob("segments-activity", timedelta(hours=1), lambda s, p: segment_activity.refresh_due(s, p)),
             PeriodicJob("contests-draw", timedelta(minutes=1), contests.draw_due),  # at draw_at, once
             PeriodicJob("social-imports", timedelta(seconds=10), social.run_queued),  # large imports (202)
             *wallet_passes.jobs()]  # pass updates, APNs pushes, Google Wallet updates (when configured)

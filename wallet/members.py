@@ -111,6 +111,13 @@ class Member(Base):
                                       uselist=False, viewonly=True)
 
 
+# Segments find a city's members by it (``lower(city) = 'haifa'``, wallet.segments.sql); it carries the id and status
+# too, so a city's members are read from the index alone, no table pages (migration 0017). PostgreSQL only: SQLite
+# reads its small tables whole, and cannot reflect an index on an expression for Alembic to compare.
+Index("ix_members_city_lower", func.lower(Member.city),
+      postgresql_include=["id", "city", "status"]).ddl_if(dialect="postgresql")
+
+
 class Card(Base):
     __tablename__ = "cards"
     # One current card per member; replaced ones keep their row (and number: it is refused, never reused).

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import ForeignKey, Index, Numeric, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Numeric, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .clock import utcnow
@@ -16,8 +16,12 @@ class Purchase(Base):
     __tablename__ = "purchases"
     # BRIN on the time (PostgreSQL): segments' and influence's windows read the latest pages of a table written in
     # time order; a BRIN index is a few pages and costs a purchase next to nothing (migration 0008).
+    # The refunded ones by the time of the refund (segments' activity summary: what was refunded since its cutoff);
+    # partial, so a purchase's insert (refunded_at null) adds no entry to it (migration 0017).
     __table_args__ = (UniqueConstraint("store_id", "receipt_id"),
-                      Index("ix_purchases_created_at_brin", "created_at", postgresql_using="brin"))
+                      Index("ix_purchases_created_at_brin", "created_at", postgresql_using="brin"),
+                      Index("ix_purchases_refunded_at", "refunded_at", postgresql_where=text("refunded_at IS NOT NULL"),
+                            sqlite_where=text("refunded_at IS NOT NULL")))
 
     id: Mapped[str] = id_column("pur")
     store_id: Mapped[str] = mapped_column(ForeignKey("stores.id"))

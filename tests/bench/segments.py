@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from wallet import influence, segments
 from wallet.members import Member
 from wallet.program import Program
+from wallet.segments import SegmentActivity, activity
 
 from .generate_club import generate_club
 
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--members", type=int, default=1_000_000)
     parser.add_argument("--purchases", type=int, default=10_000_000)
     parser.add_argument("--explain", action="store_true", help="print the preview's plan")
+    parser.add_argument("--no-activity", action="store_true",
+                        help="count the preview's windows live (no activity summary): what the summary saves")
     parser.add_argument("--live", action="store_true", help="also time the ranking computed with no summary")
     parser.add_argument("--preview-only", action="store_true", help="only the segment's preview and one member's test")
     parser.add_argument("--reads-only", action="store_true",
@@ -67,6 +70,16 @@ def main(argv: list[str] | None = None) -> None:
         print(f"club: {members:,} members, {purchases:,} purchases; PostgreSQL "
               f"{session.scalar(text('SHOW server_version'))}, work_mem {session.scalar(text('SHOW work_mem'))}")
         someone = session.scalar(select(Member.id).order_by(Member.id).offset(members // 3).limit(1))
+        if args.no_activity:
+            session.execute(delete(SegmentActivity))
+        elif not args.reads_only:
+            start = time.perf_counter()
+            written = activity.refresh(session, program)
+            session.commit()
+            print(f"{'segments activity refresh (the worker, hourly)':<58} {time.perf_counter() - start:8.1f} s"
+                  f"          ({written:,} rows)", flush=True)
+            session.execute(text("ANALYZE segment_activity"))
+            session.commit()
         if args.explain:
             ids = segments.member_ids(session, PREVIEW, program=program)
             query = select(func.count()).select_from(ids.subquery())

@@ -9,13 +9,15 @@ from decimal import Decimal
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import delete, event, func, select
 
 from api.extensions import db
 from wallet import instore, ledger, rules, tiers, till
 from wallet.errors import Invalid
 from wallet.events import Event
 from wallet.members import Member
+from wallet.segments import SegmentActivity
+from wallet.segments import activity as segment_activity
 
 HALF = Decimal("0.5")  # a friend's friend's spend weighs half (the default LOYALTY_INFLUENCE_SECOND_DEGREE)
 
@@ -114,6 +116,90 @@ def test_the_referral_value_weighs_friends_friends_as_the_club_set_it(session, p
     result = tiers.review(session, whole)
     session.commit()
     assert (result.up, tier(session, dana)) == (1, "vip")
+
+
+def test_the_review_moves_many_at_once_and_reads_the_purchases_once(session, program, factory, store, clock):
+    """A ladder made after the purchases: the review moves everyone who qualifies (one UPDATE per tier moved to, not
+    one per member), each with the tier's retention from now; a window's spend and referral value come from ONE
+    aggregate of its purchases."""
+    dana = factory.member()
+    friends = [factory.member(referral_code=session.get(Member, dana["id"]).referral_code) for _ in range(3)]
+    for friend, amount in zip(friends, ("150.00", "120.00", "40.00"), strict=True):
+        buy(session, program, friend, store, amount)
+    ladder_of(session, program, ("silver", 1, "spend", "100.00", 365), ("vip", 2, "referral_value", "300.00", 365))
+    statements: list[str] = []
+    engine = session.get_bind()
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(statement)
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        clock.advance(hours=1)
+        result = tiers.review(session, program)
+        session.commit()
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert (result.up, result.down) == (3, 0)
+    assert [tier(session, m) for m in (dana, *friends)] == ["vip", "silver", "silver", "basic"]
+    for member in (dana, *friends[:2]):
+        state = session.get(tiers.MemberTier, member["id"])
+        assert (state.tier_since, state.keeps_until) == (clock.now, clock.now + timedelta(days=30))
+    (values,) = [s for s in statements if "INTO tier_review_values" in s]
+    assert values.count("FROM purchases") == 1
+    moved = [s for s in statements if s.startswith("UPDATE members SET tier")]
+    assert len(moved) == 2  # silver's two members in one statement, vip's one in another
+    reasons = session.scalars(select(tiers.TierChange.reason).order_by(tiers.TierChange.member_id)).all()
+    assert reasons == ["review_up"] * 3
+    assert session.scalar(select(func.count()).select_from(Event).where(Event.type == "tier.changed")) == 3
+
+
+def test_the_review_reads_the_segments_activity_summary_and_counts_the_same(session, program, factory, store,
+                                                                            clock):
+    """Where the segments' activity summary keeps the window (365 days here) and is fresh, the review's spend and
+    referral value are the summary plus the changes since (a purchase, a refund): the same values as counting the
+    window's purchases, which it then does not read."""
+    dana = factory.member()
+    friends = [factory.member(referral_code=session.get(Member, dana["id"]).referral_code) for _ in range(3)]
+    bought = [buy(session, program, friend, store, amount) for friend, amount in
+              zip(friends, ("150.00", "120.00", "90.00"), strict=True)]
+    ladder_of(session, program, ("silver", 1, "spend", "100.00", 365), ("vip", 2, "referral_value", "280.00", 365))
+    clock.advance(hours=2)
+    segment_activity.refresh(session, program)
+    session.commit()
+    clock.advance(hours=1)
+    buy(session, program, friends[2], store, "45.00")  # after the summary's cutoff
+    till.refund_purchase(session, program, bought[1].purchase.id, store_id=store["id"],
+                         actor="test")  # counted in it, refunded since
+    session.commit()
+
+    def values(live: bool) -> list[tuple]:
+        if live:
+            session.execute(delete(SegmentActivity))
+        statements: list[str] = []
+        engine = session.get_bind()
+
+        def seen(conn, cursor, statement, *args):
+            statements.append(statement)
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            tiers.review(session, program)
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+        (computed,) = [s for s in statements if "INTO tier_review_values" in s]
+        # live: the window's purchases aggregated once; else the summary, and purchases only for the changes
+        # since its cutoff (twice: its members' and the others')
+        assert ("segment_activity" in computed, computed.count("FROM purchases"),
+                computed.count("sum(purchases.amount)")) == ((False, 1, 1) if live else (True, 2, 0))
+        rows = session.execute(select(tiers.TierValues.member_id, tiers.TierValues.spend,
+                                      tiers.TierValues.qualified_rank).order_by(tiers.TierValues.member_id))
+        return [(m, Decimal(v or 0), rank) for m, v, rank in rows]
+    summarised = values(live=False)
+    session.rollback()
+    assert summarised == values(live=True)
+    # friends' spend 150, 0 (refunded), 90 + 45: dana's referral value 285, over VIP's 280
+    assert {m: (v, rank) for m, v, rank in summarised} == {
+        dana["id"]: (Decimal(0), 2), friends[0]["id"]: (Decimal("150.00"), 1), friends[1]["id"]: (Decimal(0), 0),
+        friends[2]["id"]: (Decimal("135.00"), 1)}
 
 
 def test_rules_match_tier_codes(session, program, factory, store):

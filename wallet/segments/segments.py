@@ -14,9 +14,10 @@ from ..errors import Conflict, Invalid, NotFound
 from ..influence import analytic
 from ..members import Member
 from ..program import Program
+from . import activity
 from .criteria import validate
 from .models import Segment
-from .sql import compile_criteria, tier_ranks
+from .sql import compile_criteria, tier_ranks, uses_activity
 
 SAMPLE = 10
 # Rules and offers sit above or beside this package (they ask it): the columns read here to refuse deleting a
@@ -42,22 +43,27 @@ def get_segment(session: Session, segment_id: str) -> Segment:
 
 
 def member_ids(session: Session, segment_or_criteria: Segment | str | dict[str, Any], *,
-               program: Program | None = None) -> Select:
+               program: Program | None = None, live: bool = False) -> Select:
     """ONE select of the ids of the active members in a segment (a Segment, its id, or criteria) now: add
-    ``.where(...)``, count it, or use it as ``Member.id.in_(...)``; never loads members into Python."""
+    ``.where(...)``, count it, or use it as ``Member.id.in_(...)``; never loads members into Python. Criteria on
+    spend, purchases or visits in a window read the worker's activity summary (one row read here for its cutoff)
+    plus what changed since: exact now (.activity); ``live``: count them from the purchases instead, the same
+    values (one member's test: its purchases through their member index, and no read of the cutoff)."""
     if isinstance(segment_or_criteria, Segment):
         criteria = segment_or_criteria.criteria
     elif isinstance(segment_or_criteria, str):
         criteria = get_segment(session, segment_or_criteria).criteria
     else:
         criteria = check_criteria(segment_or_criteria)
-    return compile_criteria(_settings(program), criteria)
+    cutoff = activity.as_of(session) if not live and uses_activity(criteria) else None
+    return compile_criteria(_settings(program), criteria, activity_as_of=cutoff)
 
 
 def contains(session: Session, segment_or_criteria: Segment | str | dict[str, Any], member_id: str, *,
              program: Program | None = None) -> bool:
-    """Whether one member is in the segment now: the segment's query with ``AND members.id = :id`` (one query)."""
-    ids = member_ids(session, segment_or_criteria, program=program)
+    """Whether one member is in the segment now: the segment's query with ``AND members.id = :id`` (one query; the
+    windows counted live from the member's own purchases and check-ins)."""
+    ids = member_ids(session, segment_or_criteria, program=program, live=True)
     return bool(session.scalar(select(exists(ids.where(Member.id == member_id)))))
 
 
@@ -69,8 +75,11 @@ class Preview:
 
 def preview(session: Session, program: Program, criteria: Any, *, sample: int = SAMPLE) -> Preview:
     """How many members the criteria hold now and the first few of them (one run of the segment's query, the
-    count beside each row); writes nothing."""
-    ids = member_ids(session, criteria, program=program).subquery("segment")
+    count beside each row); writes nothing. The segment is a materialised CTE on PostgreSQL: planned as a whole set
+    (hash joins, in parallel), not walked in id order for the first rows (merge joins along the primary keys of
+    members and the summary, 1.3 s against 0.4 s at a million members)."""
+    ids = member_ids(session, criteria, program=program).cte("segment").prefix_with("MATERIALIZED",
+                                                                                  dialect="postgresql")
     analytic(session)
     rows = session.execute(select(ids.c.id, func.count().over()).order_by(ids.c.id).limit(sample)).all()
     first = list(session.scalars(select(Member).where(Member.id.in_([r[0] for r in rows])).order_by(Member.id)))

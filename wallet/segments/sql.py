@@ -33,17 +33,15 @@ from sqlalchemy import (
 )
 
 from .. import influence
-from ..db import Base, UTCDateTime
+from ..db import Base
 from ..ledger import Balance
 from ..members import Member
 from ..program import Program
 from ..purchases import Purchase
+from . import activity
+from .activity import CHECK_INS, PURCHASE_WINDOWS, VISITS_DAYS
+from .models import SegmentActivity
 
-# Check-ins belong to wallet.instore, a use case above this layer: the two columns read here, named as a table.
-CHECK_INS = table("check_ins", column("member_id", String), column("status", String),
-                  column("created_at", UTCDateTime()))
-PURCHASE_WINDOWS = {"spend_30d": 30, "spend_90d": 90, "spend_365d": 365, "purchases_90d": 90, "purchases_365d": 365}
-VISITS_DAYS = 90
 _FAR_DAYS = 1_000_000  # past this, "at least N days" is never true (and timedelta stays in range)
 _FAR_YEARS = 300
 _DEFAULT_PREFERENCES = {"email": True, "push": True}
@@ -125,9 +123,10 @@ def _elapsed(column_: Any, op: str, value: Any, cutoff: Callable[[int], Any | No
 
 
 class _Compiler:
-    def __init__(self, program: Program, criteria: dict[str, Any]) -> None:
+    def __init__(self, program: Program, criteria: dict[str, Any], activity_as_of: datetime | None) -> None:
         self.program = program
         self.now = program.now()
+        self.activity_as_of = activity_as_of if activity.usable(activity_as_of, self.now) else None
         self.criteria = criteria
         self.joins: list[tuple[FromClause, ColumnElement[bool]]] = []
         self.columns: dict[str, Any] = {}
@@ -150,7 +149,26 @@ class _Compiler:
         self.joins.append((source, source.c.member_id == Member.id))
         return source
 
+    def _summarised(self, names: set[str]) -> set[str]:
+        """The windowed fields read from the summary plus what changed since its cutoff (see .activity)."""
+        cutoff = self.activity_as_of
+        names = names & activity.FIELDS
+        if cutoff is None or not names:
+            return set()
+        summary = self._join(SegmentActivity.__table__)
+        windows = [n for n in PURCHASE_WINDOWS if n in names]
+        bought = self._join(activity.purchase_changes(cutoff, self.now, windows).subquery("purchases_since")) \
+            if windows else None
+        came = self._join(activity.visit_changes(cutoff, self.now).subquery("visits_since")) \
+            if "visits_90d" in names else None
+        for n in names:
+            since = came if n == "visits_90d" else bought
+            assert since is not None
+            self.columns[n] = func.coalesce(summary.c[n], 0) + func.coalesce(since.c[n], 0)
+        return names
+
     def _sources(self, names: set[str]) -> None:
+        names = names - self._summarised(names)
         windows = {n: d for n, d in PURCHASE_WINDOWS.items() if n in names}
         if windows:
             since = {d: self.now - timedelta(days=d) for d in set(windows.values())}
@@ -265,8 +283,15 @@ def _fields_of(criteria: dict[str, Any]) -> set[str]:
     return names
 
 
-def compile_criteria(program: Program, criteria: dict[str, Any]) -> Select:
-    """The select of the ids of active members who meet validated ``criteria`` now (``program.now()``)."""
-    return _Compiler(program, criteria).select()
+def uses_activity(criteria: dict[str, Any]) -> bool:
+    """Whether the criteria name a field the activity summary keeps (spend, purchases or visits in a window)."""
+    return bool(_fields_of(criteria) & activity.FIELDS)
+
+
+def compile_criteria(program: Program, criteria: dict[str, Any], *, activity_as_of: datetime | None = None) -> Select:
+    """The select of the ids of active members who meet validated ``criteria`` now (``program.now()``).
+    ``activity_as_of``: the activity summary's cutoff (:func:`activity.as_of`); where it is usable now, the windows
+    are its values plus the changes since, else they are aggregated live (the same values)."""
+    return _Compiler(program, criteria, activity_as_of).select()
 
 

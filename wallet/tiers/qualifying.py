@@ -11,7 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, column, func, or_, select, table, union
+from sqlalchemy import FromClause, and_, column, func, or_, select, table, union
 from sqlalchemy.orm import Session
 
 from ..influence import referral_values_of, spend_since
@@ -51,12 +51,15 @@ def _visits(since: Any, member_ids: Any = None) -> Any:
     return select(days.c.member_id.label("member_id"), func.count().label("v")).group_by(days.c.member_id)
 
 
-def referral_value_query(since: Any, member_ids: Any = None, *, second_degree: Decimal) -> Any:
+def referral_value_query(since: Any, member_ids: Any = None, *, second_degree: Decimal,
+                         spend: FromClause | None = None) -> Any:
     """The referral value as ``SELECT member_id, v``: :func:`wallet.influence.referral_values_of` over the spend
-    since ``since``. ``member_ids``: only these referrers (a subquery or a list); None: everyone who referred
-    anyone. ``second_degree``: the program's LOYALTY_INFLUENCE_SECOND_DEGREE (how much a friend's friend's spend
-    counts); no default, so that no caller weighs it otherwise than the club does."""
-    values = referral_values_of(spend_since(since).subquery("friend_spend"), second_degree, member_ids)
+    since ``since`` (``spend``: that :func:`~wallet.influence.spend_since` already made, e.g. as a CTE).
+    ``member_ids``: only these referrers (a subquery or a list); None: everyone who referred anyone.
+    ``second_degree``: the program's LOYALTY_INFLUENCE_SECOND_DEGREE (how much a friend's friend's spend counts); no
+    default, so that no caller weighs it otherwise than the club does."""
+    spend = spend if spend is not None else spend_since(since).subquery("friend_spend")
+    values = referral_values_of(spend, second_degree, member_ids)
     referred = values.subquery("referred")
     return select(referred.c.member_id.label("member_id"), referred.c.referral_value.label("v"))
 
@@ -64,11 +67,16 @@ def referral_value_query(since: Any, member_ids: Any = None, *, second_degree: D
 _QUERIES = {"spend": _spend, "points_earned": _points, "visits": _visits}  # and referral_value_query
 
 
-def values_query(metric: str, since: Any, member_ids: Any = None, *, second_degree: Decimal) -> Any:
+def values_query(metric: str, since: Any, member_ids: Any = None, *, second_degree: Decimal,
+                 spend: FromClause | None = None) -> Any:
     """``SELECT member_id, v`` of one metric over the window from ``since`` (members with nothing are absent);
-    ``second_degree``: the program's LOYALTY_INFLUENCE_SECOND_DEGREE, for the referral value."""
+    ``second_degree``: the program's LOYALTY_INFLUENCE_SECOND_DEGREE, for the referral value. ``spend``: the
+    window's :func:`~wallet.influence.spend_since` already made (a CTE the review shares between the spend and
+    the referral value of one window: the purchases aggregated once, not three times), for those two metrics."""
     if metric == "referral_value":
-        return referral_value_query(since, member_ids, second_degree=second_degree)
+        return referral_value_query(since, member_ids, second_degree=second_degree, spend=spend)
+    if metric == "spend" and spend is not None and member_ids is None:
+        return select(spend.c.member_id.label("member_id"), spend.c.spend.label("v"))
     return _QUERIES[metric](since, member_ids)
 
 

@@ -11,13 +11,15 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, delete, func, insert, literal, null, or_, select, text, update
+from sqlalchemy import and_, case, delete, func, insert, literal, null, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from ..db import UTCDateTime, new_id, on_postgres, table_of
 from ..events import Event, event_row
+from ..influence import spend_since
 from ..members import Member
 from ..program import Program
+from ..segments import activity
 from .ladder import Ladder, Step, ladder
 from .models import ENTRY_RANK, MemberTier, TierChange, TierValues, revision_column
 from .qualifying import values_query
@@ -25,6 +27,7 @@ from .qualifying import values_query
 _members, _totals, _values = table_of(Member), table_of(MemberTier), table_of(TierValues)
 _changes, _events = table_of(TierChange), table_of(Event)
 _COLUMNS = {"spend": "spend", "points_earned": "points", "visits": "visits"}  # metric: running total's column
+_CHUNK = 10_000  # member ids in one IN (...)
 
 
 @dataclass
@@ -40,6 +43,11 @@ def _rank_of_code(ladder: Ladder, code: Any) -> Any:
     return case({s.code: s.rank for s in ladder.steps} or {"": 0}, value=code, else_=literal(-1))
 
 
+def _spend(session: Session, now: datetime, days: int) -> Any:
+    summarised = activity.spend_over(session, now, days)
+    return summarised if summarised is not None else spend_since(now - timedelta(days=days))
+
+
 def _compute(session: Session, ladder: Ladder, now: datetime, second_degree: Decimal) -> None:
     """Every member's exact values (for each metric and window a tier uses) and the rank they qualify for now,
     with the running totals as this same snapshot saw them."""
@@ -50,7 +58,13 @@ def _compute(session: Session, ladder: Ladder, now: datetime, second_degree: Dec
     session.execute(insert_missing)
     session.execute(text("TRUNCATE tier_review_values") if on_postgres(session) else delete(_values))
     pairs = sorted({(s.metric, s.window_days) for s in ladder.steps if s.rank > ENTRY_RANK})
-    subs = {pair: values_query(pair[0], now - timedelta(days=pair[1]), second_degree=second_degree).subquery(f"v{i}")
+    # One spend per window (a CTE) serves its spend and its referral value (friends' and their friends' spend):
+    # the segments' activity summary plus the changes since where it keeps the window (30, 90, 365 days) and is
+    # fresh, else the window's purchases aggregated, once (not three times: 10 million purchases hashed in 10 s).
+    spends = {days: _spend(session, now, days).cte(f"spend_{days}")
+              for metric, days in pairs if metric in ("spend", "referral_value")}
+    subs = {pair: values_query(pair[0], now - timedelta(days=pair[1]), second_degree=second_degree,
+                               spend=spends.get(pair[1])).subquery(f"v{i}")
             for i, pair in enumerate(pairs)}
     joined: Any = _totals
     for sub in subs.values():
@@ -99,7 +113,9 @@ def _review_slice(session: Session, program: Program, ladder: Ladder, now: datet
     keeps = until(timedelta(0))
     kept = session.execute(update(mt).where(
         mt.c.member_id == r.c.member_id, m.c.id == r.c.member_id, _in_slice(r.c.member_id, after, upto),
-        current > ENTRY_RANK, r.c.qualified_rank >= current,
+        # (qualified above the entry: implied by the next two, but read from the values alone, it leaves most of
+        # a slice out before the joins)
+        r.c.qualified_rank > ENTRY_RANK, current > ENTRY_RANK, r.c.qualified_rank >= current,
         # a day's grace: an hourly review does not rewrite every qualifying member's row each time
         or_(mt.c.keeps_until.is_(None), mt.c.keeps_until < until(timedelta(days=1)))).values(keeps_until=keeps))
     result.kept += kept.rowcount or 0  # type: ignore[attr-defined]
@@ -123,8 +139,6 @@ def _review_slice(session: Session, program: Program, ladder: Ladder, now: datet
             moves.append((member_id, code, target, "review_down" if known else "tier_removed", match_until))
     if moves:
         _apply(session, program, now, moves, result)
-    result.members += session.scalar(select(func.count()).select_from(r).where(
-        _in_slice(r.c.member_id, after, upto))) or 0
 
 
 def _apply(session: Session, program: Program, now: datetime, moves: list[tuple[str, str, Step, str, Any]],
@@ -136,12 +150,20 @@ def _apply(session: Session, program: Program, now: datetime, moves: list[tuple[
     moves = [move for move in moves if held.get(move[0]) == move[1]]
     if not moves:
         return
-    session.execute(update(_members).where(_members.c.id == bindparam("m_id")).values(tier=bindparam("m_to")),
-                    [{"m_id": member_id, "m_to": to.code} for member_id, _, to, _, _ in moves])
-    session.execute(update(_totals).where(_totals.c.member_id == bindparam("m_id")).values(
-        tier_since=now, keeps_until=bindparam("m_keeps")),
-        [{"m_id": member_id, "m_keeps": max(now + timedelta(days=to.retain_days), match_until or now)}
-         for member_id, _, to, _, match_until in moves])
+    # Set-based: one UPDATE of members and one of their totals per tier moved to (and direction), in chunks, not
+    # one per member (191,779 members moved up at a million: 12.6 s of single-row updates).
+    groups: dict[tuple[Step, bool], list[str]] = {}
+    for member_id, _, to, reason, _ in moves:
+        groups.setdefault((to, reason == "review_up"), []).append(member_id)
+    for (to, up), moved in groups.items():
+        keeps: Any = literal(now + timedelta(days=to.retain_days), UTCDateTime())
+        if not up:  # down to a tier: kept at least until a status match runs out
+            keeps = case((_totals.c.match_until > keeps, _totals.c.match_until), else_=keeps)
+        for start in range(0, len(moved), _CHUNK):
+            chunk = moved[start:start + _CHUNK]
+            session.execute(update(_members).where(_members.c.id.in_(chunk)).values(tier=to.code))
+            session.execute(update(_totals).where(_totals.c.member_id.in_(chunk)).values(tier_since=now,
+                                                                                        keeps_until=keeps))
     history, log = [], []
     for member_id, code, to, reason, _ in moves:
         change_id = new_id("tch")
@@ -173,7 +195,7 @@ def review(session: Session, program: Program, *, commit: Callable[[], None] | N
     steps = ladder(session, session.scalar(select(revision_column())), fresh=True)
     _compute(session, steps, now, program.influence_second_degree)
     commit()
-    result = Review()
+    result = Review(members=session.scalar(select(func.count()).select_from(_values)) or 0)
     after = ""
     while True:
         upto = _slice_end(session, after, slice_size)
