@@ -158,3 +158,28 @@ def test_a_refresh_waits_for_the_transaction_that_read_the_cutoff(session, progr
     with engine.connect() as other:
         assert other.execute(delete(SegmentActivity)).rowcount == 1
         other.rollback()
+
+
+@pytest.mark.postgres
+def test_a_reader_does_not_wait_for_a_refresh_that_is_writing(session, program, clock):
+    """While a refresh's transaction holds the summary's rows (deleted, its new rows not committed), a segment's
+    query counts live at once (the same members), instead of waiting for the refresh to commit."""
+    store = _store(session)
+    _member(session, 1)
+    _member(session, 2)
+    _purchase(session, store, "mem_T0001", "350.00", NOW - timedelta(days=10))
+    session.flush()
+    activity.refresh(session, program)
+    session.commit()
+    criteria = {"all": [{"field": "spend_90d", "op": ">=", "value": "300.00"}]}
+    assert ids(session, program, criteria) == ["mem_T0001"]
+    session.commit()
+    engine = session.get_bind()
+    with engine.connect() as refresh:  # a refresh under way: its DELETE done, not committed
+        refresh.execute(delete(SegmentActivity))
+        session.execute(text("SET LOCAL lock_timeout = '300ms'"))  # waiting for the refresh would fail here
+        assert activity.as_of(session) is None
+        assert ids(session, program, criteria) == ["mem_T0001"]
+        session.rollback()
+        refresh.rollback()
+    assert activity.as_of(session) == NOW - activity.MARGIN  # the refresh rolled back: the summary is read again

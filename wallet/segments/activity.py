@@ -93,8 +93,11 @@ def refresh(session: Session, program: Program) -> int:
 def as_of(session: Session) -> datetime | None:
     """The summary's cutoff (None: none written, or it holds nobody); every row has the same, one row says it.
     That row stays key-share locked until the caller's transaction ends: a refresh (its DELETE) waits for it, so
-    the caller's later statements read the summary of the cutoff they were given, not the next one's rows."""
-    return session.scalar(select(SegmentActivity.as_of).limit(1).with_for_update(read=True, key_share=True))
+    the caller's later statements read the summary of the cutoff they were given, not the next one's rows. While a
+    refresh is writing (its DELETE holds every row) the rows are skipped, not waited for: None, and the caller
+    counts live (a console's count as the marketer types must not hang for the refresh's half minute)."""
+    return session.scalar(select(SegmentActivity.as_of).limit(1)
+                          .with_for_update(read=True, key_share=True, skip_locked=True))
 
 
 def usable(cutoff: datetime | None, now: datetime) -> bool:
